@@ -1,0 +1,88 @@
+/* fastnet native core: the whole C API.
+ *
+ * Conventions
+ * - Every function named *_team is team-aware: all threads of the enclosing
+ *   OpenMP team call it with the same arguments (or one thread calls it
+ *   outside any parallel region).  Work is split over a grid fixed by the
+ *   problem shape, so results are bit-identical for any thread count.
+ * - Matrices are row-major unless strides say otherwise; sizes are fn_int.
+ * - Kernels assume validated input (the Python layer checks dtype, shape,
+ *   contiguity and ranges) and never allocate: callers pass workspaces.
+ * - Each templated declaration exists as name_f32 (float) and name_f64
+ *   (double); see fn_api.h.
+ */
+#ifndef FASTNET_H
+#define FASTNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef ptrdiff_t fn_int;
+
+/* Activation applied by fused epilogues. */
+enum { FN_ACT_NONE = 0, FN_ACT_RELU = 1, FN_ACT_TANH = 2, FN_ACT_SIGMOID = 3 };
+/* Optimizer kinds of fn_optim_*. */
+enum { FN_OPT_SGD = 0, FN_OPT_ADAM = 1, FN_OPT_ADAMW = 2 };
+/* Losses of the training step. */
+enum { FN_LOSS_CROSS_ENTROPY = 0, FN_LOSS_MSE = 1 };
+
+/* A single-threaded, row-major BLAS gemm (the signature of cython-blis'
+ * blis.cy.sgemm/dgemm):  C = alpha * op(A) op(B) + beta * C. */
+typedef void (*fn_sgemm_fn)(int transa, int transb, int m, int n, int k,
+                            float alpha, const float *a, int lda,
+                            const float *b, int ldb, float beta, float *c, int ldc);
+typedef void (*fn_dgemm_fn)(int transa, int transb, int m, int n, int k,
+                            double alpha, const double *a, int lda,
+                            const double *b, int ldb, double beta, double *c, int ldc);
+
+typedef struct {
+    fn_sgemm_fn sgemm;   /* NULL: every product takes the built-in kernel */
+    fn_dgemm_fn dgemm;
+    int grid;            /* tiles of a large product: the machine's cores,
+                            fixed once per process, never the thread count */
+} fn_blas;
+
+/* Inverted dropout, reproducible bit for bit:
+ * element (i, j) is kept when word j % 4 of
+ * Philox4x32-10(key = seed, counter = (j / 4, i, layer, step)) < threshold. */
+typedef struct {
+    double rate;         /* 0 disables dropout */
+    uint64_t seed;
+    uint32_t layer;
+    uint32_t step;
+} fn_dropout;
+
+/* Result of a loss or of a whole training step. */
+typedef struct {
+    double loss;         /* weighted mean loss of the batch */
+    fn_int correct;      /* rows whose argmax equals the label (cross-entropy) */
+    double grad_norm;    /* global L2 norm of the gradient, before clipping */
+} fn_result;
+
+/* Build facts (fn_build.c). */
+int fn_build_openmp(void);
+const char *fn_build_compiler(void);
+int fn_build_multiversion(void);
+
+/* Largest keep-threshold for a dropout rate in (0, 1). */
+uint32_t fn_dropout_threshold(double rate);
+/* Philox4x32-10 block, exposed for known-answer tests. */
+void fn_philox4x32(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]);
+/* Elements of packing scratch a product with k rows and n columns of B needs. */
+fn_int fn_gemm_pack_size(fn_int k, fn_int n, int dtype_bits);
+/* Doubles of reduction scratch a sum over `count` elements needs. */
+fn_int fn_reduce_scratch_size(fn_int count);
+
+#define FN_DTYPE 32
+#include "fn_api.h"
+#undef FN_DTYPE
+#define FN_DTYPE 64
+#include "fn_api.h"
+#undef FN_DTYPE
+/* keep the template names out of code that includes this header */
+#undef fn_real
+#undef fn_ivec_elem
+#undef FN
+#undef FN_VLEN
+
+#endif

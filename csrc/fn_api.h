@@ -1,0 +1,182 @@
+/* Templated part of fastnet.h: included once per dtype (FN_DTYPE 32, 64). */
+#include "fn_real.h"
+
+/* ---- Dense products with fused epilogue (fn_gemm.c) -------------------- */
+
+/* C = act(A B + bias)            (accumulate = 0)
+ * C = act(C + A B + bias)        (accumulate = 1)
+ * A is m x k with A[i, p] = a[i * a_rs + p * a_cs]; B is k x n likewise;
+ * C is m x n with leading dimension ldc.  `pack` is scratch of
+ * fn_gemm_pack_size(k, n, bits) elements, shared by the team. */
+typedef struct {
+    fn_int m, n, k;
+    const fn_real *a; fn_int a_rs, a_cs;
+    const fn_real *b; fn_int b_rs, b_cs;
+    fn_real *c; fn_int ldc;
+    int accumulate;
+    const fn_real *bias;    /* NULL: no bias */
+    int act;                /* FN_ACT_* */
+    fn_real *pack;
+} FN(fn_gemm_args);
+
+void FN(fn_gemm_team)(const fn_blas *blas, const FN(fn_gemm_args) *g);
+
+/* ---- Activations (fn_activation.c) ------------------------------------- */
+
+/* dz = dout * act'(out) [* mask / (1 - rate)], with act' taken from the
+ * activation's output; db = column sums of dz (db may be NULL).
+ * `mask` (NULL: no dropout) is the keep mask of a dropout that followed the
+ * activation; dout is then the gradient of the dropped output.
+ * dz may alias dout, or be NULL when only db is wanted. */
+void FN(fn_act_backward_team)(fn_int n, fn_int f, const fn_real *dout,
+                              const fn_real *out, int act,
+                              const uint8_t *mask, double rate,
+                              fn_real *dz, fn_real *db);
+
+/* ---- Batch normalisation (fn_batchnorm.c) ------------------------------ */
+
+/* out = act(gamma * xhat + beta), xhat = (x - mean) / sqrt(var + eps),
+ * optionally followed by dropout.  In training the statistics are the
+ * batch's (biased variance) and the running buffers, when given, are
+ * updated as running = (1 - momentum) * running + momentum * batch, with the
+ * unbiased variance for running_var.  Out of training the running buffers
+ * are read. */
+typedef struct {
+    fn_int n, f;
+    const fn_real *x;
+    const fn_real *gamma, *beta;     /* NULL: 1 and 0 */
+    double eps;
+    int training;
+    fn_real *mean, *var;             /* training: batch statistics (may be NULL) */
+    fn_real *running_mean, *running_var;
+    double momentum;
+    fn_real *xhat;                   /* optional: the normalised input */
+    int act;                         /* FN_ACT_* after the affine map */
+    fn_real *out;                    /* n x f, may alias x */
+    fn_dropout dropout;              /* rate 0: off */
+    uint8_t *mask;                   /* dropout keep mask (rate > 0) */
+    fn_real *dropped;                /* out * mask / (1 - rate) (rate > 0) */
+} FN(fn_bn_forward_args);
+
+void FN(fn_bn_forward_team)(const FN(fn_bn_forward_args) *a);
+
+/* Backward of the training-mode forward above.  The incoming gradient is
+ * dout; when act/mask are given it is first taken back through dropout and
+ * the activation (act_out: the activation's output before dropout).
+ * xhat may be NULL, then it is recomputed from x, mean and var.
+ * dx may alias dout. */
+typedef struct {
+    fn_int n, f;
+    const fn_real *dout;
+    const uint8_t *mask; double rate;
+    int act; const fn_real *act_out;
+    const fn_real *xhat;
+    const fn_real *x, *mean;
+    const fn_real *var; double eps;
+    const fn_real *gamma;            /* NULL: 1 */
+    fn_real *dx, *dgamma, *dbeta;    /* dgamma/dbeta may be NULL */
+} FN(fn_bn_backward_args);
+
+void FN(fn_bn_backward_team)(const FN(fn_bn_backward_args) *a);
+
+/* ---- Dropout (fn_dropout.c) --------------------------------------------- */
+
+/* x is n x f (row stride ldx); out = x * mask / (1 - rate) and the mask,
+ * both n x f contiguous. */
+void FN(fn_dropout_team)(fn_int n, fn_int f, const fn_real *x, fn_int ldx,
+                         const fn_dropout *d, fn_real *out, uint8_t *mask);
+/* dx = dout * mask / (1 - rate) over `count` elements. */
+void FN(fn_dropout_backward_team)(fn_int count, const fn_real *dout,
+                                  const uint8_t *mask, double rate, fn_real *dx);
+
+/* ---- Losses (fn_loss.c) -------------------------------------------------- */
+
+/* Softmax cross-entropy of n rows of c logits.  Row i's label and weight
+ * are labels[r] and weights[r] with r = index ? index[i] : i, labels in
+ * [0, c), weights NULL meaning 1.  loss = sum w_i l_i / sum w_i, and dlogits
+ * (NULL: not computed) is its gradient.  `scratch` holds
+ * fn_reduce_scratch_size(n) doubles.  res->loss and res->correct are set
+ * by one thread; every thread may read them after the call. */
+void FN(fn_softmax_xent_team)(fn_int n, fn_int c, const fn_real *logits,
+                              const int64_t *labels, const fn_real *weights,
+                              const int64_t *index, fn_real *dlogits,
+                              double *scratch, fn_result *res);
+/* Mean squared error of n x d outputs against targets (row r as above):
+ * mean over all elements, rows weighted when weights are given; dpred
+ * (NULL: skip) is its gradient. */
+void FN(fn_mse_team)(fn_int n, fn_int d, const fn_real *pred, const fn_real *targets,
+                     const fn_real *weights, const int64_t *index, fn_real *dpred,
+                     double *scratch, fn_result *res);
+/* Row-wise softmax of n x c logits. */
+void FN(fn_softmax_team)(fn_int n, fn_int c, const fn_real *logits, fn_real *probs);
+
+/* ---- Optimizers and reductions (fn_optim.c) ----------------------------- */
+
+typedef struct {
+    int kind;                /* FN_OPT_* */
+    double lr, momentum, beta1, beta2, eps, weight_decay;
+    int nesterov;
+    int64_t step;            /* updates already taken */
+    fn_real *buf1, *buf2;    /* SGD: momentum buffer; Adam: first, second moment */
+} FN(fn_optim);
+
+/* One update of `count` parameters in place, with g = grad * grad_scale.
+ * Does not advance o->step (the caller does, once per step). */
+void FN(fn_optim_update_team)(const FN(fn_optim) *o, fn_int count, fn_real *param,
+                              const fn_real *grad, double grad_scale);
+/* Sum of squares in a fixed order; scratch: fn_reduce_scratch_size(count)
+ * doubles.  Every thread gets the result. */
+double FN(fn_sumsq_team)(fn_int count, const fn_real *x, double *scratch);
+
+/* ---- The whole network (fn_mlp.c) ---------------------------------------- */
+
+typedef struct {
+    fn_int fan_in, fan_out;
+    fn_real *w, *b;                  /* b is NULL for a layer with batch norm */
+    fn_real *gamma, *beta;           /* NULL without batch norm */
+    fn_real *running_mean, *running_var;
+    fn_real *dw, *db, *dgamma, *dbeta;
+    /* workspace for one batch */
+    fn_real *xhat;                   /* batch norm: normalised pre-activation */
+    fn_real *act;                    /* activation output (logits for the last layer) */
+    fn_real *out;                    /* input of the next layer: act after dropout */
+    uint8_t *mask;                   /* dropout keep mask */
+    fn_real *mean, *var;             /* batch statistics */
+} FN(fn_layer);
+
+typedef struct {
+    int n_layers;
+    FN(fn_layer) *layers;
+    int act;                         /* hidden activation */
+    int batch_norm;
+    double dropout;
+    double bn_eps, bn_momentum;
+    int loss;                        /* FN_LOSS_* */
+    fn_int n_params;
+    fn_real *params, *grads;         /* every layer's parameters, contiguous */
+    fn_real *input;                  /* gathered batch: max_batch x fan_in */
+    fn_real *grad_a, *grad_b;        /* max_batch x widest layer each */
+    fn_real *pack;                   /* fn_gemm_pack_size of the widest product */
+    double *scratch;                 /* reductions */
+} FN(fn_mlp);
+
+typedef struct {
+    const fn_real *x;                /* rows of fan_in values, contiguous */
+    const int64_t *index;            /* batch rows of x, or NULL: rows 0..n-1 */
+    fn_int n;
+    const int64_t *labels;           /* cross-entropy: indexed like x */
+    const fn_real *targets;          /* mse: rows of n_out values */
+    const fn_real *weights;          /* per-row weights or NULL */
+    uint64_t seed;                   /* dropout stream */
+    uint32_t step;
+} FN(fn_batch);
+
+/* Forward, loss, backward and (when opt is not NULL) one optimizer update
+ * with the gradient clipped to clip_norm (<= 0: no clipping). */
+void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
+                                const FN(fn_batch) *batch, const FN(fn_optim) *opt,
+                                double clip_norm, fn_result *res);
+/* Inference forward (running statistics, no dropout) of n rows of x
+ * into out (n x n_out); workspaces must hold n rows. */
+void FN(fn_mlp_forward_team)(const fn_blas *blas, FN(fn_mlp) *net,
+                             const fn_real *x, fn_int n, fn_real *out);

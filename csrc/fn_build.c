@@ -1,0 +1,26 @@
+/* What this build of the native core was compiled with. */
+#include "fn_internal.h"
+
+int fn_build_openmp(void) { return FN_HAVE_OPENMP; }
+
+const char *fn_build_compiler(void)
+{
+#if defined(__clang__)
+    return "clang " __clang_version__;
+#elif defined(__GNUC__)
+    return "gcc " __VERSION__;
+#else
+    return "unknown";
+#endif
+}
+
+int fn_build_multiversion(void)
+{
+    /* 1 when hot loops carry an AVX2+FMA clone picked at load time */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) \
+    && defined(__linux__) && !defined(FN_NO_MULTIVERSION)
+    return 1;
+#else
+    return 0;
+#endif
+}

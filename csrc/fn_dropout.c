@@ -1,0 +1,74 @@
+/* Inverted dropout with counter-based masks (see fn_rng.h). */
+#ifndef FN_DTYPE
+
+#include "fn_internal.h"
+#include "fn_rng.h"
+
+uint32_t fn_dropout_threshold(double rate)
+{
+    /* keep when a uniform 32-bit word is below (1 - rate) * 2^32 */
+    const double t = ldexp(1.0 - rate, 32);
+    if (t >= 4294967295.0) return 0xFFFFFFFFu;
+    if (t <= 1.0) return 1u;
+    return (uint32_t)t;
+}
+
+void fn_philox4x32(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4])
+{
+    fn_philox_block(counter[0], counter[1], counter[2], counter[3], key[0], key[1], out);
+}
+
+#define FN_DTYPE 32
+#include "fn_dropout.c"
+#undef FN_DTYPE
+#define FN_DTYPE 64
+#include "fn_dropout.c"
+#undef FN_DTYPE
+
+#else
+
+#include "fn_real.h"
+
+FN_MULTIVERSION
+static void FN(dropout_rows)(fn_int i0, fn_int i1, fn_int f, const fn_real *x, fn_int ldx,
+                             const fn_dropout *d, uint32_t threshold, fn_real *out,
+                             uint8_t *mask)
+{
+    const fn_real scale = (fn_real)(1.0 / (1.0 - d->rate));
+    for (fn_int i = i0; i < i1; i++) {
+        uint8_t *m = mask + i * f;
+        fn_dropout_keep_row(d, threshold, i, 0, f, m);
+        for (fn_int j = 0; j < f; j++)
+            out[i * f + j] = x[i * ldx + j] * (m[j] ? scale : (fn_real)0);
+    }
+}
+
+void FN(fn_dropout_team)(fn_int n, fn_int f, const fn_real *x, fn_int ldx,
+                         const fn_dropout *d, fn_real *out, uint8_t *mask)
+{
+    const uint32_t threshold = fn_dropout_threshold(d->rate);
+    const fn_int rows = FN_MAX(1, FN_CHUNK / FN_MAX(f, 1));
+    FN_OMP_FOR
+    for (fn_int c = 0; c < FN_CEIL_DIV(n, rows); c++)
+        FN(dropout_rows)(c * rows, FN_MIN(n, (c + 1) * rows), f, x, ldx, d, threshold, out,
+                         mask);
+}
+
+FN_MULTIVERSION
+static void FN(dropout_backward_chunk)(fn_int s, fn_int e, const fn_real *dout,
+                                       const uint8_t *mask, fn_real scale, fn_real *dx)
+{
+    for (fn_int i = s; i < e; i++) dx[i] = dout[i] * (mask[i] ? scale : (fn_real)0);
+}
+
+void FN(fn_dropout_backward_team)(fn_int count, const fn_real *dout, const uint8_t *mask,
+                                  double rate, fn_real *dx)
+{
+    const fn_real scale = (fn_real)(1.0 / (1.0 - rate));
+    FN_OMP_FOR
+    for (fn_int c = 0; c < FN_CEIL_DIV(count, FN_CHUNK); c++)
+        FN(dropout_backward_chunk)(c * FN_CHUNK, FN_MIN(count, (c + 1) * FN_CHUNK), dout,
+                                   mask, scale, dx);
+}
+
+#endif

@@ -1,0 +1,277 @@
+/* Dense products C = act(A B + bias), for the forward and backward passes.
+ *
+ * Two paths, chosen by shape only (so results never depend on the thread
+ * count):
+ * - large products go to a single-threaded BLAS gemm (BLIS), one call per
+ *   tile of a fixed grid of `blas->grid` output tiles, with the bias and
+ *   activation applied to each tile while it is still in cache;
+ * - small products (the typical MLP layer) take a register-blocked kernel
+ *   here: B is read in panels of NR columns (packed when strided or ragged),
+ *   A is broadcast element by element, and each MR x NR tile of C stays in
+ *   registers across the whole k loop, then gets the epilogue before its
+ *   single store.  No BLAS call overhead, no second pass over C.
+ * Either way every element of C is summed over k by one thread, in a fixed
+ * order. */
+#ifndef FN_DTYPE
+
+#include <limits.h>
+#include "fn_internal.h"
+#include "fn_act.h"
+
+#define FN_GEMM_MR 6
+/* Small-path limits, from benchmarks/test_bench_kernels.py on AMD EPYC
+ * (Zen 1): beyond them BLIS' cache blocking wins. */
+#define FN_GEMM_SMALL_MAX_K 384
+#define FN_GEMM_SMALL_MAX_WORK (512.0 * 256.0 * 512.0)
+
+fn_int fn_gemm_pack_size(fn_int k, fn_int n, int dtype_bits)
+{
+    const fn_int nr = dtype_bits == 32 ? 16 : 8;
+    return FN_MAX(k, 1) * FN_CEIL_DIV(FN_MAX(n, 1), nr) * nr;
+}
+
+#define FN_DTYPE 32
+#include "fn_gemm.c"
+#undef FN_DTYPE
+#define FN_DTYPE 64
+#include "fn_gemm.c"
+#undef FN_DTYPE
+
+#else /* template body */
+
+#include "fn_real.h"
+#include "fn_act.h"
+
+#define NR (2 * FN_VLEN)
+typedef fn_real FN(vec) __attribute__((vector_size(32)));
+typedef fn_ivec_elem FN(ivec) __attribute__((vector_size(32)));
+
+FN_INLINE FN(vec) FN(vload)(const fn_real *p)
+{
+    FN(vec) v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+FN_INLINE void FN(vstore)(fn_real *p, FN(vec) v) { memcpy(p, &v, sizeof v); }
+
+FN_INLINE FN(vec) FN(vrelu)(FN(vec) v)
+{
+    const FN(ivec) negative = v < (FN(vec)){0};   /* false for NaN: NaN is kept */
+    return (FN(vec))((FN(ivec))v & ~negative);
+}
+
+/* Epilogue of one row of a tile: c[0:nr] = act(acc [+ c] [+ bias]), where
+ * the tile is nv vectors wide (v1 unused when nv == 1). */
+FN_INLINE void FN(store_row)(fn_real *c, const int nv, fn_int nr, FN(vec) v0, FN(vec) v1,
+                             int accumulate, const fn_real *bias, int act)
+{
+    if (nv == 1 && nr == FN_VLEN) {
+        if (accumulate) v0 += FN(vload)(c);
+        if (bias) v0 += FN(vload)(bias);
+        if (act == FN_ACT_RELU) v0 = FN(vrelu)(v0);
+        FN(vstore)(c, v0);
+        if (act == FN_ACT_TANH || act == FN_ACT_SIGMOID)
+            for (fn_int j = 0; j < FN_VLEN; j++) c[j] = FN(fn_activate)(c[j], act);
+        return;
+    }
+    if (nv == 2 && nr == NR) {
+        if (accumulate) { v0 += FN(vload)(c); v1 += FN(vload)(c + FN_VLEN); }
+        if (bias) { v0 += FN(vload)(bias); v1 += FN(vload)(bias + FN_VLEN); }
+        if (act == FN_ACT_RELU) { v0 = FN(vrelu)(v0); v1 = FN(vrelu)(v1); }
+        FN(vstore)(c, v0);
+        FN(vstore)(c + FN_VLEN, v1);
+        if (act == FN_ACT_TANH || act == FN_ACT_SIGMOID)
+            for (fn_int j = 0; j < NR; j++) c[j] = FN(fn_activate)(c[j], act);
+        return;
+    }
+    fn_real tmp[NR];
+    FN(vstore)(tmp, v0);
+    if (nv == 2) FN(vstore)(tmp + FN_VLEN, v1);
+    for (fn_int j = 0; j < nr; j++) {
+        fn_real x = tmp[j];
+        if (accumulate) x += c[j];
+        if (bias) x += bias[j];
+        c[j] = FN(fn_activate)(x, act);
+    }
+}
+
+/* One tile: rows [0, mr) and columns [0, nr) of C, over all k.  b points at
+ * an NR-wide panel whose rows are ldb apart.  mr is a compile-time constant
+ * at every call site and the accumulators are named variables (not an
+ * array), so all 2 * mr of them stay in vector registers. */
+FN_INLINE void FN(micro_tile)(const int mr, const int nv, fn_int k, const fn_real *a,
+                              fn_int a_rs,
+                              fn_int a_cs, const fn_real *b, fn_int ldb, fn_real *c,
+                              fn_int ldc, fn_int nr, int accumulate, const fn_real *bias,
+                              int act)
+{
+    const FN(vec) zero = {0};
+    FN(vec) c00 = zero, c01 = zero, c10 = zero, c11 = zero, c20 = zero, c21 = zero;
+    FN(vec) c30 = zero, c31 = zero, c40 = zero, c41 = zero, c50 = zero, c51 = zero;
+    for (fn_int p = 0; p < k; p++) {
+        const FN(vec) b0 = FN(vload)(b + p * ldb);
+        FN(vec) b1 = zero;
+        if (nv == 2) b1 = FN(vload)(b + p * ldb + FN_VLEN);
+        const fn_real *ap = a + p * a_cs;
+#define FN_ROW_FMA(r) \
+        if (mr > r) { \
+            const fn_real ar = ap[r * a_rs]; \
+            c##r##0 += ar * b0; \
+            if (nv == 2) c##r##1 += ar * b1; \
+        }
+        FN_ROW_FMA(0) FN_ROW_FMA(1) FN_ROW_FMA(2) FN_ROW_FMA(3) FN_ROW_FMA(4) FN_ROW_FMA(5)
+#undef FN_ROW_FMA
+    }
+    /* Park the tile before the epilogue: the epilogue may call libm
+     * (tanh, exp), and live accumulators across a call would be kept on the
+     * stack inside the k loop too. */
+    FN(vec) tile[2 * FN_GEMM_MR];
+#define FN_ROW_PARK(r) if (mr > r) { tile[2 * r] = c##r##0; tile[2 * r + 1] = c##r##1; }
+    FN_ROW_PARK(0) FN_ROW_PARK(1) FN_ROW_PARK(2) FN_ROW_PARK(3) FN_ROW_PARK(4) FN_ROW_PARK(5)
+#undef FN_ROW_PARK
+    for (int r = 0; r < mr; r++)
+        FN(store_row)(c + r * ldc, nv, nr, tile[2 * r], tile[2 * r + 1], accumulate, bias, act);
+}
+
+FN_MULTIVERSION
+static void FN(small_tile)(fn_int mr, fn_int k, const fn_real *a, fn_int a_rs, fn_int a_cs,
+                           const fn_real *b, fn_int ldb, fn_real *c, fn_int ldc, fn_int nr,
+                           int accumulate, const fn_real *bias, int act)
+{
+    /* a tile at most one vector wide (narrow outputs) skips the second */
+#define FN_TILE_CASE(R) \
+    case R: \
+        if (nr <= FN_VLEN) \
+            FN(micro_tile)(R, 1, k, a, a_rs, a_cs, b, ldb, c, ldc, nr, accumulate, bias, act); \
+        else \
+            FN(micro_tile)(R, 2, k, a, a_rs, a_cs, b, ldb, c, ldc, nr, accumulate, bias, act); \
+        break;
+    switch (mr) {
+    FN_TILE_CASE(6) FN_TILE_CASE(5) FN_TILE_CASE(4)
+    FN_TILE_CASE(3) FN_TILE_CASE(2) FN_TILE_CASE(1)
+    default: break;
+    }
+#undef FN_TILE_CASE
+}
+
+/* Copy columns [j0, j0 + NR) of B into a zero-padded k x NR panel. */
+static void FN(pack_panel)(const FN(fn_gemm_args) *g, fn_int j0, fn_real *dst)
+{
+    const fn_int width = FN_MIN(NR, g->n - j0);
+    if (width < NR) memset(dst, 0, sizeof(fn_real) * (size_t)(g->k * NR));
+    if (g->b_rs == 1 && g->b_cs != 1) {
+        /* B is a transpose: walk its contiguous direction. */
+        for (fn_int j = 0; j < width; j++) {
+            const fn_real *src = g->b + (j0 + j) * g->b_cs;
+            for (fn_int p = 0; p < g->k; p++) dst[p * NR + j] = src[p];
+        }
+    } else {
+        for (fn_int p = 0; p < g->k; p++) {
+            const fn_real *src = g->b + p * g->b_rs + j0 * g->b_cs;
+            for (fn_int j = 0; j < width; j++) dst[p * NR + j] = src[j * g->b_cs];
+        }
+    }
+}
+
+static void FN(gemm_small_team)(const FN(fn_gemm_args) *g)
+{
+    const fn_int n_panels = FN_CEIL_DIV(g->n, NR);
+    const fn_int full_panels = g->n / NR;
+    const int pack_all = g->b_cs != 1;
+    const fn_int first_packed = pack_all ? 0 : full_panels;
+    if (first_packed < n_panels) {
+        FN_OMP_FOR
+        for (fn_int p = first_packed; p < n_panels; p++)
+            FN(pack_panel)(g, p * NR, g->pack + p * g->k * NR);
+    }
+    const fn_int row_blocks = FN_CEIL_DIV(g->m, FN_GEMM_MR);
+    FN_OMP_FOR
+    for (fn_int t = 0; t < row_blocks * n_panels; t++) {
+        const fn_int i0 = (t / n_panels) * FN_GEMM_MR, p = t % n_panels, j0 = p * NR;
+        const fn_real *b;
+        fn_int ldb;
+        if (p >= first_packed) { b = g->pack + p * g->k * NR; ldb = NR; }
+        else { b = g->b + j0; ldb = g->b_rs; }
+        FN(small_tile)(FN_MIN(FN_GEMM_MR, g->m - i0), g->k, g->a + i0 * g->a_rs, g->a_rs,
+                       g->a_cs, b, ldb, g->c + i0 * g->ldc + j0, g->ldc,
+                       FN_MIN(NR, g->n - j0), g->accumulate, g->bias ? g->bias + j0 : NULL,
+                       g->act);
+    }
+}
+
+/* Bias and activation over rows [i0, i1) x columns [j0, j1) of C. */
+static void FN(epilogue_tile)(const FN(fn_gemm_args) *g, fn_int i0, fn_int i1, fn_int j0,
+                              fn_int j1)
+{
+    if (!g->bias && g->act == FN_ACT_NONE) return;
+    for (fn_int i = i0; i < i1; i++) {
+        fn_real *c = g->c + i * g->ldc;
+        if (g->bias)
+            for (fn_int j = j0; j < j1; j++) c[j] += g->bias[j];
+        if (g->act == FN_ACT_RELU)
+            for (fn_int j = j0; j < j1; j++) c[j] = FN(fn_relu)(c[j]);
+        else if (g->act != FN_ACT_NONE)
+            for (fn_int j = j0; j < j1; j++) c[j] = FN(fn_activate)(c[j], g->act);
+    }
+}
+
+static int FN(blas_layout)(fn_int rs, fn_int cs, int *trans, fn_int *ld)
+{
+    if (cs == 1) { *trans = 0; *ld = rs; return 1; }
+    if (rs == 1) { *trans = 1; *ld = cs; return 1; }
+    return 0;
+}
+
+static void FN(gemm_blas_team)(const fn_blas *blas, const FN(fn_gemm_args) *g, int ta,
+                               fn_int lda, int tb, fn_int ldb)
+{
+    /* Grid: `grid` tiles, rows split first while row blocks stay >= 64. */
+    const fn_int parts = FN_MAX(blas->grid, 1);
+    fn_int gm = 1;
+    for (fn_int d = parts; d >= 1; d--)
+        if (parts % d == 0 && g->m / d >= 64) { gm = d; break; }
+    fn_int gn = parts / gm;
+    gn = FN_MAX(1, FN_MIN(gn, g->n / 16));
+    FN_OMP_FOR
+    for (fn_int t = 0; t < gm * gn; t++) {
+        const fn_int ti = t / gn, tj = t % gn;
+        const fn_int i0 = fn_split(g->m, gm, ti, 8), i1 = fn_split(g->m, gm, ti + 1, 8);
+        const fn_int j0 = fn_split(g->n, gn, tj, 16), j1 = fn_split(g->n, gn, tj + 1, 16);
+        if (i1 <= i0 || j1 <= j0) continue;
+#if FN_DTYPE == 32
+        blas->sgemm(
+#else
+        blas->dgemm(
+#endif
+            ta, tb, (int)(i1 - i0), (int)(j1 - j0), (int)g->k, 1,
+            g->a + i0 * g->a_rs, (int)lda, g->b + j0 * g->b_cs, (int)ldb,
+            g->accumulate ? 1 : 0, g->c + i0 * g->ldc + j0, (int)g->ldc);
+        FN(epilogue_tile)(g, i0, i1, j0, j1);
+    }
+}
+
+void FN(fn_gemm_team)(const fn_blas *blas, const FN(fn_gemm_args) *g)
+{
+    if (g->m <= 0 || g->n <= 0) return;
+    int ta = 0, tb = 0;
+    fn_int lda = 0, ldb = 0;
+#if FN_DTYPE == 32
+    const int have_blas = blas && blas->sgemm;
+#else
+    const int have_blas = blas && blas->dgemm;
+#endif
+    const double work = (double)g->m * (double)g->n * (double)g->k;
+    const int large = g->k > FN_GEMM_SMALL_MAX_K || work > FN_GEMM_SMALL_MAX_WORK;
+    if (have_blas && large && g->k > 0
+        && FN(blas_layout)(g->a_rs, g->a_cs, &ta, &lda)
+        && FN(blas_layout)(g->b_rs, g->b_cs, &tb, &ldb)
+        && g->m < INT_MAX && g->n < INT_MAX && g->k < INT_MAX
+        && lda < INT_MAX && ldb < INT_MAX && g->ldc < INT_MAX)
+        FN(gemm_blas_team)(blas, g, ta, FN_MAX(lda, 1), tb, FN_MAX(ldb, 1));
+    else
+        FN(gemm_small_team)(g);
+}
+
+#undef NR
+#endif

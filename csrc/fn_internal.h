@@ -1,0 +1,40 @@
+/* Helpers shared by the kernel files; not part of the API. */
+#ifndef FN_INTERNAL_H
+#define FN_INTERNAL_H
+
+#include <math.h>
+#include <string.h>
+#include "fastnet.h"
+#include "fn_omp.h"
+
+/* Hot loops are compiled twice, for x86-64-v3 (AVX2 + FMA) and for the
+ * baseline ISA, and the loader picks one per machine (GCC ifunc): a wheel
+ * built on one CPU never executes an instruction another lacks. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) \
+    && defined(__linux__) && !defined(FN_NO_MULTIVERSION)
+#define FN_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define FN_MULTIVERSION
+#endif
+
+#define FN_INLINE static inline __attribute__((always_inline))
+#define FN_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define FN_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define FN_CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
+
+/* Column blocks of per-feature reductions: 128 bytes of a row.  Each column
+ * is reduced over the rows, in row order, by exactly one thread. */
+#define FN_COL_BLOCK_BYTES 128
+/* Elements per chunk of flat elementwise loops and of ordered reductions. */
+#define FN_CHUNK 4096
+
+/* Start of part `i` of `parts` near-equal parts of [0, total), rounded down
+ * to a multiple of `align` (the last part ends at total). */
+static inline fn_int fn_split(fn_int total, fn_int parts, fn_int i, fn_int align)
+{
+    if (i >= parts) return total;
+    fn_int s = (fn_int)((double)total * (double)i / (double)parts);
+    return s - s % align;
+}
+
+#endif

@@ -1,0 +1,176 @@
+/* Losses: softmax cross-entropy (with its gradient in the same pass over
+ * each row) and mean squared error.  Rows are independent; the batch loss
+ * is summed from per-row values in row order by one thread. */
+#ifndef FN_DTYPE
+
+#include "fn_internal.h"
+#include "fn_math.h"
+
+fn_int fn_reduce_scratch_size(fn_int count)
+{
+    return 2 * FN_MAX(count, FN_CEIL_DIV(count, FN_CHUNK)) + 8;
+}
+
+#define FN_DTYPE 32
+#include "fn_loss.c"
+#undef FN_DTYPE
+#define FN_DTYPE 64
+#include "fn_loss.c"
+#undef FN_DTYPE
+
+#else
+
+#include "fn_real.h"
+
+#if FN_DTYPE == 32
+#define FN_EXP_NONPOS fn_exp_nonpos_f32
+#else
+#define FN_EXP_NONPOS fn_exp_nonpos_f64
+#endif
+
+/* Sum of weights of the batch rows (n without weights), in row order. */
+static double FN(weight_sum)(fn_int n, const fn_real *weights, const int64_t *index)
+{
+    if (!weights) return (double)n;
+    double s = 0;
+    for (fn_int i = 0; i < n; i++) s += weights[index ? index[i] : i];
+    return s;
+}
+
+/* Sum of exp(z[j] - m) over a row, written to e[j] when e is not NULL.
+ * Always summed in blocks of FN_XENT_BLOCK (block sums in order), so the
+ * loss has the same bits whether or not the gradient is wanted. */
+#define FN_XENT_BLOCK 64
+FN_INLINE double FN(exp_shifted)(fn_int c, const fn_real *z, fn_real m, fn_real *e)
+{
+    fn_real tmp[FN_XENT_BLOCK];
+    double total = 0;
+    for (fn_int j0 = 0; j0 < c; j0 += FN_XENT_BLOCK) {
+        const fn_int w = FN_MIN(FN_XENT_BLOCK, c - j0);
+        fn_real *out = e ? e + j0 : tmp;
+        for (fn_int j = 0; j < w; j++) out[j] = FN_EXP_NONPOS(z[j0 + j] - m);
+        double s = 0;
+        for (fn_int j = 0; j < w; j++) s += out[j];
+        total += s;
+    }
+    return total;
+}
+
+FN_MULTIVERSION
+static void FN(xent_rows)(fn_int i0, fn_int i1, fn_int c, const fn_real *logits,
+                          const int64_t *labels, const fn_real *weights, const int64_t *index,
+                          double inv_wsum, fn_real *dlogits, double *row_loss,
+                          double *row_correct)
+{
+    for (fn_int i = i0; i < i1; i++) {
+        const fn_real *z = logits + i * c;
+        const fn_int r = index ? index[i] : i;
+        const int64_t y = labels[r];
+        const double w = weights ? (double)weights[r] : 1.0;
+        /* first maximum; a NaN logit propagates through the exps below */
+        fn_int best = 0;
+        fn_real m = z[0];
+        for (fn_int j = 1; j < c; j++)
+            if (z[j] > m) { m = z[j]; best = j; }
+        fn_real *e = dlogits ? dlogits + i * c : NULL;
+        const double s = FN(exp_shifted)(c, z, m, e);
+        row_loss[i] = w * (log(s) - ((double)z[y] - (double)m));
+        row_correct[i] = best == y;
+        if (e) {
+            const fn_real k = (fn_real)(w * inv_wsum / s), ky = (fn_real)(w * inv_wsum);
+            for (fn_int j = 0; j < c; j++) e[j] *= k;
+            e[y] -= ky;
+        }
+    }
+}
+
+void FN(fn_softmax_xent_team)(fn_int n, fn_int c, const fn_real *logits,
+                              const int64_t *labels, const fn_real *weights,
+                              const int64_t *index, fn_real *dlogits, double *scratch,
+                              fn_result *res)
+{
+    double *row_loss = scratch, *row_correct = scratch + n;
+    /* every thread computes the same weight sum: no barrier needed */
+    const double wsum = FN(weight_sum)(n, weights, index);
+    const double inv_wsum = wsum != 0 ? 1.0 / wsum : 0.0;
+    const fn_int rows = FN_MAX(1, FN_CHUNK / FN_MAX(c, 1));
+    FN_OMP_FOR
+    for (fn_int t = 0; t < FN_CEIL_DIV(n, rows); t++)
+        FN(xent_rows)(t * rows, FN_MIN(n, (t + 1) * rows), c, logits, labels, weights, index,
+                      inv_wsum, dlogits, row_loss, row_correct);
+    FN_OMP_SINGLE
+    {
+        double loss = 0, correct = 0;
+        for (fn_int i = 0; i < n; i++) { loss += row_loss[i]; correct += row_correct[i]; }
+        res->loss = loss * inv_wsum;
+        res->correct = (fn_int)correct;
+    }
+}
+
+FN_MULTIVERSION
+static void FN(mse_rows)(fn_int i0, fn_int i1, fn_int d, const fn_real *pred,
+                         const fn_real *targets, const fn_real *weights, const int64_t *index,
+                         double inv_total, fn_real *dpred, double *row_loss)
+{
+    for (fn_int i = i0; i < i1; i++) {
+        const fn_int r = index ? index[i] : i;
+        const fn_real *p = pred + i * d, *t = targets + r * d;
+        const double w = weights ? (double)weights[r] : 1.0;
+        double s = 0;
+        for (fn_int j = 0; j < d; j++) {
+            const double e = (double)p[j] - (double)t[j];
+            s += e * e;
+        }
+        row_loss[i] = w * s;
+        if (dpred) {
+            const fn_real k = (fn_real)(2.0 * w * inv_total);
+            for (fn_int j = 0; j < d; j++) dpred[i * d + j] = k * (p[j] - t[j]);
+        }
+    }
+}
+
+void FN(fn_mse_team)(fn_int n, fn_int d, const fn_real *pred, const fn_real *targets,
+                     const fn_real *weights, const int64_t *index, fn_real *dpred,
+                     double *scratch, fn_result *res)
+{
+    const double total = FN(weight_sum)(n, weights, index) * (double)d;
+    const double inv_total = total != 0 ? 1.0 / total : 0.0;
+    const fn_int rows = FN_MAX(1, FN_CHUNK / FN_MAX(d, 1));
+    FN_OMP_FOR
+    for (fn_int t = 0; t < FN_CEIL_DIV(n, rows); t++)
+        FN(mse_rows)(t * rows, FN_MIN(n, (t + 1) * rows), d, pred, targets, weights, index,
+                     inv_total, dpred, scratch);
+    FN_OMP_SINGLE
+    {
+        double loss = 0;
+        for (fn_int i = 0; i < n; i++) loss += scratch[i];
+        res->loss = loss * inv_total;
+        res->correct = 0;
+    }
+}
+
+FN_MULTIVERSION
+static void FN(softmax_rows)(fn_int i0, fn_int i1, fn_int c, const fn_real *logits,
+                             fn_real *probs)
+{
+    for (fn_int i = i0; i < i1; i++) {
+        const fn_real *z = logits + i * c;
+        fn_real m = z[0];
+        for (fn_int j = 1; j < c; j++) m = z[j] > m ? z[j] : m;
+        fn_real *p = probs + i * c;
+        const fn_real k = (fn_real)(1.0 / FN(exp_shifted)(c, z, m, p));
+        for (fn_int j = 0; j < c; j++) p[j] *= k;
+    }
+}
+
+void FN(fn_softmax_team)(fn_int n, fn_int c, const fn_real *logits, fn_real *probs)
+{
+    const fn_int rows = FN_MAX(1, FN_CHUNK / FN_MAX(c, 1));
+    FN_OMP_FOR
+    for (fn_int t = 0; t < FN_CEIL_DIV(n, rows); t++)
+        FN(softmax_rows)(t * rows, FN_MIN(n, (t + 1) * rows), c, logits, probs);
+}
+
+#undef FN_EXP_NONPOS
+#undef FN_XENT_BLOCK
+#endif

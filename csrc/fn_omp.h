@@ -1,0 +1,47 @@
+/* The only place that knows whether OpenMP exists.
+ *
+ * Every kernel in csrc/ is "team-aware": it is called by all threads of the
+ * enclosing OpenMP team (Cython opens the region with `parallel()`), splits
+ * its work with orphaned `omp for` loops over a grid that depends on the
+ * problem shape only, and never on the number of threads.  Outside a
+ * parallel region, or in a build without OpenMP, the same code runs serially.
+ */
+#ifndef FN_OMP_H
+#define FN_OMP_H
+
+#ifdef _OPENMP
+#include <omp.h>
+#define FN_HAVE_OPENMP 1
+#define FN_PRAGMA(x) _Pragma(#x)
+#else
+#define FN_HAVE_OPENMP 0
+#define FN_PRAGMA(x)
+#endif
+
+static inline int fn_omp_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static inline int fn_omp_thread_num(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Work-sharing loop over the grid; implicit barrier at its end. */
+#define FN_OMP_FOR FN_PRAGMA(omp for schedule(static))
+/* Same, with dynamic balancing for tiles of unequal cost. */
+#define FN_OMP_FOR_DYNAMIC FN_PRAGMA(omp for schedule(dynamic, 1))
+/* One thread runs the block; the others wait at its end. */
+#define FN_OMP_SINGLE FN_PRAGMA(omp single)
+#define FN_OMP_BARRIER FN_PRAGMA(omp barrier)
+
+#endif

@@ -1,0 +1,103 @@
+/* Optimizer updates in place over one flat parameter buffer, and the
+ * ordered sum of squares behind gradient-norm clipping.  The update rules
+ * follow PyTorch's (torch.optim.SGD / Adam / AdamW, default options) so a
+ * step can be checked against it. */
+#ifndef FN_DTYPE
+
+#include "fn_internal.h"
+
+#define FN_DTYPE 32
+#include "fn_optim.c"
+#undef FN_DTYPE
+#define FN_DTYPE 64
+#include "fn_optim.c"
+#undef FN_DTYPE
+
+#else
+
+#include "fn_real.h"
+
+FN_MULTIVERSION
+static void FN(update_chunk)(const FN(fn_optim) *o, fn_int s, fn_int e, fn_real *param,
+                             const fn_real *grad, fn_real grad_scale)
+{
+    const fn_real lr = (fn_real)o->lr, wd = (fn_real)o->weight_decay;
+    fn_real *b1 = o->buf1, *b2 = o->buf2;
+    if (o->kind == FN_OPT_SGD) {
+        /* g += wd p;  buf = g on the first step, then momentum buf + g;
+         * p -= lr (nesterov ? g + momentum buf : buf) */
+        const fn_real mom = (fn_real)o->momentum;
+        const int first = o->step == 0;
+        for (fn_int i = s; i < e; i++) {
+            fn_real g = grad[i] * grad_scale + wd * param[i];
+            if (mom != 0) {
+                b1[i] = first ? g : mom * b1[i] + g;
+                g = o->nesterov ? g + mom * b1[i] : b1[i];
+            }
+            param[i] -= lr * g;
+        }
+        return;
+    }
+    /* Adam / AdamW:  m = b1 m + (1 - b1) g,  v = b2 v + (1 - b2) g^2,
+     * p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps);
+     * Adam adds wd p to g, AdamW multiplies p by (1 - lr wd) first. */
+    const double t = (double)(o->step + 1);
+    const fn_real beta1 = (fn_real)o->beta1, beta2 = (fn_real)o->beta2;
+    const fn_real step_size = (fn_real)(o->lr / (1.0 - pow(o->beta1, t)));
+    const fn_real inv_bc2_sqrt = (fn_real)(1.0 / sqrt(1.0 - pow(o->beta2, t)));
+    const fn_real eps = (fn_real)o->eps;
+    const int decoupled = o->kind == FN_OPT_ADAMW;
+    const fn_real decay = decoupled ? (fn_real)(1.0 - o->lr * o->weight_decay) : (fn_real)1;
+    const fn_real l2 = decoupled ? (fn_real)0 : wd;
+    for (fn_int i = s; i < e; i++) {
+        fn_real p = param[i] * decay;
+        const fn_real g = grad[i] * grad_scale + l2 * param[i];
+        const fn_real m = beta1 * b1[i] + ((fn_real)1 - beta1) * g;
+        const fn_real v = beta2 * b2[i] + ((fn_real)1 - beta2) * g * g;
+        b1[i] = m;
+        b2[i] = v;
+        p -= step_size * (m / (sqrt(v) * inv_bc2_sqrt + eps));
+        param[i] = p;
+    }
+}
+
+void FN(fn_optim_update_team)(const FN(fn_optim) *o, fn_int count, fn_real *param,
+                              const fn_real *grad, double grad_scale)
+{
+    FN_OMP_FOR
+    for (fn_int c = 0; c < FN_CEIL_DIV(count, FN_CHUNK); c++)
+        FN(update_chunk)(o, c * FN_CHUNK, FN_MIN(count, (c + 1) * FN_CHUNK), param, grad,
+                         (fn_real)grad_scale);
+}
+
+FN_MULTIVERSION
+static double FN(sumsq_chunk)(const fn_real *x, fn_int s, fn_int e)
+{
+    /* four interleaved partial sums, added in a fixed order */
+    double acc[4] = {0, 0, 0, 0};
+    fn_int i = s;
+    for (; i + 4 <= e; i += 4)
+        for (int l = 0; l < 4; l++) acc[l] += (double)x[i + l] * (double)x[i + l];
+    for (; i < e; i++) acc[0] += (double)x[i] * (double)x[i];
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+double FN(fn_sumsq_team)(fn_int count, const fn_real *x, double *scratch)
+{
+    const fn_int chunks = FN_CEIL_DIV(count, FN_CHUNK);
+    FN_OMP_FOR
+    for (fn_int c = 0; c < chunks; c++)
+        scratch[c] = FN(sumsq_chunk)(x, c * FN_CHUNK, FN_MIN(count, (c + 1) * FN_CHUNK));
+    FN_OMP_SINGLE
+    {
+        double total = 0;
+        for (fn_int c = 0; c < chunks; c++) total += scratch[c];
+        scratch[chunks] = total;
+    }
+    const double total = scratch[chunks];
+    /* nobody may reuse the scratch before every thread has read it */
+    FN_OMP_BARRIER
+    return total;
+}
+
+#endif

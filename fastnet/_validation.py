@@ -1,0 +1,112 @@
+"""Argument checks shared by the public API.
+
+Every check raises the documented exception and names the argument:
+TypeError for a wrong dtype or type, ValueError for a wrong shape, an empty
+batch or an out-of-range value.  Arrays come back C-contiguous (copied once
+if they were not), so the native kernels see one layout.
+"""
+import math
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_array(value, name, ndim=None, dtype=None):
+    """`value` as a C-contiguous float32/float64 array.
+
+    Parameters
+    ----------
+    ndim : int, optional
+        Required number of dimensions.
+    dtype : numpy dtype, optional
+        Required dtype (the dtype of the argument it must match); a
+        mismatch raises TypeError naming both.
+    """
+    arr = value if type(value) is np.ndarray else np.asarray(value)
+    if arr.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a float32 or float64 array, got dtype {arr.dtype}")
+    if dtype is not None and arr.dtype != dtype:
+        raise TypeError(f"{name} has dtype {arr.dtype} but the other arguments are {dtype}; "
+                        f"mixed float dtypes are not supported (cast {name} first)")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    if not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr)
+    return arr
+
+
+def same_shape(a, a_name, b, b_name):
+    if a.shape != b.shape:
+        raise ValueError(f"{a_name} has shape {a.shape} but {b_name} has shape {b.shape}; "
+                         "they must be equal")
+
+
+def vector_for(vec, vec_name, width, ref_shape, ref_name):
+    """Check a per-feature vector against the last axis of a reference array."""
+    if vec.shape != (width,):
+        raise ValueError(f"{vec_name} has shape {vec.shape} but {ref_name} has shape "
+                         f"{ref_shape}; {vec_name} must have shape ({width},)")
+
+
+def label_array(y, name, n_rows, n_classes):
+    """Integer class labels (N,) in [0, n_classes) as int64."""
+    arr = y if type(y) is np.ndarray else np.asarray(y)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.shape[0] != n_rows:
+        raise ValueError(f"{name} has shape {arr.shape} but the data has {n_rows} rows")
+    if arr.size:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi >= n_classes:
+            raise ValueError(f"{name} holds labels in [{lo}, {hi}] but must be in "
+                             f"[0, {n_classes - 1}] for {n_classes} classes")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def real_number(value, name, low=None, high=None, low_open=False, high_open=False):
+    """A finite real number within [low, high] (or open ends)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    bad = not math.isfinite(value)
+    if low is not None:
+        bad = bad or value < low or (low_open and value == low)
+    if high is not None:
+        bad = bad or value > high or (high_open and value == high)
+    if bad:
+        lb = "(" if low_open else "["
+        hb = ")" if high_open else "]"
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise ValueError(f"{name} must be in {lb}{lo}, {hi}{hb}, got {value}")
+    return value
+
+
+def seed_value(seed=None, rng=None, name="seed"):
+    """A 64-bit seed from `seed` (int) or `rng` (numpy Generator), fresh if neither."""
+    if seed is not None and rng is not None:
+        raise ValueError("pass seed= or rng=, not both")
+    if rng is not None:
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        return int(rng.integers(0, 2**63, dtype=np.int64))
+    if seed is None:
+        return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(seed).__name__}")
+    seed = int(seed)
+    if seed < 0:
+        raise ValueError(f"{name} must be >= 0, got {seed}")
+    return seed % 2**64
+
+
+def one_of(value, name, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(map(repr, choices))}, got {value!r}")
+    return value

@@ -1,0 +1,285 @@
+"""Native kernels of fastnet, one function per operation of an MLP.
+
+Each function validates its arguments (dtype, shape, layout), then runs one
+C kernel without the GIL on fastnet's OpenMP team (see
+:func:`fastnet.set_num_threads`).  float32 and float64 are supported; the
+output dtype is the input dtype.  Inputs are never modified, except the
+running buffers of :func:`batch_norm`, which are documented as updated in
+place.  NaN in gives NaN out.
+"""
+import numpy as np
+
+from fastnet import _kernels
+from fastnet._validation import (float_array, label_array, real_number, same_shape,
+                                 seed_value, vector_for)
+
+__all__ = ["linear_forward", "linear_backward", "batch_norm", "batch_norm_backward",
+           "dropout", "dropout_backward", "softmax_cross_entropy", "softmax", "mse_loss"]
+
+_ACTIVATIONS = {None: 0, "relu": 1}
+
+
+def _activation_code(activation):
+    try:
+        return _ACTIVATIONS[activation]
+    except (KeyError, TypeError):
+        raise ValueError(f"activation must be None or 'relu', got {activation!r}") from None
+
+
+def _matmul_shapes(x, x_name, w, w_name):
+    if x.shape[1] != w.shape[0]:
+        raise ValueError(f"{x_name} has shape {x.shape} and {w_name} has shape {w.shape}: "
+                         f"{x_name}.shape[1] must equal {w_name}.shape[0]")
+
+
+def linear_forward(x, W, b=None, activation=None):
+    """Dense layer ``out = activation(x @ W + b)``.
+
+    With ``activation="relu"`` the bias add and ReLU are applied to each tile
+    of the product while it is in registers (no second pass over ``out``).
+
+    Parameters
+    ----------
+    x : array (N, fan_in)
+    W : array (fan_in, fan_out)
+    b : array (fan_out,), optional
+    activation : None or "relu"
+
+    Returns
+    -------
+    out : array (N, fan_out)
+    """
+    act = _activation_code(activation)
+    x = float_array(x, "x", ndim=2)
+    W = float_array(W, "W", ndim=2, dtype=x.dtype)
+    _matmul_shapes(x, "x", W, "W")
+    if b is not None:
+        b = float_array(b, "b", ndim=1, dtype=x.dtype)
+        vector_for(b, "b", W.shape[1], W.shape, "W")
+    return _kernels.linear_forward(x, W, b, act)
+
+
+def linear_backward(dout, x, W, out=None, activation=None):
+    """Gradients of :func:`linear_forward`.
+
+    With ``activation="relu"`` the ReLU mask (``out > 0``, ``out`` being the
+    forward output) is applied to ``dout`` in the same pass that sums ``db``.
+
+    Returns
+    -------
+    dx : array (N, fan_in)
+        ``dz @ W.T``, with ``dz = dout * (out > 0)`` (or ``dout``).
+    dW : array (fan_in, fan_out)
+        ``x.T @ dz``.
+    db : array (fan_out,)
+        Column sums of ``dz``.
+    """
+    act = _activation_code(activation)
+    x = float_array(x, "x", ndim=2)
+    W = float_array(W, "W", ndim=2, dtype=x.dtype)
+    dout = float_array(dout, "dout", ndim=2, dtype=x.dtype)
+    _matmul_shapes(x, "x", W, "W")
+    if dout.shape != (x.shape[0], W.shape[1]):
+        raise ValueError(f"dout has shape {dout.shape} but x @ W has shape "
+                         f"{(x.shape[0], W.shape[1])}")
+    if act:
+        if out is None:
+            raise ValueError("activation='relu' needs out, the forward output")
+        out = float_array(out, "out", ndim=2, dtype=x.dtype)
+        same_shape(out, "out", dout, "dout")
+    else:
+        out = None
+    return _kernels.linear_backward(dout, x, W, out, act)
+
+
+def batch_norm(x, gamma, beta, eps=1e-5, *, training=True, running_mean=None,
+               running_var=None, momentum=0.1):
+    """Batch normalisation ``out = gamma * (x - mean) / sqrt(var + eps) + beta``.
+
+    In training, ``mean`` and ``var`` are the batch's, with the biased
+    variance (Ioffe & Szegedy 2015).  Running buffers, when given, are
+    updated in place the PyTorch way::
+
+        running_mean = (1 - momentum) * running_mean + momentum * mean
+        running_var  = (1 - momentum) * running_var  + momentum * var * N / (N - 1)
+
+    With ``training=False`` the running buffers are required and used.
+
+    Returns
+    -------
+    out : array (N, F)
+    mean, var : arrays (F,)
+        The statistics used (batch statistics in training, copies of the
+        running buffers otherwise).
+
+    Raises
+    ------
+    ValueError
+        Training on a batch of one row (its variance is undefined), shapes
+        that do not match, momentum outside [0, 1], negative eps.
+    """
+    x = float_array(x, "x", ndim=2)
+    gamma = float_array(gamma, "gamma", ndim=1, dtype=x.dtype)
+    beta = float_array(beta, "beta", ndim=1, dtype=x.dtype)
+    vector_for(gamma, "gamma", x.shape[1], x.shape, "x")
+    vector_for(beta, "beta", x.shape[1], x.shape, "x")
+    eps = real_number(eps, "eps", low=0.0)
+    momentum = real_number(momentum, "momentum", low=0.0, high=1.0)
+    training = bool(training)
+    if training and x.shape[0] < 2:
+        raise ValueError(f"batch_norm in training needs at least 2 rows, x has shape "
+                         f"{x.shape} (the batch variance of one row is undefined)")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("pass both running_mean and running_var, or neither")
+    if running_mean is not None:
+        running_mean = _running_buffer(running_mean, "running_mean", x)
+        running_var = _running_buffer(running_var, "running_var", x)
+    elif not training:
+        raise ValueError("batch_norm with training=False needs running_mean and running_var")
+    return _kernels.batch_norm(x, gamma, beta, eps, training, running_mean, running_var,
+                               momentum)
+
+
+def _running_buffer(buf, name, x):
+    if not isinstance(buf, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array (it is updated in place), "
+                        f"got {type(buf).__name__}")
+    if buf.dtype != x.dtype:
+        raise TypeError(f"{name} has dtype {buf.dtype} but x has dtype {x.dtype}")
+    vector_for(buf, name, x.shape[1], x.shape, "x")
+    if not buf.flags.c_contiguous or not buf.flags.writeable:
+        raise ValueError(f"{name} must be a writeable contiguous array (updated in place)")
+    return buf
+
+
+def batch_norm_backward(dout, x, gamma, mean, var, eps=1e-5):
+    """Gradients of training-mode :func:`batch_norm`.
+
+    With ``xhat = (x - mean) / sqrt(var + eps)``::
+
+        dbeta  = sum(dout, axis=0)
+        dgamma = sum(dout * xhat, axis=0)
+        dx     = gamma / sqrt(var + eps) * (dout - mean(dout) - xhat * mean(dout * xhat))
+
+    computed in two passes over each block of features.
+
+    Returns
+    -------
+    dx : array (N, F)
+    dgamma, dbeta : arrays (F,)
+    """
+    x = float_array(x, "x", ndim=2)
+    dout = float_array(dout, "dout", ndim=2, dtype=x.dtype)
+    same_shape(dout, "dout", x, "x")
+    gamma = float_array(gamma, "gamma", ndim=1, dtype=x.dtype)
+    mean = float_array(mean, "mean", ndim=1, dtype=x.dtype)
+    var = float_array(var, "var", ndim=1, dtype=x.dtype)
+    for vec, name in ((gamma, "gamma"), (mean, "mean"), (var, "var")):
+        vector_for(vec, name, x.shape[1], x.shape, "x")
+    eps = real_number(eps, "eps", low=0.0)
+    return _kernels.batch_norm_backward(dout, x, gamma, mean, var, eps)
+
+
+def _rate(rate):
+    return real_number(rate, "rate", low=0.0, high=1.0, high_open=True)
+
+
+def dropout(x, rate, *, training=True, seed=None, rng=None):
+    """Inverted dropout ``out = x * mask / (1 - rate)`` (Srivastava et al. 2014).
+
+    The mask comes from a counter-based generator (Philox4x32-10) keyed by
+    the seed: element (i, j) of the last two axes is kept when its random
+    word is below ``(1 - rate) * 2**32``.  The same seed gives the same mask
+    bit for bit, whatever the thread count.
+
+    Parameters
+    ----------
+    x : array, any shape
+    rate : float in [0, 1)
+        Probability of dropping an element.
+    training : bool
+        With False (or ``rate == 0``) ``x`` is returned unchanged with an
+        all-ones mask.
+    seed : int, optional / rng : numpy.random.Generator, optional
+        Source of the mask; without either a fresh seed is drawn.
+
+    Returns
+    -------
+    out : array like x
+    mask : bool array like x (True = kept)
+    """
+    rate = _rate(rate)
+    x = float_array(x, "x")
+    key = seed_value(seed, rng)
+    if not training or rate == 0.0:
+        return x, np.ones(x.shape, dtype=bool)
+    rows = x.reshape(-1, x.shape[-1]) if x.ndim >= 2 else x.reshape(1, -1)
+    out, mask = _kernels.dropout(rows, rate, key)
+    return out.reshape(x.shape), mask.view(np.bool_).reshape(x.shape)
+
+
+def dropout_backward(dout, mask, rate):
+    """Gradient of :func:`dropout`: ``dx = dout * mask / (1 - rate)``."""
+    rate = _rate(rate)
+    dout = float_array(dout, "dout")
+    mask = mask if type(mask) is np.ndarray else np.asarray(mask)
+    if mask.dtype not in (np.bool_, np.uint8):
+        raise TypeError(f"mask must be a bool or uint8 array, got dtype {mask.dtype}")
+    same_shape(mask, "mask", dout, "dout")
+    if rate == 0.0:
+        return dout.copy()
+    mask = np.ascontiguousarray(mask).view(np.uint8)
+    return _kernels.dropout_backward(dout.reshape(-1), mask.reshape(-1), rate).reshape(
+        dout.shape)
+
+
+def softmax_cross_entropy(logits, y, *, sample_weight=None):
+    """Mean softmax cross-entropy and its gradient, in one pass per row.
+
+    ``loss = mean_i(logsumexp(logits_i) - logits_i[y_i])``, computed with
+    the row maximum subtracted (stable for any finite logits), and
+    ``dlogits = (softmax(logits) - onehot(y)) / N``.  With ``sample_weight``
+    the mean is weighted: ``sum w_i l_i / sum w_i``.
+
+    Parameters
+    ----------
+    logits : array (N, C)
+    y : int array (N,), labels in [0, C)
+
+    Returns
+    -------
+    loss : float
+    dlogits : array (N, C)
+    """
+    logits = float_array(logits, "logits", ndim=2)
+    y = label_array(y, "y", logits.shape[0], logits.shape[1])
+    w = _sample_weight(sample_weight, logits)
+    loss, dlogits, _ = _kernels.softmax_cross_entropy(logits, y, w, True)
+    return loss, dlogits
+
+
+def _sample_weight(sample_weight, ref):
+    if sample_weight is None:
+        return None
+    w = float_array(sample_weight, "sample_weight", ndim=1, dtype=ref.dtype)
+    if w.shape[0] != ref.shape[0]:
+        raise ValueError(f"sample_weight has shape {w.shape} but the batch has "
+                         f"{ref.shape[0]} rows")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
+        raise ValueError("sample_weight must be finite, >= 0 and not all 0")
+    return w
+
+
+def softmax(logits):
+    """Row-wise softmax of (N, C) logits."""
+    logits = float_array(logits, "logits", ndim=2)
+    return _kernels.softmax(logits)
+
+
+def mse_loss(pred, target, *, sample_weight=None):
+    """Mean squared error over all elements and its gradient ``2 (pred - target) / size``."""
+    pred = float_array(pred, "pred", ndim=2)
+    target = float_array(target, "target", ndim=2, dtype=pred.dtype)
+    same_shape(pred, "pred", target, "target")
+    w = _sample_weight(sample_weight, pred)
+    return _kernels.mse(pred, target, w, True)
