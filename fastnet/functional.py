@@ -188,8 +188,10 @@ def dropout(x, rate, *, training=True, seed=None, rng=None):
     """Inverted dropout ``out = x * mask / (1 - rate)`` (Srivastava et al. 2014).
 
     The mask comes from a counter-based generator (Philox4x32-10) keyed by
-    the seed: element (i, j) of the last two axes is kept when its random
-    word is below ``(1 - rate) * 2**32``.  The same seed gives the same mask
+    the seed: element (i, j) of ``x`` viewed as 2-D (all leading axes
+    flattened into rows; a 1-D ``x`` is one row) is kept when word ``j % 4``
+    of ``philox(counter=(j // 4, i, 0, 0), key=(seed & 0xffffffff,
+    seed >> 32))`` is below ``floor((1 - rate) * 2**32)``.  The same seed gives the same mask
     bit for bit, whatever the thread count.
 
     Parameters
@@ -226,8 +228,7 @@ def dropout_backward(dout, mask, rate):
     if mask.dtype not in (np.bool_, np.uint8):
         raise TypeError(f"mask must be a bool or uint8 array, got dtype {mask.dtype}")
     same_shape(mask, "mask", dout, "dout")
-    if rate == 0.0:
-        return dout.copy()
+    # no shortcut for rate == 0: dx = dout * mask still applies the mask
     mask = np.ascontiguousarray(mask).view(np.uint8)
     return _kernels.dropout_backward(dout.reshape(-1), mask.reshape(-1), rate).reshape(
         dout.shape)
