@@ -52,15 +52,20 @@ def vector_for(vec, vec_name, width, ref_shape, ref_name):
                          f"{ref_shape}; {vec_name} must have shape ({width},)")
 
 
-def label_array(y, name, n_rows, n_classes):
-    """Integer class labels (N,) in [0, n_classes) as int64."""
+def label_array(y, name, n_rows, n_classes, ref_name=None, ref_shape=None):
+    """Integer class labels (N,) in [0, n_classes) as int64.
+
+    `ref_name` and `ref_shape` name the array the labels belong to (e.g. the
+    logits), so that a length mismatch reports both shapes."""
     arr = y if type(y) is np.ndarray else np.asarray(y)
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.shape[0] != n_rows:
-        raise ValueError(f"{name} has shape {arr.shape} but the data has {n_rows} rows")
+        data = f"{ref_name} has shape {ref_shape}" if ref_name else f"the data has {n_rows} rows"
+        raise ValueError(f"{name} has shape {arr.shape} but {data}; "
+                         f"{name} must have shape ({n_rows},)")
     if arr.size:
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi >= n_classes:

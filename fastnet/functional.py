@@ -80,8 +80,8 @@ def linear_backward(dout, x, W, out=None, activation=None):
     dout = float_array(dout, "dout", ndim=2, dtype=x.dtype)
     _matmul_shapes(x, "x", W, "W")
     if dout.shape != (x.shape[0], W.shape[1]):
-        raise ValueError(f"dout has shape {dout.shape} but x @ W has shape "
-                         f"{(x.shape[0], W.shape[1])}")
+        raise ValueError(f"dout has shape {dout.shape} but x has shape {x.shape} and W has "
+                         f"shape {W.shape}, so x @ W has shape {(x.shape[0], W.shape[1])}")
     if act:
         if out is None:
             raise ValueError("activation='relu' needs out, the forward output")
@@ -253,19 +253,19 @@ def softmax_cross_entropy(logits, y, *, sample_weight=None):
     dlogits : array (N, C)
     """
     logits = float_array(logits, "logits", ndim=2)
-    y = label_array(y, "y", logits.shape[0], logits.shape[1])
-    w = _sample_weight(sample_weight, logits)
+    y = label_array(y, "y", logits.shape[0], logits.shape[1], "logits", logits.shape)
+    w = _sample_weight(sample_weight, logits, "logits")
     loss, dlogits, _ = _kernels.softmax_cross_entropy(logits, y, w, True)
     return loss, dlogits
 
 
-def _sample_weight(sample_weight, ref):
+def _sample_weight(sample_weight, ref, ref_name):
     if sample_weight is None:
         return None
     w = float_array(sample_weight, "sample_weight", ndim=1, dtype=ref.dtype)
     if w.shape[0] != ref.shape[0]:
-        raise ValueError(f"sample_weight has shape {w.shape} but the batch has "
-                         f"{ref.shape[0]} rows")
+        raise ValueError(f"sample_weight has shape {w.shape} but {ref_name} has shape "
+                         f"{ref.shape}; sample_weight must have shape ({ref.shape[0]},)")
     if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
         raise ValueError("sample_weight must be finite, >= 0 and not all 0")
     return w
@@ -282,5 +282,5 @@ def mse_loss(pred, target, *, sample_weight=None):
     pred = float_array(pred, "pred", ndim=2)
     target = float_array(target, "target", ndim=2, dtype=pred.dtype)
     same_shape(pred, "pred", target, "target")
-    w = _sample_weight(sample_weight, pred)
+    w = _sample_weight(sample_weight, pred, "pred")
     return _kernels.mse(pred, target, w, True)
