@@ -28,7 +28,7 @@ CORE_SOURCES = sorted(os.path.join(CSRC, f) for f in os.listdir(os.path.join(HER
                       if f.endswith(".c"))
 CORE_HEADERS = sorted(os.path.join(CSRC, f) for f in os.listdir(os.path.join(HERE, CSRC))
                       if f.endswith(".h"))
-EXTENSIONS = ["_parallel", "_kernels"]
+EXTENSIONS = ["_parallel", "_kernels", "_network"]
 
 
 def _flag(name):
@@ -80,7 +80,7 @@ else:
 SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
             "-fno-sanitize-recover=undefined"] if _flag("FASTNET_SANITIZE") else []
 WARN = ["-Wall", "-Wno-unused-function", "-Wno-psabi"]
-C_FLAGS = OPT + ["-std=gnu11", "-fPIC", "-fno-math-errno"] + WARN + OMP_COMPILE + SANITIZE
+C_FLAGS = OPT + ["-std=gnu11", "-fPIC", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd", "-DFN_OPENMP_SIMD"] + WARN + OMP_COMPILE + SANITIZE
 EXT_COMPILE = OPT + ["-fno-math-errno", "-Wno-psabi", "-Wno-unused-function"] + OMP_COMPILE \
     + SANITIZE
 EXT_LINK = OMP_LINK + SANITIZE

@@ -59,6 +59,33 @@ typedef struct {
     double grad_norm;    /* global L2 norm of the gradient, before clipping */
 } fn_result;
 
+/* Configuration of an MLP (fn_mlp.c). */
+typedef struct {
+    int act;                 /* hidden activation, FN_ACT_* */
+    int batch_norm;          /* batch norm after every hidden Linear */
+    double dropout;          /* rate after every hidden activation */
+    double bn_eps, bn_momentum;
+    int loss;                /* FN_LOSS_* */
+} fn_mlp_config;
+
+/* Where layer l's arrays start in the flat buffers (-1: absent).
+ * Parameters, layer by layer: W (fan_in x fan_out, row-major), then b
+ * (without batch norm, and always for the last layer) or gamma, beta.
+ * Buffers: running_mean, running_var of each batch-norm layer. */
+typedef struct {
+    fn_int w, b, gamma, beta, running_mean, running_var;
+} fn_layer_offsets;
+
+/* Fills offsets[0:n_layers]; returns the parameter count and sets
+ * *n_buffers.  sizes holds n_layers + 1 widths. */
+fn_int fn_mlp_layout(int n_layers, const fn_int *sizes, int batch_norm,
+                     fn_layer_offsets *offsets, fn_int *n_buffers);
+/* Elements of workspace (of the given dtype), bytes of dropout masks and
+ * doubles of reduction scratch one batch of max_batch rows needs. */
+void fn_mlp_workspace_size(int n_layers, const fn_int *sizes, const fn_mlp_config *cfg,
+                           fn_int max_batch, fn_int n_params, int dtype_bits,
+                           fn_int *workspace, fn_int *mask_bytes, fn_int *scratch);
+
 /* Build facts (fn_build.c). */
 int fn_build_openmp(void);
 const char *fn_build_compiler(void);

@@ -27,12 +27,13 @@ FN_INLINE fn_real FN(fn_activate)(fn_real x, int act)
     }
 }
 
-/* Derivative of the activation, from its output y.  ReLU's is 1 for y > 0,
- * 0 for y <= 0 and NaN for NaN, so a NaN is never silently zeroed. */
+/* Derivative of the activation, from its output y (ReLU: 1 where y > 0, as
+ * NumPy's `dout * (out > 0)`).  Branch-free so loops vectorise; a NaN in the
+ * incoming gradient still propagates through the multiplication. */
 FN_INLINE fn_real FN(fn_act_grad)(fn_real y, int act)
 {
     switch (act) {
-    case FN_ACT_RELU: return y > 0 ? (fn_real)1 : (y <= 0 ? (fn_real)0 : y);
+    case FN_ACT_RELU: return (fn_real)(y > 0);
     case FN_ACT_TANH: return (fn_real)1 - y * y;
     case FN_ACT_SIGMOID: return y * ((fn_real)1 - y);
     default: return (fn_real)1;

@@ -20,21 +20,29 @@
 FN_INLINE void FN(act_backward_block)(fn_int n, fn_int f, fn_int j0, fn_int j1,
                                       const fn_real *dout, const fn_real *out, const int act,
                                       const uint8_t *mask, fn_real scale, fn_real *dz,
-                                      fn_real *db)
+                                      fn_real *db, const int has_mask, const int has_dz)
 {
     double sums[FN_COL_BLOCK_BYTES / sizeof(fn_real)] = {0};
+    fn_real v[FN_COL_BLOCK_BYTES / sizeof(fn_real)];
+    const fn_int w = j1 - j0;
     for (fn_int i = 0; i < n; i++) {
-        for (fn_int j = j0; j < j1; j++) {
-            const fn_int e = i * f + j;
-            fn_real v = dout[e];
-            if (mask) v *= mask[e] ? scale : (fn_real)0;
-            if (act != FN_ACT_NONE) v *= FN(fn_act_grad)(out[e], act);
-            if (dz) dz[e] = v;
-            sums[j - j0] += v;
+        const fn_int r = i * f + j0;
+        FN_SIMD
+        for (fn_int j = 0; j < w; j++) {
+            fn_real x = dout[r + j];
+            if (has_mask) x *= (fn_real)mask[r + j] * scale;
+            if (act != FN_ACT_NONE) x *= FN(fn_act_grad)(out[r + j], act);
+            v[j] = x;
+        }
+        FN_SIMD
+        for (fn_int j = 0; j < w; j++) {
+            if (has_dz) dz[r + j] = v[j];
+            sums[j] += v[j];
         }
     }
     if (db)
-        for (fn_int j = j0; j < j1; j++) db[j] = (fn_real)sums[j - j0];
+        FN_SIMD
+        for (fn_int j = 0; j < w; j++) db[j0 + j] = (fn_real)sums[j];
 }
 
 FN_MULTIVERSION
@@ -43,19 +51,18 @@ static void FN(act_backward_block_any)(fn_int n, fn_int f, fn_int j0, fn_int j1,
                                        const uint8_t *mask, fn_real scale, fn_real *dz,
                                        fn_real *db)
 {
+#define FN_ACT_BWD(ACT) \
+    if (mask && dz) FN(act_backward_block)(n, f, j0, j1, dout, out, ACT, mask, scale, dz, db, 1, 1); \
+    else if (mask) FN(act_backward_block)(n, f, j0, j1, dout, out, ACT, mask, scale, dz, db, 1, 0); \
+    else if (dz) FN(act_backward_block)(n, f, j0, j1, dout, out, ACT, mask, scale, dz, db, 0, 1); \
+    else FN(act_backward_block)(n, f, j0, j1, dout, out, ACT, mask, scale, dz, db, 0, 0);
     switch (act) {
-    case FN_ACT_RELU:
-        FN(act_backward_block)(n, f, j0, j1, dout, out, FN_ACT_RELU, mask, scale, dz, db);
-        break;
-    case FN_ACT_TANH:
-        FN(act_backward_block)(n, f, j0, j1, dout, out, FN_ACT_TANH, mask, scale, dz, db);
-        break;
-    case FN_ACT_SIGMOID:
-        FN(act_backward_block)(n, f, j0, j1, dout, out, FN_ACT_SIGMOID, mask, scale, dz, db);
-        break;
-    default:
-        FN(act_backward_block)(n, f, j0, j1, dout, out, FN_ACT_NONE, mask, scale, dz, db);
+    case FN_ACT_RELU: FN_ACT_BWD(FN_ACT_RELU) break;
+    case FN_ACT_TANH: FN_ACT_BWD(FN_ACT_TANH) break;
+    case FN_ACT_SIGMOID: FN_ACT_BWD(FN_ACT_SIGMOID) break;
+    default: FN_ACT_BWD(FN_ACT_NONE)
     }
+#undef FN_ACT_BWD
 }
 
 void FN(fn_act_backward_team)(fn_int n, fn_int f, const fn_real *dout, const fn_real *out,

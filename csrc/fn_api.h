@@ -151,6 +151,7 @@ typedef struct {
     int batch_norm;
     double dropout;
     double bn_eps, bn_momentum;
+    int freeze_bn_stats;             /* 1: training forward leaves running stats alone */
     int loss;                        /* FN_LOSS_* */
     fn_int n_params;
     fn_real *params, *grads;         /* every layer's parameters, contiguous */
@@ -170,6 +171,14 @@ typedef struct {
     uint64_t seed;                   /* dropout stream */
     uint32_t step;
 } FN(fn_batch);
+
+/* Point net and layers[0:n_layers] at flat buffers laid out as
+ * fn_mlp_layout / fn_mlp_workspace_layout describe, and set the scalar
+ * configuration.  masks may be NULL when dropout is 0. */
+void FN(fn_mlp_bind)(FN(fn_mlp) *net, FN(fn_layer) *layers, int n_layers, const fn_int *sizes,
+                     const fn_mlp_config *cfg, fn_int max_batch, fn_real *params,
+                     fn_real *grads, fn_real *buffers, fn_real *workspace, uint8_t *masks,
+                     double *scratch);
 
 /* Forward, loss, backward and (when opt is not NULL) one optimizer update
  * with the gradient clipped to clip_norm (<= 0: no clipping). */

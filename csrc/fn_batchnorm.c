@@ -25,22 +25,33 @@
 
 #define FN_BN_WIDTH ((fn_int)(FN_COL_BLOCK_BYTES / sizeof(fn_real)))
 
+/* Struct fields are copied to restrict-qualified locals first: stores
+ * through a->out could otherwise alias *a, forcing reloads of every field in
+ * the inner loops and blocking vectorisation. */
 FN_INLINE void FN(bn_forward_block)(const FN(fn_bn_forward_args) *a, fn_int j0, fn_int j1,
                                     const int act, uint32_t threshold)
 {
     const fn_int n = a->n, f = a->f, w = j1 - j0;
+    const fn_real *restrict x = a->x + j0;
+    fn_real *restrict out = a->out + j0;
+    fn_real *restrict xhat = a->xhat ? a->xhat + j0 : NULL;
     double mean[FN_BN_WIDTH], var[FN_BN_WIDTH];
     fn_real shift[FN_BN_WIDTH], scale[FN_BN_WIDTH], gamma[FN_BN_WIDTH], beta[FN_BN_WIDTH];
     if (a->training) {
+        FN_SIMD
         for (fn_int j = 0; j < w; j++) mean[j] = var[j] = 0;
         for (fn_int i = 0; i < n; i++)
-            for (fn_int j = 0; j < w; j++) mean[j] += a->x[i * f + j0 + j];
+            FN_SIMD
+            for (fn_int j = 0; j < w; j++) mean[j] += x[i * f + j];
+        FN_SIMD
         for (fn_int j = 0; j < w; j++) mean[j] /= (double)n;
         for (fn_int i = 0; i < n; i++)
+            FN_SIMD
             for (fn_int j = 0; j < w; j++) {
-                const double d = a->x[i * f + j0 + j] - mean[j];
+                const double d = x[i * f + j] - mean[j];
                 var[j] += d * d;
             }
+        FN_SIMD
         for (fn_int j = 0; j < w; j++) {
             var[j] /= (double)n;
             if (a->mean) a->mean[j0 + j] = (fn_real)mean[j];
@@ -49,6 +60,7 @@ FN_INLINE void FN(bn_forward_block)(const FN(fn_bn_forward_args) *a, fn_int j0, 
         if (a->running_mean) {
             const double m = a->momentum;
             const double unbias = n > 1 ? (double)n / (double)(n - 1) : 1.0;
+            FN_SIMD
             for (fn_int j = 0; j < w; j++) {
                 fn_real *rm = a->running_mean + j0 + j, *rv = a->running_var + j0 + j;
                 *rm = (fn_real)((1.0 - m) * *rm + m * mean[j]);
@@ -56,36 +68,49 @@ FN_INLINE void FN(bn_forward_block)(const FN(fn_bn_forward_args) *a, fn_int j0, 
             }
         }
     } else {
+        FN_SIMD
         for (fn_int j = 0; j < w; j++) {
             mean[j] = a->running_mean[j0 + j];
             var[j] = a->running_var[j0 + j];
         }
     }
+    FN_SIMD
     for (fn_int j = 0; j < w; j++) {
         shift[j] = (fn_real)mean[j];
         scale[j] = (fn_real)(1.0 / sqrt((fn_real)var[j] + a->eps));
         gamma[j] = a->gamma ? a->gamma[j0 + j] : (fn_real)1;
         beta[j] = a->beta ? a->beta[j0 + j] : (fn_real)0;
     }
-    const fn_real keep_scale = (fn_real)(1.0 / (1.0 - a->dropout.rate));
-    uint8_t keep[FN_BN_WIDTH];
     for (fn_int i = 0; i < n; i++) {
-        const fn_real *x = a->x + i * f + j0;
-        fn_real *out = a->out + i * f + j0;
-        fn_real *xhat = a->xhat ? a->xhat + i * f + j0 : NULL;
-        for (fn_int j = 0; j < w; j++) {
-            const fn_real xh = (x[j] - shift[j]) * scale[j];
-            if (xhat) xhat[j] = xh;
-            out[j] = FN(fn_activate)(gamma[j] * xh + beta[j], act);
-        }
-        if (threshold) {
-            fn_dropout_keep_row(&a->dropout, threshold, i, j0, j1, keep);
-            uint8_t *mask = a->mask + i * f + j0;
-            fn_real *dropped = a->dropped + i * f + j0;
+        const fn_real *restrict xi = x + i * f;
+        fn_real *restrict oi = out + i * f;
+        if (xhat) {
+            fn_real *restrict hi = xhat + i * f;
+            FN_SIMD
             for (fn_int j = 0; j < w; j++) {
-                mask[j] = keep[j];
-                dropped[j] = out[j] * (keep[j] ? keep_scale : (fn_real)0);
+                const fn_real xh = (xi[j] - shift[j]) * scale[j];
+                hi[j] = xh;
+                oi[j] = FN(fn_activate)(gamma[j] * xh + beta[j], act);
             }
+        } else {
+            FN_SIMD
+            for (fn_int j = 0; j < w; j++) {
+                const fn_real xh = (xi[j] - shift[j]) * scale[j];
+                oi[j] = FN(fn_activate)(gamma[j] * xh + beta[j], act);
+            }
+        }
+    }
+    if (threshold) {
+        const fn_real keep_scale = (fn_real)(1.0 / (1.0 - a->dropout.rate));
+        uint8_t *restrict mask = a->mask + j0;
+        fn_real *restrict dropped = a->dropped + j0;
+        for (fn_int i = 0; i < n; i++) {
+            uint8_t *restrict mi = mask + i * f;
+            const fn_real *restrict oi = out + i * f;
+            fn_real *restrict di = dropped + i * f;
+            fn_dropout_keep_row(&a->dropout, threshold, i, j0, j1, mi);
+            FN_SIMD
+            for (fn_int j = 0; j < w; j++) di[j] = oi[j] * ((fn_real)mi[j] * keep_scale);
         }
     }
 }
@@ -113,33 +138,46 @@ void FN(fn_bn_forward_team)(const FN(fn_bn_forward_args) *a)
 }
 
 FN_INLINE void FN(bn_backward_block)(const FN(fn_bn_backward_args) *a, fn_int j0, fn_int j1,
-                                     const int act)
+                                     const int act, const int has_mask, const int has_xhat)
 {
     const fn_int n = a->n, f = a->f, w = j1 - j0;
+    const fn_real *restrict dout = a->dout + j0;
+    const uint8_t *restrict mask = a->mask ? a->mask + j0 : NULL;
+    const fn_real *restrict act_out = a->act_out ? a->act_out + j0 : NULL;
+    const fn_real *restrict xhat_in = a->xhat ? a->xhat + j0 : NULL;
+    const fn_real *restrict x = a->x ? a->x + j0 : NULL;
+    fn_real *dx = a->dx + j0;   /* may alias dout */
     fn_real mean[FN_BN_WIDTH], invstd[FN_BN_WIDTH];
     double sum_dy[FN_BN_WIDTH], sum_dy_xhat[FN_BN_WIDTH];
+    FN_SIMD
     for (fn_int j = 0; j < w; j++) {
         mean[j] = a->mean ? a->mean[j0 + j] : (fn_real)0;
         invstd[j] = (fn_real)(1.0 / sqrt(a->var[j0 + j] + a->eps));
         sum_dy[j] = sum_dy_xhat[j] = 0;
     }
-    const fn_real keep_scale = (fn_real)(a->mask ? 1.0 / (1.0 - a->rate) : 1.0);
+    const fn_real keep_scale = (fn_real)(mask ? 1.0 / (1.0 - a->rate) : 1.0);
+    fn_real dy[FN_BN_WIDTH], xh[FN_BN_WIDTH];
     /* Pass 1: dy (stored in dx) and its two reductions. */
     for (fn_int i = 0; i < n; i++) {
-        const fn_int e0 = i * f + j0;
+        const fn_int r = i * f;
+        FN_SIMD
         for (fn_int j = 0; j < w; j++) {
-            fn_real dy = a->dout[e0 + j];
-            if (a->mask) dy *= a->mask[e0 + j] ? keep_scale : (fn_real)0;
-            if (act != FN_ACT_NONE) dy *= FN(fn_act_grad)(a->act_out[e0 + j], act);
-            const fn_real xh = a->xhat ? a->xhat[e0 + j]
-                                       : (a->x[e0 + j] - mean[j]) * invstd[j];
-            a->dx[e0 + j] = dy;
-            sum_dy[j] += dy;
-            sum_dy_xhat[j] += (double)dy * xh;
+            fn_real v = dout[r + j];
+            if (has_mask) v *= (fn_real)mask[r + j] * keep_scale;
+            if (act != FN_ACT_NONE) v *= FN(fn_act_grad)(act_out[r + j], act);
+            dy[j] = v;
+            xh[j] = has_xhat ? xhat_in[r + j] : (x[r + j] - mean[j]) * invstd[j];
+        }
+        FN_SIMD
+        for (fn_int j = 0; j < w; j++) {
+            dx[r + j] = dy[j];
+            sum_dy[j] += dy[j];
+            sum_dy_xhat[j] += (double)dy[j] * xh[j];
         }
     }
     /* Pass 2: dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)). */
     fn_real k0[FN_BN_WIDTH], k1[FN_BN_WIDTH], k2[FN_BN_WIDTH];
+    FN_SIMD
     for (fn_int j = 0; j < w; j++) {
         if (a->dgamma) a->dgamma[j0 + j] = (fn_real)sum_dy_xhat[j];
         if (a->dbeta) a->dbeta[j0 + j] = (fn_real)sum_dy[j];
@@ -148,24 +186,32 @@ FN_INLINE void FN(bn_backward_block)(const FN(fn_bn_backward_args) *a, fn_int j0
         k2[j] = (fn_real)(sum_dy_xhat[j] / (double)n);
     }
     for (fn_int i = 0; i < n; i++) {
-        const fn_int e0 = i * f + j0;
-        for (fn_int j = 0; j < w; j++) {
-            const fn_real xh = a->xhat ? a->xhat[e0 + j]
-                                       : (a->x[e0 + j] - mean[j]) * invstd[j];
-            a->dx[e0 + j] = k0[j] * (a->dx[e0 + j] - k1[j] - xh * k2[j]);
-        }
+        const fn_int r = i * f;
+        FN_SIMD
+        for (fn_int j = 0; j < w; j++)
+            xh[j] = has_xhat ? xhat_in[r + j] : (x[r + j] - mean[j]) * invstd[j];
+        FN_SIMD
+        for (fn_int j = 0; j < w; j++) dx[r + j] = k0[j] * (dx[r + j] - k1[j] - xh[j] * k2[j]);
     }
 }
 
+/* One specialisation per activation, dropout and stored-xhat combination:
+ * the inner loops carry no branches. */
 FN_MULTIVERSION
 static void FN(bn_backward_block_any)(const FN(fn_bn_backward_args) *a, fn_int j0, fn_int j1)
 {
+#define FN_BN_BWD(ACT) \
+    if (a->mask && a->xhat) FN(bn_backward_block)(a, j0, j1, ACT, 1, 1); \
+    else if (a->mask) FN(bn_backward_block)(a, j0, j1, ACT, 1, 0); \
+    else if (a->xhat) FN(bn_backward_block)(a, j0, j1, ACT, 0, 1); \
+    else FN(bn_backward_block)(a, j0, j1, ACT, 0, 0);
     switch (a->act) {
-    case FN_ACT_RELU: FN(bn_backward_block)(a, j0, j1, FN_ACT_RELU); break;
-    case FN_ACT_TANH: FN(bn_backward_block)(a, j0, j1, FN_ACT_TANH); break;
-    case FN_ACT_SIGMOID: FN(bn_backward_block)(a, j0, j1, FN_ACT_SIGMOID); break;
-    default: FN(bn_backward_block)(a, j0, j1, FN_ACT_NONE);
+    case FN_ACT_RELU: FN_BN_BWD(FN_ACT_RELU) break;
+    case FN_ACT_TANH: FN_BN_BWD(FN_ACT_TANH) break;
+    case FN_ACT_SIGMOID: FN_BN_BWD(FN_ACT_SIGMOID) break;
+    default: FN_BN_BWD(FN_ACT_NONE)
     }
+#undef FN_BN_BWD
 }
 
 void FN(fn_bn_backward_team)(const FN(fn_bn_backward_args) *a)

@@ -38,8 +38,9 @@ static void FN(dropout_rows)(fn_int i0, fn_int i1, fn_int f, const fn_real *x, f
     for (fn_int i = i0; i < i1; i++) {
         uint8_t *m = mask + i * f;
         fn_dropout_keep_row(d, threshold, i, 0, f, m);
+        FN_SIMD
         for (fn_int j = 0; j < f; j++)
-            out[i * f + j] = x[i * ldx + j] * (m[j] ? scale : (fn_real)0);
+            out[i * f + j] = x[i * ldx + j] * ((fn_real)m[j] * scale);
     }
 }
 
@@ -58,7 +59,8 @@ FN_MULTIVERSION
 static void FN(dropout_backward_chunk)(fn_int s, fn_int e, const fn_real *dout,
                                        const uint8_t *mask, fn_real scale, fn_real *dx)
 {
-    for (fn_int i = s; i < e; i++) dx[i] = dout[i] * (mask[i] ? scale : (fn_real)0);
+    FN_SIMD
+    for (fn_int i = s; i < e; i++) dx[i] = dout[i] * ((fn_real)mask[i] * scale);
 }
 
 void FN(fn_dropout_backward_team)(fn_int count, const fn_real *dout, const uint8_t *mask,

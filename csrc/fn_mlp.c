@@ -7,6 +7,125 @@
 
 #include "fn_internal.h"
 
+/* One layer's share of the flat parameters and buffers, offsets relative
+ * to the layer's start; returns its parameter count. */
+static fn_int fn_layer_layout(fn_int fan_in, fn_int fan_out, int bn, fn_layer_offsets *o,
+                              fn_int *n_buffers)
+{
+    fn_int p = fan_in * fan_out;
+    o->w = 0;
+    o->b = o->gamma = o->beta = o->running_mean = o->running_var = -1;
+    *n_buffers = 0;
+    if (bn) {
+        o->gamma = p; p += fan_out;
+        o->beta = p; p += fan_out;
+        o->running_mean = 0;
+        o->running_var = fan_out;
+        *n_buffers = 2 * fan_out;
+    } else {
+        o->b = p; p += fan_out;
+    }
+    return p;
+}
+
+static int fn_has_bn(const fn_mlp_config *cfg, int l, int n_layers)
+{
+    return cfg->batch_norm && l < n_layers - 1;
+}
+
+fn_int fn_mlp_layout(int n_layers, const fn_int *sizes, int batch_norm,
+                     fn_layer_offsets *offsets, fn_int *n_buffers)
+{
+    fn_int p = 0, q = 0;
+    for (int l = 0; l < n_layers; l++) {
+        fn_layer_offsets *o = &offsets[l];
+        fn_int nb;
+        const fn_int np = fn_layer_layout(sizes[l], sizes[l + 1],
+                                          batch_norm && l < n_layers - 1, o, &nb);
+        o->w += p;
+        if (o->b >= 0) o->b += p;
+        if (o->gamma >= 0) { o->gamma += p; o->beta += p; }
+        if (o->running_mean >= 0) { o->running_mean += q; o->running_var += q; }
+        p += np;
+        q += nb;
+    }
+    *n_buffers = q;
+    return p;
+}
+
+/* The workspace is carved layer by layer by one walk that both
+ * fn_mlp_workspace_size and fn_mlp_bind run, so they never disagree.
+ * Sub-buffers start on 64-byte boundaries. */
+typedef struct {
+    int bits;
+    fn_int used, mask_used, widest, pack;
+} fn_walk;
+
+typedef struct {
+    fn_int xhat, act, out, mean, var, mask;   /* offsets; -1 if absent */
+} fn_layer_ws;
+
+typedef struct {
+    fn_int input, grad_a, grad_b, pack;
+    fn_int workspace, masks, scratch;         /* totals */
+} fn_ws_totals;
+
+static fn_int fn_take(fn_int *used, fn_int count, int bits)
+{
+    const fn_int per_line = 512 / bits, at = *used;
+    *used += FN_CEIL_DIV(count, per_line) * per_line;
+    return at;
+}
+
+static fn_layer_ws fn_walk_layer(fn_walk *w, int l, int n_layers, const fn_int *sizes,
+                                 const fn_mlp_config *cfg, fn_int max_batch)
+{
+    const fn_int fan_in = sizes[l], fan_out = sizes[l + 1], rows = max_batch * fan_out;
+    const int bn = fn_has_bn(cfg, l, n_layers);
+    const int drop = cfg->dropout > 0 && l < n_layers - 1;
+    fn_layer_ws o = {-1, -1, -1, -1, -1, -1};
+    if (bn) o.xhat = fn_take(&w->used, rows, w->bits);
+    o.act = fn_take(&w->used, rows, w->bits);
+    o.out = drop ? fn_take(&w->used, rows, w->bits) : o.act;
+    if (drop) o.mask = fn_take(&w->mask_used, rows, 8);
+    if (bn) {
+        o.mean = fn_take(&w->used, fan_out, w->bits);
+        o.var = fn_take(&w->used, fan_out, w->bits);
+    }
+    w->widest = FN_MAX(w->widest, fan_out);
+    if (l > 0) w->widest = FN_MAX(w->widest, fan_in);
+    w->pack = FN_MAX(w->pack, fn_gemm_pack_size(fan_in, fan_out, w->bits));    /* forward */
+    w->pack = FN_MAX(w->pack, fn_gemm_pack_size(max_batch, fan_out, w->bits)); /* dW */
+    w->pack = FN_MAX(w->pack, fn_gemm_pack_size(fan_out, fan_in, w->bits));    /* dx */
+    return o;
+}
+
+static fn_ws_totals fn_walk_finish(fn_walk *w, const fn_int *sizes, fn_int max_batch,
+                                   fn_int n_params)
+{
+    fn_ws_totals t;
+    t.input = fn_take(&w->used, max_batch * sizes[0], w->bits);
+    t.grad_a = fn_take(&w->used, max_batch * w->widest, w->bits);
+    t.grad_b = fn_take(&w->used, max_batch * w->widest, w->bits);
+    t.pack = fn_take(&w->used, w->pack, w->bits);
+    t.workspace = w->used;
+    t.masks = FN_MAX(w->mask_used, 1);
+    t.scratch = fn_reduce_scratch_size(FN_MAX(max_batch, n_params));
+    return t;
+}
+
+void fn_mlp_workspace_size(int n_layers, const fn_int *sizes, const fn_mlp_config *cfg,
+                           fn_int max_batch, fn_int n_params, int dtype_bits,
+                           fn_int *workspace, fn_int *mask_bytes, fn_int *scratch)
+{
+    fn_walk w = {dtype_bits, 0, 0, 1, 1};
+    for (int l = 0; l < n_layers; l++) fn_walk_layer(&w, l, n_layers, sizes, cfg, max_batch);
+    const fn_ws_totals t = fn_walk_finish(&w, sizes, max_batch, n_params);
+    *workspace = t.workspace;
+    *mask_bytes = t.masks;
+    *scratch = t.scratch;
+}
+
 #define FN_DTYPE 32
 #include "fn_mlp.c"
 #undef FN_DTYPE
@@ -17,6 +136,64 @@
 #else
 
 #include "fn_real.h"
+
+void FN(fn_mlp_bind)(FN(fn_mlp) *net, FN(fn_layer) *layers, int n_layers, const fn_int *sizes,
+                     const fn_mlp_config *cfg, fn_int max_batch, fn_real *params,
+                     fn_real *grads, fn_real *buffers, fn_real *workspace, uint8_t *masks,
+                     double *scratch)
+{
+#define FN_AT(base, off) ((off) >= 0 ? (base) + (off) : NULL)
+    fn_walk w = {FN_DTYPE, 0, 0, 1, 1};
+    fn_int p = 0, q = 0;
+    for (int l = 0; l < n_layers; l++) {
+        FN(fn_layer) *L = &layers[l];
+        fn_layer_offsets o;
+        fn_int nb;
+        const fn_int np = fn_layer_layout(sizes[l], sizes[l + 1],
+                                          fn_has_bn(cfg, l, n_layers), &o, &nb);
+        const fn_layer_ws lw = fn_walk_layer(&w, l, n_layers, sizes, cfg, max_batch);
+        memset(L, 0, sizeof *L);
+        L->fan_in = sizes[l];
+        L->fan_out = sizes[l + 1];
+        L->w = params + p + o.w;
+        L->dw = grads + p + o.w;
+        L->b = FN_AT(params + p, o.b);
+        L->db = FN_AT(grads + p, o.b);
+        L->gamma = FN_AT(params + p, o.gamma);
+        L->dgamma = FN_AT(grads + p, o.gamma);
+        L->beta = FN_AT(params + p, o.beta);
+        L->dbeta = FN_AT(grads + p, o.beta);
+        L->running_mean = FN_AT(buffers + q, o.running_mean);
+        L->running_var = FN_AT(buffers + q, o.running_var);
+        L->xhat = FN_AT(workspace, lw.xhat);
+        L->act = FN_AT(workspace, lw.act);
+        L->out = FN_AT(workspace, lw.out);
+        L->mean = FN_AT(workspace, lw.mean);
+        L->var = FN_AT(workspace, lw.var);
+        L->mask = lw.mask >= 0 ? masks + lw.mask : NULL;
+        p += np;
+        q += nb;
+    }
+#undef FN_AT
+    const fn_ws_totals t = fn_walk_finish(&w, sizes, max_batch, p);
+    net->n_layers = n_layers;
+    net->layers = layers;
+    net->act = cfg->act;
+    net->batch_norm = cfg->batch_norm;
+    net->dropout = cfg->dropout;
+    net->bn_eps = cfg->bn_eps;
+    net->bn_momentum = cfg->bn_momentum;
+    net->freeze_bn_stats = 0;
+    net->loss = cfg->loss;
+    net->n_params = p;
+    net->params = params;
+    net->grads = grads;
+    net->input = workspace + t.input;
+    net->grad_a = workspace + t.grad_a;
+    net->grad_b = workspace + t.grad_b;
+    net->pack = workspace + t.pack;
+    net->scratch = scratch;
+}
 
 /* z = h W (+ b, + activation for layers without batch norm), then batch
  * norm, activation and dropout.  The last layer writes its outputs to
@@ -44,7 +221,8 @@ static void FN(layer_forward)(const fn_blas *blas, const FN(fn_mlp) *net, int l,
             .n = n, .f = L->fan_out, .x = L->xhat, .gamma = L->gamma, .beta = L->beta,
             .eps = net->bn_eps, .training = training,
             .mean = training ? L->mean : NULL, .var = training ? L->var : NULL,
-            .running_mean = L->running_mean, .running_var = L->running_var,
+            .running_mean = net->freeze_bn_stats && training ? NULL : L->running_mean,
+            .running_var = net->freeze_bn_stats && training ? NULL : L->running_var,
             .momentum = net->bn_momentum, .xhat = training ? L->xhat : NULL,
             .act = net->act, .out = L->act,
             .dropout = dropout ? *d : (fn_dropout){0},

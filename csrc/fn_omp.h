@@ -36,6 +36,15 @@ static inline int fn_omp_thread_num(void)
 #endif
 }
 
+/* Vectorise the next loop (its iterations are independent); needs
+ * -fopenmp or -fopenmp-simd, else it is ignored. */
+#define FN_SIMD FN_PRAGMA_SIMD(omp simd)
+#if defined(_OPENMP) || defined(FN_OPENMP_SIMD)
+#define FN_PRAGMA_SIMD(x) _Pragma(#x)
+#else
+#define FN_PRAGMA_SIMD(x)
+#endif
+
 /* Work-sharing loop over the grid; implicit barrier at its end. */
 #define FN_OMP_FOR FN_PRAGMA(omp for schedule(static))
 /* Same, with dynamic balancing for tiles of unequal cost. */

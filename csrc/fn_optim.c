@@ -28,6 +28,7 @@ static void FN(update_chunk)(const FN(fn_optim) *o, fn_int s, fn_int e, fn_real 
          * p -= lr (nesterov ? g + momentum buf : buf) */
         const fn_real mom = (fn_real)o->momentum;
         const int first = o->step == 0;
+        FN_SIMD
         for (fn_int i = s; i < e; i++) {
             fn_real g = grad[i] * grad_scale + wd * param[i];
             if (mom != 0) {
@@ -49,6 +50,7 @@ static void FN(update_chunk)(const FN(fn_optim) *o, fn_int s, fn_int e, fn_real 
     const int decoupled = o->kind == FN_OPT_ADAMW;
     const fn_real decay = decoupled ? (fn_real)(1.0 - o->lr * o->weight_decay) : (fn_real)1;
     const fn_real l2 = decoupled ? (fn_real)0 : wd;
+    FN_SIMD
     for (fn_int i = s; i < e; i++) {
         fn_real p = param[i] * decay;
         const fn_real g = grad[i] * grad_scale + l2 * param[i];

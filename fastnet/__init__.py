@@ -1,2 +1,21 @@
-"""fastnet: fast, reproducible CPU training of dense neural networks."""
+"""fastnet: fast, reproducible CPU training of dense neural networks (MLPs).
+
+The modern recipe of the seed article -- He initialisation, batch
+normalisation, dropout, learning-rate schedules, early stopping -- with the
+hot paths (fused dense products, batch norm, dropout, softmax cross-entropy,
+optimizer updates) in C, run on one OpenMP team, bit-identical for any
+thread count.
+
+>>> import fastnet
+>>> model = fastnet.MLP([64, 128, 128, 10], dropout=0.3)
+>>> history = model.fit(X, y, epochs=50, validation_split=0.2, early_stopping=10)
+"""
 from fastnet._version import __version__
+from fastnet._config import build_info, get_num_threads, set_num_threads, threads
+from fastnet import (callbacks, diagnostics, functional, init, optim,  # noqa: F401
+                     schedules)
+from fastnet.model import MLP, History, load
+
+__all__ = ["__version__", "MLP", "History", "load", "build_info", "get_num_threads",
+           "set_num_threads", "threads", "callbacks", "diagnostics", "functional", "init",
+           "optim", "schedules"]

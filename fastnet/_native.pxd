@@ -39,6 +39,22 @@ cdef extern from "fastnet.h" nogil:
         fn_int correct
         double grad_norm
 
+    ctypedef struct fn_mlp_config:
+        int act
+        int batch_norm
+        double dropout
+        double bn_eps, bn_momentum
+        int loss
+
+    ctypedef struct fn_layer_offsets:
+        fn_int w, b, gamma, beta, running_mean, running_var
+
+    fn_int fn_mlp_layout(int n_layers, const fn_int *sizes, int batch_norm,
+                         fn_layer_offsets *offsets, fn_int *n_buffers)
+    void fn_mlp_workspace_size(int n_layers, const fn_int *sizes, const fn_mlp_config *cfg,
+                               fn_int max_batch, fn_int n_params, int dtype_bits,
+                               fn_int *workspace, fn_int *mask_bytes, fn_int *scratch)
+
     int fn_build_openmp()
     const char *fn_build_compiler()
     int fn_build_multiversion()
@@ -130,6 +146,7 @@ cdef extern from "fastnet.h" nogil:
         int act
         int batch_norm
         double dropout, bn_eps, bn_momentum
+        int freeze_bn_stats
         int loss
         fn_int n_params
         float *params
@@ -171,6 +188,10 @@ cdef extern from "fastnet.h" nogil:
     void fn_optim_update_team_f32(const fn_optim_f32 *o, fn_int count, float *param,
                                   const float *grad, double grad_scale)
     double fn_sumsq_team_f32(fn_int count, const float *x, double *scratch)
+    void fn_mlp_bind_f32(fn_mlp_f32 *net, fn_layer_f32 *layers, int n_layers,
+                         const fn_int *sizes, const fn_mlp_config *cfg, fn_int max_batch,
+                         float *params, float *grads, float *buffers, float *workspace,
+                         uint8_t *masks, double *scratch)
     void fn_mlp_train_step_team_f32(const fn_blas *blas, fn_mlp_f32 *net,
                                     const fn_batch_f32 *batch, const fn_optim_f32 *opt,
                                     double clip_norm, fn_result *res)
@@ -260,6 +281,7 @@ cdef extern from "fastnet.h" nogil:
         int act
         int batch_norm
         double dropout, bn_eps, bn_momentum
+        int freeze_bn_stats
         int loss
         fn_int n_params
         double *params
@@ -301,6 +323,10 @@ cdef extern from "fastnet.h" nogil:
     void fn_optim_update_team_f64(const fn_optim_f64 *o, fn_int count, double *param,
                                   const double *grad, double grad_scale)
     double fn_sumsq_team_f64(fn_int count, const double *x, double *scratch)
+    void fn_mlp_bind_f64(fn_mlp_f64 *net, fn_layer_f64 *layers, int n_layers,
+                         const fn_int *sizes, const fn_mlp_config *cfg, fn_int max_batch,
+                         double *params, double *grads, double *buffers, double *workspace,
+                         uint8_t *masks, double *scratch)
     void fn_mlp_train_step_team_f64(const fn_blas *blas, fn_mlp_f64 *net,
                                     const fn_batch_f64 *batch, const fn_optim_f64 *opt,
                                     double clip_norm, fn_result *res)

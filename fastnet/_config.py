@@ -1,0 +1,64 @@
+"""Thread count and build information of fastnet."""
+import contextlib
+
+from fastnet import _parallel
+
+__all__ = ["get_num_threads", "set_num_threads", "threads", "build_info"]
+
+get_num_threads = _parallel.get_num_threads
+set_num_threads = _parallel.set_num_threads
+
+
+@contextlib.contextmanager
+def threads(n):
+    """Run the block with fastnet's kernels on `n` threads, then restore.
+
+    Example
+    -------
+    >>> with fastnet.threads(1):
+    ...     model.fit(X, y)
+    """
+    previous = get_num_threads()
+    set_num_threads(n)
+    try:
+        yield
+    finally:
+        set_num_threads(previous)
+
+
+def _blis_description():
+    try:
+        import ctypes
+
+        import blis
+        import blis.cy
+
+        lib = ctypes.CDLL(blis.cy.__file__)
+        lib.bli_info_get_version_str.restype = ctypes.c_char_p
+        lib.bli_arch_string.restype = ctypes.c_char_p
+        version = lib.bli_info_get_version_str().decode()
+        arch = lib.bli_arch_string(lib.bli_arch_query_id()).decode()
+        package = getattr(blis, "__version__", "?")
+        return f"BLIS {version} ({arch} kernels) via cython-blis {package}"
+    except Exception:  # the description is informative only
+        return "BLIS via cython-blis"
+
+
+def build_info():
+    """How this fastnet was built and how it runs.
+
+    Returns a dict with at least ``openmp`` (bool), ``num_threads`` (int),
+    ``compiler`` (str) and ``blas`` (str).
+    """
+    return {
+        "version": __import__("fastnet").__version__,
+        "openmp": _parallel.openmp_enabled(),
+        "num_threads": get_num_threads(),
+        "default_num_threads": _parallel.default_num_threads(),
+        "compiler": _parallel.compiler(),
+        "blas": (_blis_description() + ", single-threaded per output tile of large products"
+                 "; small products use fastnet's register-blocked kernel"),
+        "gemm_grid": _parallel.grid(),
+        "simd_dispatch": "x86-64-v3 (AVX2+FMA) clone + baseline, chosen at load"
+                         if _parallel.multiversioned() else "baseline only",
+    }

@@ -1,0 +1,300 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+# cython: cdivision=True
+"""The training engine: a whole MLP step in one native call.
+
+An Engine binds a model's flat parameter, gradient and buffer arrays, plus
+workspaces sized for one batch (allocated once, here), to the C network
+struct of csrc/fn_mlp.c.  `step()` then enters native code once per
+mini-batch: gather rows, forward, loss, backward, gradient norm, clipping
+and optimizer update run in a single OpenMP parallel region without the GIL.
+"""
+import numpy as np
+
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cython cimport floating
+from cython.parallel cimport parallel
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+
+from fastnet._native cimport *
+from fastnet._parallel cimport blas_table, current_threads
+
+ACTIVATIONS = {"relu": FN_ACT_RELU, "tanh": FN_ACT_TANH, "sigmoid": FN_ACT_SIGMOID}
+LOSSES = {"cross_entropy": FN_LOSS_CROSS_ENTROPY, "mse": FN_LOSS_MSE}
+OPTIMIZERS = {"sgd": FN_OPT_SGD, "adam": FN_OPT_ADAM, "adamw": FN_OPT_ADAMW}
+
+
+def layout(sizes, bint batch_norm):
+    """Offsets of each layer's arrays in the flat parameter and buffer arrays.
+
+    Returns (layers, n_params, n_buffers); layers[l] is a dict with keys w, b,
+    gamma, beta, running_mean, running_var (absent arrays omitted).
+    """
+    cdef int n_layers = len(sizes) - 1
+    cdef fn_int[::1] sz = np.asarray(sizes, dtype=np.intp)
+    offsets = np.empty(n_layers * 6, dtype=np.intp)
+    cdef fn_int[::1] off = offsets
+    cdef fn_int n_buffers = 0
+    cdef fn_int n_params = fn_mlp_layout(n_layers, &sz[0], batch_norm,
+                                         <fn_layer_offsets *>&off[0], &n_buffers)
+    names = ("w", "b", "gamma", "beta", "running_mean", "running_var")
+    layers = []
+    for l in range(n_layers):
+        layers.append({name: int(offsets[6 * l + i]) for i, name in enumerate(names)
+                       if offsets[6 * l + i] >= 0})
+    return layers, int(n_params), int(n_buffers)
+
+
+cdef inline floating *_data(floating[::1] v) noexcept:
+    return NULL if v.shape[0] == 0 else &v[0]
+
+
+cdef void _bind(Engine e, floating[::1] params, floating[::1] grads, floating[::1] buffers,
+                floating[::1] workspace, uint8_t[::1] masks, double[::1] scratch,
+                fn_int[::1] sizes, fn_mlp_config *cfg):
+    if floating is float:
+        fn_mlp_bind_f32(&e.n32, e.l32, e.n_layers, &sizes[0], cfg, e.max_batch,
+                        _data(params), _data(grads), _data(buffers), _data(workspace),
+                        &masks[0], &scratch[0])
+    else:
+        fn_mlp_bind_f64(&e.n64, e.l64, e.n_layers, &sizes[0], cfg, e.max_batch,
+                        _data(params), _data(grads), _data(buffers), _data(workspace),
+                        &masks[0], &scratch[0])
+
+
+cdef class Engine:
+    """Native state of one MLP for batches of at most `max_batch` rows."""
+
+    cdef fn_mlp_f32 n32
+    cdef fn_mlp_f64 n64
+    cdef fn_layer_f32 *l32
+    cdef fn_layer_f64 *l64
+    cdef fn_batch_f32 b32
+    cdef fn_batch_f64 b64
+    cdef fn_optim_f32 o32
+    cdef fn_optim_f64 o64
+    cdef readonly int bits, n_layers
+    cdef readonly Py_ssize_t max_batch, n_params
+    cdef readonly object workspace_bytes
+    cdef bint _has_data, _has_opt, _has_order
+    cdef Py_ssize_t _n_rows
+    cdef object _keep, _data_refs, _order, _opt_refs
+    cdef public int64_t opt_step
+    # running sums of the current epoch
+    cdef public double loss_sum, grad_norm_sum
+    cdef public Py_ssize_t correct, rows, steps
+
+    def __cinit__(self, sizes, params, grads, buffers, int act, bint batch_norm,
+                  double dropout, double bn_eps, double bn_momentum, int loss,
+                  Py_ssize_t max_batch):
+        self.n_layers = len(sizes) - 1
+        self.max_batch = max_batch
+        self.bits = 32 if params.dtype == np.float32 else 64
+        self.l32 = NULL
+        self.l64 = NULL
+        cdef fn_mlp_config cfg
+        cfg.act = act
+        cfg.batch_norm = batch_norm
+        cfg.dropout = dropout
+        cfg.bn_eps = bn_eps
+        cfg.bn_momentum = bn_momentum
+        cfg.loss = loss
+        cdef fn_int[::1] sz = np.asarray(sizes, dtype=np.intp)
+        cdef fn_int n_ws = 0, n_masks = 0, n_scratch = 0
+        self.n_params = params.shape[0]
+        fn_mlp_workspace_size(self.n_layers, &sz[0], &cfg, max_batch, self.n_params, self.bits,
+                              &n_ws, &n_masks, &n_scratch)
+        workspace = np.zeros(n_ws, dtype=params.dtype)
+        masks = np.zeros(n_masks, dtype=np.uint8)
+        scratch = np.zeros(n_scratch, dtype=np.float64)
+        self.workspace_bytes = workspace.nbytes + masks.nbytes + scratch.nbytes
+        self._keep = (params, grads, buffers, workspace, masks, scratch)
+        if self.bits == 32:
+            self.l32 = <fn_layer_f32 *>PyMem_Malloc(self.n_layers * sizeof(fn_layer_f32))
+            if self.l32 == NULL:
+                raise MemoryError()
+            _bind[float](self, params, grads, buffers, workspace, masks, scratch, sz, &cfg)
+        else:
+            self.l64 = <fn_layer_f64 *>PyMem_Malloc(self.n_layers * sizeof(fn_layer_f64))
+            if self.l64 == NULL:
+                raise MemoryError()
+            _bind[double](self, params, grads, buffers, workspace, masks, scratch, sz, &cfg)
+        self.opt_step = 0
+        self.begin_epoch()
+
+    def __dealloc__(self):
+        PyMem_Free(self.l32)
+        PyMem_Free(self.l64)
+
+    @property
+    def freeze_bn_stats(self):
+        return bool(self.n32.freeze_bn_stats if self.bits == 32 else self.n64.freeze_bn_stats)
+
+    @freeze_bn_stats.setter
+    def freeze_bn_stats(self, bint value):
+        self.n32.freeze_bn_stats = value
+        self.n64.freeze_bn_stats = value
+
+    def begin_epoch(self):
+        """Reset the running sums of loss, accuracy and gradient norm."""
+        self.loss_sum = 0
+        self.grad_norm_sum = 0
+        self.correct = 0
+        self.rows = 0
+        self.steps = 0
+
+    def set_data(self, x, labels, targets, weights):
+        """Bind the training rows (validated, C-contiguous, model dtype)."""
+        self._data_refs = (x, labels, targets, weights)
+        self._n_rows = x.shape[0]
+        if self.bits == 32:
+            _set_batch[float](&self.b32, x, targets, weights)
+            self.b32.labels = _labels_ptr(labels)
+        else:
+            _set_batch[double](&self.b64, x, targets, weights)
+            self.b64.labels = _labels_ptr(labels)
+        self._has_data = True
+
+    def set_order(self, order):
+        """Row order of the epoch (int64 indices into the bound data)."""
+        cdef const int64_t[::1] o = order
+        self._order = order
+        self.b32.index = &o[0]
+        self.b64.index = &o[0]
+        self._has_order = True
+
+    def set_optimizer(self, int kind, double momentum, double beta1, double beta2, double eps,
+                      double weight_decay, bint nesterov, int64_t step, buf1, buf2):
+        """Bind an optimizer's hyper-parameters and state buffers (flat, n_params)."""
+        self._opt_refs = (buf1, buf2)
+        self.opt_step = step
+        if self.bits == 32:
+            _set_optim[float](&self.o32, kind, momentum, beta1, beta2, eps, weight_decay,
+                              nesterov, buf1, buf2)
+        else:
+            _set_optim[double](&self.o64, kind, momentum, beta1, beta2, eps, weight_decay,
+                               nesterov, buf1, buf2)
+        self._has_opt = True
+
+    def step(self, Py_ssize_t start, Py_ssize_t stop, double lr, double clip_norm,
+             uint64_t seed, uint32_t step_index, bint update=True):
+        """Train on rows order[start:stop]; returns the batch loss.
+
+        With update=False only the loss and gradients are computed.
+        """
+        cdef Py_ssize_t n = stop - start
+        if not (self._has_data and self._has_order):
+            raise RuntimeError("set_data and set_order first")
+        if update and not self._has_opt:
+            raise RuntimeError("set_optimizer first")
+        if start < 0 or n < 1 or n > self.max_batch or stop > self._order.shape[0]:
+            raise ValueError(f"bad batch [{start}, {stop}) for max_batch {self.max_batch}")
+        cdef fn_result res
+        cdef fn_blas blas = blas_table()
+        cdef int nt = current_threads()
+        cdef fn_mlp_f32 *n32 = &self.n32
+        cdef fn_mlp_f64 *n64 = &self.n64
+        cdef fn_batch_f32 *b32 = &self.b32
+        cdef fn_batch_f64 *b64 = &self.b64
+        cdef fn_optim_f32 *o32 = &self.o32 if update else NULL
+        cdef fn_optim_f64 *o64 = &self.o64 if update else NULL
+        cdef const int64_t *index = self.b32.index
+        cdef const int64_t *batch_index = index + start
+        if self.bits == 32:
+            b32.index = batch_index
+            b32.n = n
+            b32.seed = seed
+            b32.step = step_index
+            self.o32.lr = lr
+            self.o32.step = self.opt_step
+            with nogil, parallel(num_threads=nt):
+                fn_mlp_train_step_team_f32(&blas, n32, b32, o32, clip_norm, &res)
+        else:
+            b64.index = batch_index
+            b64.n = n
+            b64.seed = seed
+            b64.step = step_index
+            self.o64.lr = lr
+            self.o64.step = self.opt_step
+            with nogil, parallel(num_threads=nt):
+                fn_mlp_train_step_team_f64(&blas, n64, b64, o64, clip_norm, &res)
+        self.b32.index = index
+        self.b64.index = index
+        if update:
+            self.opt_step += 1
+        self.loss_sum += res.loss * n
+        self.correct += res.correct
+        self.rows += n
+        self.grad_norm_sum += res.grad_norm
+        self.steps += 1
+        self.last_grad_norm = res.grad_norm
+        return res.loss
+
+    cdef public double last_grad_norm
+
+    def forward(self, x, out):
+        """Inference outputs of x (running statistics, no dropout) into out."""
+        if self.bits == 32:
+            _forward[float](self, x, out)
+        else:
+            _forward[double](self, x, out)
+        return out
+
+
+cdef void _set_batch(void *batch, floating[:, ::1] x, floating[:, ::1] targets,
+                     floating[::1] weights):
+    cdef fn_batch_f32 *b32
+    cdef fn_batch_f64 *b64
+    if floating is float:
+        b32 = <fn_batch_f32 *>batch
+        b32.x = &x[0, 0]
+        b32.targets = &targets[0, 0] if targets is not None else NULL
+        b32.weights = &weights[0] if weights is not None else NULL
+    else:
+        b64 = <fn_batch_f64 *>batch
+        b64.x = &x[0, 0]
+        b64.targets = &targets[0, 0] if targets is not None else NULL
+        b64.weights = &weights[0] if weights is not None else NULL
+
+
+cdef const int64_t *_labels_ptr(labels):
+    cdef const int64_t[::1] v
+    if labels is None:
+        return NULL
+    v = labels
+    return &v[0]
+
+
+cdef void _set_optim(void *opt, int kind, double momentum, double beta1, double beta2,
+                     double eps, double weight_decay, bint nesterov, floating[::1] buf1,
+                     floating[::1] buf2):
+    cdef fn_optim_f32 *o32
+    cdef fn_optim_f64 *o64
+    if floating is float:
+        o32 = <fn_optim_f32 *>opt
+        o32[0] = fn_optim_f32(kind, 0.0, momentum, beta1, beta2, eps, weight_decay, nesterov,
+                              0, _opt_ptr(buf1), _opt_ptr(buf2))
+    else:
+        o64 = <fn_optim_f64 *>opt
+        o64[0] = fn_optim_f64(kind, 0.0, momentum, beta1, beta2, eps, weight_decay, nesterov,
+                              0, _opt_ptr(buf1), _opt_ptr(buf2))
+
+
+cdef inline floating *_opt_ptr(floating[::1] v) noexcept:
+    if v is None or v.shape[0] == 0:
+        return NULL
+    return &v[0]
+
+
+cdef void _forward(Engine e, const floating[:, ::1] x, floating[:, ::1] out):
+    cdef Py_ssize_t n = x.shape[0], s, m
+    cdef fn_blas blas = blas_table()
+    cdef int nt = current_threads()
+    cdef fn_mlp_f32 *n32 = &e.n32
+    cdef fn_mlp_f64 *n64 = &e.n64
+    for s in range(0, n, e.max_batch):
+        m = min(e.max_batch, n - s)
+        with nogil, parallel(num_threads=nt):
+            if floating is float:
+                fn_mlp_forward_team_f32(&blas, n32, &x[s, 0], m, &out[s, 0])
+            else:
+                fn_mlp_forward_team_f64(&blas, n64, &x[s, 0], m, &out[s, 0])

@@ -1,0 +1,1 @@
+"""The seed article's experiments, as functions that return data."""

@@ -1,0 +1,696 @@
+"""The MLP: Linear -> BatchNorm -> activation -> Dropout blocks, then a Linear.
+
+All parameters live in one flat array (``W``, then ``b`` or ``gamma, beta``,
+layer by layer), the batch-norm running statistics in another, and the
+gradients in a third of the parameters' shape; the per-layer arrays are
+views.  Training runs through :class:`fastnet._network.Engine`, which
+allocates the workspaces of one batch once per :meth:`MLP.fit` and enters
+native code once per mini-batch.
+"""
+import json
+import math
+import numbers
+import os
+import signal
+import threading
+import time
+import warnings
+
+import numpy as np
+
+from fastnet import _network, init as _init, optim as _optim, schedules as _schedules
+from fastnet._validation import one_of, real_number, seed_value
+
+__all__ = ["MLP", "History", "load"]
+
+_FORMAT = "fastnet-model"
+_FORMAT_VERSION = 1
+_PREDICT_ROWS = 1024          # rows per native call when predicting
+
+
+class History:
+    """What :meth:`MLP.fit` did.
+
+    Attributes
+    ----------
+    history : dict of lists
+        Per epoch: "loss", "accuracy" (training, with dropout active),
+        "val_loss", "val_accuracy" (when validating), "lr", "grad_norm" (mean
+        global gradient norm before clipping).
+    best_epoch : int or None
+        Epoch (from 0) with the best monitored value (val_loss, else loss).
+    stopped_epoch : int or None
+        Epoch at which a callback (e.g. early stopping) ended training.
+    diverged : bool
+        The loss became NaN or infinite; the best weights were restored.
+    interrupted : bool
+        Ctrl-C ended training after a batch; the best weights were restored.
+    health : str or None
+        Gradient-health report (when gradients were tracked).
+    """
+
+    def __init__(self):
+        self.history = {k: [] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr",
+                                        "grad_norm")}
+        self.best_epoch = None
+        self.stopped_epoch = None
+        self.diverged = False
+        self.interrupted = False
+        self.health = None
+        self.epochs = 0
+
+    def __repr__(self):
+        return (f"History(epochs={self.epochs}, best_epoch={self.best_epoch}, "
+                f"stopped_epoch={self.stopped_epoch}, diverged={self.diverged})")
+
+
+class MLP:
+    """A multilayer perceptron trained with the modern recipe.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        Widths from the input to the output, e.g. ``[64, 128, 128, 10]``.
+    activation : {"relu", "tanh", "sigmoid"}
+        Activation of the hidden layers.
+    batch_norm : bool
+        Batch normalisation after every hidden Linear (which then has no
+        bias: beta takes its role).
+    dropout : float in [0, 1)
+        Inverted-dropout rate after every hidden activation.
+    init : {"he", "xavier", "lecun"} or callable
+        Weight initialisation; a callable is called as
+        ``init(fan_in, fan_out, rng=rng)`` and returns a (fan_in, fan_out)
+        array.  Biases and beta start at 0, gamma at 1.
+    dtype : {"float32", "float64"}
+    seed : int, optional
+        Seed of the initial weights and, unless fit gets its own, of the
+        shuffling and dropout.  None means 0: fastnet is reproducible by
+        default.
+
+    Examples
+    --------
+    >>> model = fastnet.MLP([64, 128, 128, 10], dropout=0.3, seed=0)
+    >>> history = model.fit(X, y, epochs=50, validation_split=0.2)
+    >>> model.predict(X[:5])
+    """
+
+    def __init__(self, layer_sizes, *, activation="relu", batch_norm=True, dropout=0.0,
+                 init="he", dtype="float32", seed=None):
+        sizes = list(layer_sizes) if not isinstance(layer_sizes, (str, bytes)) else None
+        if sizes is None or len(sizes) < 2 or not all(
+                isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in sizes):
+            raise TypeError(f"layer_sizes must be a sequence of at least 2 ints, got "
+                            f"{layer_sizes!r}")
+        if any(s < 1 for s in sizes):
+            raise ValueError(f"layer sizes must be >= 1, got {sizes}")
+        self.layer_sizes = [int(s) for s in sizes]
+        self.activation = one_of(activation, "activation", _network.ACTIVATIONS)
+        self.batch_norm = bool(batch_norm)
+        self.dropout = real_number(dropout, "dropout", low=0.0, high=1.0, high_open=True)
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.seed = seed_value(0 if seed is None else seed)
+        self.init = init
+        self.bn_eps = 1e-5
+        self.bn_momentum = 0.1
+        self.loss = "cross_entropy"      # set by fit; decides what predict returns
+        self._targets_1d = False
+        self.stop_training = False
+        self._allocate()
+        self.reset_parameters()
+
+    # ---- parameters --------------------------------------------------------
+
+    @property
+    def n_layers(self):
+        return len(self.layer_sizes) - 1
+
+    def _allocate(self):
+        layers, n_params, n_buffers = _network.layout(self.layer_sizes, self.batch_norm)
+        self._layout = layers
+        self.params = np.zeros(n_params, dtype=self.dtype)
+        self.grads = np.zeros(n_params, dtype=self.dtype)
+        self.buffers = np.zeros(n_buffers, dtype=self.dtype)
+        self.layers = []
+        for l, offsets in enumerate(layers):
+            fan_in, fan_out = self.layer_sizes[l], self.layer_sizes[l + 1]
+            views = {}
+            for name, off in offsets.items():
+                source = self.buffers if name.startswith("running") else self.params
+                size = fan_in * fan_out if name == "w" else fan_out
+                view = source[off:off + size]
+                views[name] = view.reshape(fan_in, fan_out) if name == "w" else view
+            for name, off in offsets.items():
+                if name in ("w", "b", "gamma", "beta"):
+                    size = fan_in * fan_out if name == "w" else fan_out
+                    g = self.grads[off:off + size]
+                    views["d" + name] = g.reshape(fan_in, fan_out) if name == "w" else g
+            self.layers.append(views)
+        self._inference = None
+
+    def reset_parameters(self):
+        """Draw fresh initial weights from the model's seed."""
+        rng = np.random.default_rng(self.seed)
+        init = self.init
+        if isinstance(init, str):
+            init = _init.get(init)
+        elif not callable(init):
+            raise TypeError(f"init must be 'he', 'xavier', 'lecun' or a callable, got {init!r}")
+        for l, layer in enumerate(self.layers):
+            fan_in, fan_out = self.layer_sizes[l], self.layer_sizes[l + 1]
+            w = np.asarray(init(fan_in, fan_out, rng=rng))
+            if w.shape != (fan_in, fan_out):
+                raise ValueError(f"init returned shape {w.shape} for layer {l}, expected "
+                                 f"{(fan_in, fan_out)}")
+            layer["w"][...] = w
+            for name, value in (("b", 0.0), ("gamma", 1.0), ("beta", 0.0),
+                                ("running_mean", 0.0), ("running_var", 1.0)):
+                if name in layer:
+                    layer[name][...] = value
+
+    def weight_names(self):
+        """Names of the arrays get_weights returns, in order."""
+        order = ("w", "b", "gamma", "beta", "running_mean", "running_var")
+        return [f"layer{l}.{name}" for l, layer in enumerate(self.layers)
+                for name in order if name in layer]
+
+    def get_weights(self):
+        """Copies of every parameter and batch-norm running statistic, layer by layer
+        (W, then b or gamma, beta, running_mean, running_var)."""
+        return [self._array(name).copy() for name in self.weight_names()]
+
+    def set_weights(self, weights):
+        """Load arrays in the order and shapes of :meth:`get_weights`."""
+        names = self.weight_names()
+        weights = list(weights)
+        if len(weights) != len(names):
+            raise ValueError(f"expected {len(names)} arrays ({', '.join(names)}), "
+                             f"got {len(weights)}")
+        checked = []
+        for name, w in zip(names, weights):
+            target = self._array(name)
+            w = np.asarray(w)
+            if w.shape != target.shape:
+                raise ValueError(f"{name} has shape {target.shape}, got {w.shape}")
+            if not (np.issubdtype(w.dtype, np.floating) and np.all(np.isfinite(w))):
+                raise ValueError(f"{name} must hold finite floats")
+            checked.append((target, w))
+        for target, w in checked:
+            target[...] = w
+
+    def _array(self, name):
+        layer, key = name.split(".")
+        return self.layers[int(layer[5:])][key]
+
+    def _state(self):
+        return self.params.copy(), self.buffers.copy()
+
+    def _restore(self, state):
+        self.params[...] = state[0]
+        self.buffers[...] = state[1]
+
+    def __repr__(self):
+        return (f"MLP({self.layer_sizes}, activation={self.activation!r}, "
+                f"batch_norm={self.batch_norm}, dropout={self.dropout}, "
+                f"dtype={self.dtype.name!r})")
+
+    # ---- data checks --------------------------------------------------------
+
+    def _check_x(self, X, name="X"):
+        arr = np.asarray(X)
+        if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.floating)
+                                         or np.issubdtype(arr.dtype, np.integer)):
+            raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+        if arr.ndim != 2 or arr.shape[1] != self.layer_sizes[0]:
+            raise ValueError(f"{name} has shape {arr.shape} but the model takes "
+                             f"(n, {self.layer_sizes[0]})")
+        if arr.shape[0] == 0:
+            raise ValueError(f"{name} is empty")
+        arr = np.ascontiguousarray(arr, dtype=self.dtype)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or infinity")
+        return arr
+
+    def _check_y(self, y, n, loss, name="y"):
+        arr = np.asarray(y)
+        n_out = self.layer_sizes[-1]
+        if loss == "cross_entropy":
+            if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer) or (
+                    np.issubdtype(arr.dtype, np.floating) and arr.size
+                    and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)))):
+                raise ValueError(f"{name} must hold integer class labels for "
+                                 f"loss='cross_entropy', got dtype {arr.dtype}")
+            if arr.ndim != 1 or arr.shape[0] != n:
+                raise ValueError(f"{name} has shape {arr.shape} but X has {n} rows")
+            if arr.min() < 0 or arr.max() >= n_out:
+                raise ValueError(f"{name} holds labels in [{arr.min()}, {arr.max()}] but the "
+                                 f"model has {n_out} outputs (labels 0..{n_out - 1})")
+            return np.ascontiguousarray(arr, dtype=np.int64), None
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) \
+                or arr.dtype == np.bool_:
+            raise ValueError(f"{name} must hold real targets for loss='mse', got {arr.dtype}")
+        if arr.ndim == 1 and n_out == 1:
+            arr = arr.reshape(-1, 1)
+        if arr.shape != (n, n_out):
+            raise ValueError(f"{name} has shape {np.shape(y)} but the model outputs "
+                             f"({n}, {n_out})")
+        arr = np.ascontiguousarray(arr, dtype=self.dtype)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or infinity")
+        return None, arr
+
+    # ---- training ------------------------------------------------------------
+
+    def fit(self, X, y, *, epochs=100, batch_size=64, optimizer="adam", lr=1e-3,
+            schedule=None, validation_data=None, validation_split=0.0, early_stopping=None,
+            loss="cross_entropy", grad_clip=None, shuffle=True, seed=None, verbose=1,
+            callbacks=(), weight_decay=None, sample_weight=None):
+        """Train with mini-batch gradient descent.
+
+        Parameters
+        ----------
+        X : array (n, layer_sizes[0])
+        y : int labels (n,) for ``loss="cross_entropy"``, float targets
+            (n, n_out) or (n,) for ``loss="mse"``.
+        epochs, batch_size : int
+        optimizer : "sgd", "adam", "adamw" or a :mod:`fastnet.optim` object
+            (whose own lr is then used).
+        lr : float
+            Learning rate of a named optimizer.
+        schedule : schedule object, callable ``epoch -> lr`` or None
+            See :mod:`fastnet.schedules`; per-step schedules are called with
+            the optimizer step, ReduceLROnPlateau with the monitored metric.
+        validation_data : (X_val, y_val), optional
+        validation_split : float in [0, 1)
+            Fraction of (X, y) held out for validation (a seeded random
+            subset) when validation_data is not given.
+        early_stopping : EarlyStopping, int (patience) or True (patience 10)
+            Stops when the validation loss stops improving and restores the
+            best weights (batch-norm statistics included).
+        loss : "cross_entropy" or "mse"
+        grad_clip : float, optional
+            Clip the global gradient norm to this value.
+        shuffle : bool
+        seed : int, optional
+            Seed of shuffling and dropout (default: the model's seed).
+        verbose : 0, 1 (progress bar and a line per epoch) or 2 (lines only)
+        callbacks : objects with any of on_train_begin(logs),
+            on_epoch_begin(epoch, logs), on_batch_end(batch, logs),
+            on_epoch_end(epoch, logs), on_train_end(logs); each gets
+            ``.model`` set to this model, and may set
+            ``model.stop_training = True``.
+        weight_decay : float, optional
+            Weight decay of a named optimizer (L2 for sgd/adam, decoupled for
+            adamw).
+        sample_weight : array (n,), optional
+            Per-row weight of the loss.
+
+        Returns
+        -------
+        History
+
+        Raises
+        ------
+        ValueError
+            Before any weight changes, for NaN/inf data, wrong shapes, labels
+            out of range or fewer than 2 rows.
+        """
+        loss = one_of(loss, "loss", _network.LOSSES)
+        epochs = _positive_int(epochs, "epochs")
+        batch_size = _positive_int(batch_size, "batch_size")
+        verbose = one_of(verbose, "verbose", (0, 1, 2))
+        X = self._check_x(X)
+        n = X.shape[0]
+        if n < 2:
+            raise ValueError(f"fit needs at least 2 rows, X has {n}")
+        labels, targets = self._check_y(y, n, loss)
+        weights = None
+        if sample_weight is not None:
+            weights = np.ascontiguousarray(sample_weight, dtype=self.dtype)
+            if weights.shape != (n,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+                raise ValueError("sample_weight must be a finite, non-negative array of "
+                                 f"shape ({n},)")
+        clip = 0.0 if grad_clip is None else real_number(grad_clip, "grad_clip", low=0.0,
+                                                          low_open=True)
+        run_seed = self.seed if seed is None else seed_value(seed)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            Xv = self._check_x(validation_data[0], "validation_data[0]")
+            val = (Xv,) + self._check_y(validation_data[1], Xv.shape[0], loss,
+                                        "validation_data[1]")
+        else:
+            split = real_number(validation_split, "validation_split", low=0.0, high=1.0,
+                                high_open=True)
+            if split > 0:
+                n_val = int(math.ceil(split * n))
+                if n - n_val < 2:
+                    raise ValueError(f"validation_split={split} leaves {n - n_val} training rows")
+                order = np.random.default_rng([run_seed, 0xDA7A]).permutation(n)
+                vi, ti = np.sort(order[:n_val]), np.sort(order[n_val:])
+                val = (X[vi], None if labels is None else labels[vi],
+                       None if targets is None else targets[vi])
+                X = X[ti]
+                labels = None if labels is None else labels[ti]
+                targets = None if targets is None else targets[ti]
+                weights = None if weights is None else weights[ti]
+                n = X.shape[0]
+        opt = _optim.get(optimizer, lr=lr, weight_decay=weight_decay)
+        base_lr = opt.lr
+        sched = _schedules.resolve(schedule, base_lr)
+        per_step = bool(getattr(sched, "per_step", False))
+        callbacks = list(callbacks)
+        if early_stopping is not None and early_stopping is not False:
+            from fastnet.callbacks import EarlyStopping
+            if early_stopping is True:
+                early_stopping = EarlyStopping()
+            elif isinstance(early_stopping, numbers.Integral):
+                early_stopping = EarlyStopping(patience=int(early_stopping))
+            elif not isinstance(early_stopping, EarlyStopping):
+                raise TypeError("early_stopping must be an EarlyStopping, an int patience "
+                                "or True")
+            if early_stopping.monitor.startswith("val_") and val is None:
+                raise ValueError(f"early stopping monitors {early_stopping.monitor!r}: pass "
+                                 "validation_data or validation_split")
+            callbacks.append(early_stopping)
+
+        # ---- everything is valid: set up the engine ------------------------
+        self.loss = loss
+        self._targets_1d = loss == "mse" and np.ndim(y) == 1
+        max_batch = min(batch_size, n)
+        engine = self._engine(max_batch, loss)
+        engine.set_data(X, labels, targets, weights)
+        b1, b2 = opt.buffers_for(self.params.size, self.dtype)
+        engine.set_optimizer(opt.kind, *opt._native_hyper(), opt.t, b1, b2)
+        dropout_seed = int(np.random.SeedSequence([run_seed, 0xD209]).generate_state(
+            1, np.uint64)[0])
+        steps = int(math.ceil(n / max_batch))
+        # a trailing batch of one row has no batch variance: skip it
+        if self.batch_norm and steps > 1 and n % max_batch == 1:
+            steps -= 1
+
+        history = History()
+        monitor = "val_loss" if val is not None else "loss"
+        best_value, best_state = math.inf, self._state()
+        self.stop_training = False
+        for cb in callbacks:
+            cb.model = self
+        _call(callbacks, "on_train_begin", {})
+        wants_batch_end = any(hasattr(cb, "on_batch_end") for cb in callbacks)
+        interrupt = _InterruptFlag()
+        global_step = opt.t
+        try:
+            interrupt.install()
+            for epoch in range(epochs):
+                _call(callbacks, "on_epoch_begin", epoch, {})
+                if shuffle:
+                    order = np.random.default_rng([run_seed, epoch]).permutation(n)
+                else:
+                    order = np.arange(n, dtype=np.int64)
+                engine.set_order(order)
+                engine.begin_epoch()
+                epoch_lr = float(sched(epoch)) if not per_step else None
+                bar = _progress(verbose, steps, epoch, epochs)
+                t0 = time.perf_counter()
+                for b in range(steps):
+                    step_lr = epoch_lr if epoch_lr is not None else float(sched(global_step))
+                    start = b * max_batch
+                    batch_loss = engine.step(start, min(n, start + max_batch), step_lr, clip,
+                                             dropout_seed, global_step & 0xFFFFFFFF)
+                    global_step += 1
+                    if not math.isfinite(batch_loss):
+                        history.diverged = True
+                        break
+                    if wants_batch_end:
+                        _call(callbacks, "on_batch_end", b, {"loss": batch_loss, "batch": b})
+                    if bar is not None:
+                        bar.update(1)
+                        if b % 8 == 0:
+                            bar.set_postfix(loss=f"{engine.loss_sum / engine.rows:.4f}",
+                                            refresh=False)
+                    if interrupt.raised or self.stop_training:
+                        break
+                if bar is not None:
+                    bar.close()
+                opt.t = engine.opt_step
+                if history.diverged:
+                    break
+                logs = self._epoch_logs(engine, loss, epoch_lr if epoch_lr is not None
+                                        else step_lr, val)
+                logs["time"] = time.perf_counter() - t0
+                for key in history.history:
+                    if key in logs:
+                        history.history[key].append(logs[key])
+                history.epochs = epoch + 1
+                value = logs[monitor]
+                if not math.isfinite(value):
+                    history.diverged = True
+                    break
+                if value < best_value:
+                    best_value, best_state = value, self._state()
+                    history.best_epoch = epoch
+                if hasattr(sched, "step") and not per_step:
+                    sched.step(value)
+                _call(callbacks, "on_epoch_end", epoch, logs)
+                if verbose:
+                    _print_epoch(epoch, epochs, logs)
+                if interrupt.raised:
+                    history.interrupted = True
+                    break
+                if self.stop_training:
+                    history.stopped_epoch = epoch
+                    break
+        finally:
+            interrupt.uninstall()
+            opt.t = engine.opt_step
+        if history.diverged or history.interrupted:
+            self._restore(best_state)
+            if history.diverged:
+                warnings.warn("the training loss became NaN or infinite; stopped and restored "
+                              "the best weights seen (lower the learning rate or clip "
+                              "gradients with grad_clip=...)", RuntimeWarning, stacklevel=2)
+        else:
+            _call(callbacks, "on_train_end", {})
+        es = [cb for cb in callbacks if hasattr(cb, "stopped_epoch")]
+        if es and getattr(es[-1], "stopped_epoch", None) is not None:
+            history.stopped_epoch = es[-1].stopped_epoch
+        self.optimizer = opt
+        self.history = history
+        return history
+
+    def _engine(self, max_batch, loss):
+        return _network.Engine(self.layer_sizes, self.params, self.grads, self.buffers,
+                               _network.ACTIVATIONS[self.activation], self.batch_norm,
+                               self.dropout, self.bn_eps, self.bn_momentum,
+                               _network.LOSSES[loss], max_batch)
+
+    def _epoch_logs(self, engine, loss, lr, val):
+        logs = {"loss": engine.loss_sum / engine.rows, "lr": lr,
+                "grad_norm": engine.grad_norm_sum / engine.steps}
+        if loss == "cross_entropy":
+            logs["accuracy"] = engine.correct / engine.rows
+        if val is not None:
+            out = np.empty((val[0].shape[0], self.layer_sizes[-1]), dtype=self.dtype)
+            engine.forward(val[0], out)
+            logs.update({"val_" + k: v for k, v in self._score(out, val[1], val[2]).items()})
+        return logs
+
+    # ---- inference -------------------------------------------------------------
+
+    def _outputs(self, X):
+        X = self._check_x(X)
+        rows = min(_PREDICT_ROWS, X.shape[0])
+        if self._inference is None or self._inference.max_batch < rows:
+            self._inference = self._engine(max(rows, min(_PREDICT_ROWS, 256)), self.loss)
+        out = np.empty((X.shape[0], self.layer_sizes[-1]), dtype=self.dtype)
+        return self._inference.forward(X, out)
+
+    def _score(self, outputs, labels, targets):
+        from fastnet import functional
+        if labels is not None:
+            value, _ = functional.softmax_cross_entropy(outputs, labels)
+            return {"loss": value, "accuracy": float(np.mean(outputs.argmax(axis=1) == labels))}
+        value, _ = functional.mse_loss(outputs, targets)
+        return {"loss": float(value)}
+
+    def predict(self, X):
+        """Class labels (cross-entropy) or outputs (mse) for X, in inference mode."""
+        out = self._outputs(X)
+        if self.loss == "cross_entropy":
+            return out.argmax(axis=1)
+        return out.reshape(-1) if self._targets_1d else out
+
+    def predict_proba(self, X):
+        """Softmax probabilities (n, n_classes) for X."""
+        from fastnet import functional
+        return functional.softmax(self._outputs(X))
+
+    def evaluate(self, X, y):
+        """{"loss": ..., "accuracy": ...} (accuracy for classification only)."""
+        out = self._outputs(X)
+        labels, targets = self._check_y(y, out.shape[0], self.loss)
+        return self._score(out, labels, targets)
+
+    # ---- persistence -------------------------------------------------------------
+
+    def config(self):
+        """JSON-serialisable description from which the model is rebuilt."""
+        return {"layer_sizes": self.layer_sizes, "activation": self.activation,
+                "batch_norm": self.batch_norm, "dropout": self.dropout,
+                "dtype": self.dtype.name, "seed": self.seed, "loss": self.loss,
+                "targets_1d": self._targets_1d, "bn_eps": self.bn_eps,
+                "bn_momentum": self.bn_momentum}
+
+    def save(self, path):
+        """Write the model to `path` (.npz: arrays + JSON metadata, no pickle).
+
+        The file is written to a temporary name, flushed to disk and renamed,
+        so a crash never leaves a half-written model behind.
+        """
+        meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "config": self.config()}
+        _atomic_savez(path, meta, {"params": self.params, "buffers": self.buffers})
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def _call(callbacks, method, *args):
+    for cb in callbacks:
+        fn = getattr(cb, method, None)
+        if fn is not None:
+            fn(*args)
+
+
+def _progress(verbose, steps, epoch, epochs):
+    if verbose != 1:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", leave=False, unit="batch",
+                dynamic_ncols=True)
+
+
+def _print_epoch(epoch, epochs, logs):
+    parts = [f"Epoch {epoch + 1}/{epochs}", f"loss {logs['loss']:.4f}"]
+    if "accuracy" in logs:
+        parts.append(f"acc {logs['accuracy']:.4f}")
+    if "val_loss" in logs:
+        parts.append(f"val_loss {logs['val_loss']:.4f}")
+    if "val_accuracy" in logs:
+        parts.append(f"val_acc {logs['val_accuracy']:.4f}")
+    parts.append(f"lr {logs['lr']:.3g}")
+    parts.append(f"{logs['time']:.2f}s")
+    from tqdm.auto import tqdm
+    tqdm.write("  ".join(parts))
+
+
+class _InterruptFlag:
+    """Ctrl-C during fit: finish the current batch, then stop cleanly."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.raised:       # a second Ctrl-C interrupts at once
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def install(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+
+    def uninstall(self):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def _atomic_savez(path, meta, arrays):
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    payload = {"__meta__": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
+    payload.update(arrays)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _read_npz(path, kind):
+    """Arrays and metadata of a fastnet file; ValueError naming any problem."""
+    import zipfile
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as data:
+            contents = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path} is not a readable {kind} file ({exc})") from None
+    if "__meta__" not in contents:
+        raise ValueError(f"{path} has no fastnet metadata")
+    try:
+        meta = json.loads(contents.pop("__meta__").tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} has corrupted metadata ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} has corrupted metadata (not an object)")
+    return meta, contents
+
+
+def _model_from(meta, arrays, path):
+    if meta.get("format") != _FORMAT or meta.get("version") != _FORMAT_VERSION:
+        raise ValueError(f"{path} is not a fastnet model file (format {meta.get('format')!r}, "
+                         f"version {meta.get('version')!r})")
+    cfg = meta.get("config")
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path}: metadata has no model config")
+    try:
+        model = MLP(cfg["layer_sizes"], activation=cfg["activation"],
+                    batch_norm=cfg["batch_norm"], dropout=cfg["dropout"], dtype=cfg["dtype"],
+                    seed=cfg["seed"])
+        model.loss = one_of(cfg["loss"], "loss", _network.LOSSES)
+        model._targets_1d = bool(cfg.get("targets_1d", False))
+        model.bn_eps = real_number(cfg.get("bn_eps", 1e-5), "bn_eps", low=0.0)
+        model.bn_momentum = real_number(cfg.get("bn_momentum", 0.1), "bn_momentum", low=0.0,
+                                        high=1.0)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: invalid model config ({exc})") from None
+    for name, target in (("params", model.params), ("buffers", model.buffers)):
+        if name not in arrays:
+            raise ValueError(f"{path}: missing array {name!r}")
+        arr = arrays[name]
+        if arr.shape != target.shape or arr.dtype != target.dtype:
+            raise ValueError(f"{path}: array {name!r} has shape {arr.shape} and dtype "
+                             f"{arr.dtype}, the config needs {target.shape} {target.dtype}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{path}: array {name!r} holds NaN or infinity")
+        target[...] = arr
+    return model
+
+
+def load(path):
+    """Read a model written by :meth:`MLP.save`.
+
+    The file holds arrays and JSON only; it is read with pickling disabled,
+    so loading never runs code from the file.  A truncated, corrupted or
+    inconsistent file raises ValueError naming the problem.
+    """
+    meta, arrays = _read_npz(path, "fastnet model")
+    return _model_from(meta, arrays, path)
