@@ -42,9 +42,9 @@ typedef struct {
                             fixed once per process, never the thread count */
 } fn_blas;
 
-/* Inverted dropout, reproducible bit for bit:
- * element (i, j) is kept when word j % 4 of
- * Philox4x32-10(key = seed, counter = (j / 4, i, layer, step)) < threshold. */
+/* Inverted dropout, reproducible bit for bit: element (i, j) of an n x f
+ * array is kept when fn_dropout_random_bits(d, i * f + j) is below
+ * fn_dropout_threshold(rate) (see fn_rng.h). */
 typedef struct {
     double rate;         /* 0 disables dropout */
     uint64_t seed;
@@ -93,8 +93,8 @@ int fn_build_multiversion(void);
 
 /* Largest keep-threshold for a dropout rate in (0, 1). */
 uint32_t fn_dropout_threshold(double rate);
-/* Philox4x32-10 block, exposed for known-answer tests. */
-void fn_philox4x32(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]);
+/* The random word of element number `element` (i * f + j, mod 2^32). */
+uint32_t fn_dropout_random_bits(const fn_dropout *d, uint32_t element);
 /* Elements of packing scratch a product with k rows and n columns of B needs. */
 fn_int fn_gemm_pack_size(fn_int k, fn_int n, int dtype_bits);
 /* Doubles of reduction scratch a sum over `count` elements needs. */

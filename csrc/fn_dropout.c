@@ -13,9 +13,9 @@ uint32_t fn_dropout_threshold(double rate)
     return (uint32_t)t;
 }
 
-void fn_philox4x32(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4])
+uint32_t fn_dropout_random_bits(const fn_dropout *d, uint32_t element)
 {
-    fn_philox_block(counter[0], counter[1], counter[2], counter[3], key[0], key[1], out);
+    return fn_dropout_bits(fn_dropout_key(d), element);
 }
 
 #define FN_DTYPE 32
@@ -35,9 +35,10 @@ static void FN(dropout_rows)(fn_int i0, fn_int i1, fn_int f, const fn_real *x, f
                              uint8_t *mask)
 {
     const fn_real scale = (fn_real)(1.0 / (1.0 - d->rate));
+    const uint64_t key = fn_dropout_key(d);
     for (fn_int i = i0; i < i1; i++) {
         uint8_t *m = mask + i * f;
-        fn_dropout_keep_row(d, threshold, i, 0, f, m);
+        fn_dropout_keep_row(key, threshold, i, f, 0, f, m);
         FN_SIMD
         for (fn_int j = 0; j < f; j++)
             out[i * f + j] = x[i * ldx + j] * ((fn_real)m[j] * scale);

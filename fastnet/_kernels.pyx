@@ -325,14 +325,12 @@ def sum_of_squares(const floating[::1] x):
     return total[0]
 
 
-def philox4x32(counter, key):
-    """One Philox4x32-10 block (for known-answer tests)."""
-    cdef uint32_t c[4]
-    cdef uint32_t k[2]
-    cdef uint32_t out[4]
-    for i in range(4):
-        c[i] = counter[i]
-    k[0] = key[0]
-    k[1] = key[1]
-    fn_philox4x32(c, k, out)
-    return [out[0], out[1], out[2], out[3]]
+def dropout_random_bits(uint64_t seed, uint32_t layer, uint32_t step, elements):
+    """The random words behind dropout masks (for tests of the documented rule)."""
+    cdef fn_dropout d
+    d.rate = 0; d.seed = seed; d.layer = layer; d.step = step
+    return [fn_dropout_random_bits(&d, e) for e in elements]
+
+
+def dropout_threshold(double rate):
+    return fn_dropout_threshold(rate)

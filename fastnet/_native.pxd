@@ -59,7 +59,7 @@ cdef extern from "fastnet.h" nogil:
     const char *fn_build_compiler()
     int fn_build_multiversion()
     uint32_t fn_dropout_threshold(double rate)
-    void fn_philox4x32(const uint32_t *counter, const uint32_t *key, uint32_t *out)
+    uint32_t fn_dropout_random_bits(const fn_dropout *d, uint32_t element)
     fn_int fn_gemm_pack_size(fn_int k, fn_int n, int dtype_bits)
     fn_int fn_reduce_scratch_size(fn_int count)
 

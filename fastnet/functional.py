@@ -187,12 +187,12 @@ def _rate(rate):
 def dropout(x, rate, *, training=True, seed=None, rng=None):
     """Inverted dropout ``out = x * mask / (1 - rate)`` (Srivastava et al. 2014).
 
-    The mask comes from a counter-based generator (Philox4x32-10) keyed by
-    the seed: element (i, j) of ``x`` viewed as 2-D (all leading axes
-    flattened into rows; a 1-D ``x`` is one row) is kept when word ``j % 4``
-    of ``philox(counter=(j // 4, i, 0, 0), key=(seed & 0xffffffff,
-    seed >> 32))`` is below ``floor((1 - rate) * 2**32)``.  The same seed gives the same mask
-    bit for bit, whatever the thread count.
+    The mask comes from a counter-based generator keyed by the seed: element
+    (i, j) of ``x`` viewed as an (n, f) array (leading axes flattened into
+    rows; a 1-D ``x`` is one row) is kept when the 32-bit hash of
+    ``(seed, i * f + j)`` documented in ``csrc/fn_rng.h`` is below
+    ``floor((1 - rate) * 2**32)``.  The same seed gives the same mask bit for
+    bit, whatever the thread count.
 
     Parameters
     ----------

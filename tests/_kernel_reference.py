@@ -144,38 +144,40 @@ def ref_mse(pred, target, sample_weight=None):
 
 
 # --------------------------------------------------------------------------
-# Philox4x32-10, written from Salmon et al. (SC 2011) / Random123 philox.h
+# The dropout generator, written from its documentation in csrc/fn_rng.h
 # --------------------------------------------------------------------------
 _M32 = 0xFFFFFFFF
+_M64 = 0xFFFFFFFFFFFFFFFF
 
 
-def philox4x32_10(counter, key):
-    c0, c1, c2, c3 = (int(v) & _M32 for v in counter)
-    k0, k1 = (int(v) & _M32 for v in key)
-    for r in range(10):
-        if r:
-            k0 = (k0 + 0x9E3779B9) & _M32                 # Weyl key schedule
-            k1 = (k1 + 0xBB67AE85) & _M32
-        p0 = 0xD2511F53 * c0
-        p1 = 0xCD9E8D57 * c2
-        c0, c1, c2, c3 = ((p1 >> 32) ^ c1 ^ k0, p1 & _M32, (p0 >> 32) ^ c3 ^ k1, p0 & _M32)
-    return [c0, c1, c2, c3]
+def splitmix64(x):
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def hash32(x):
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & _M32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & _M32
+    return x ^ (x >> 16)
+
+
+def dropout_bits(seed, layer, step, element):
+    key = splitmix64(seed ^ splitmix64(((layer << 32) | step) & _M64))
+    return hash32(hash32((element & _M32) ^ (key & _M32)) ^ (key >> 32))
 
 
 def dropout_mask_reference(n, f, rate, seed):
     """The documented mask of dropout on an (n, f) array: element (i, j) is
-    kept iff word (j % 4) of philox(ctr=(j // 4, i, 0, 0),
-    key=(seed & 0xffffffff, seed >> 32)) < floor((1 - rate) * 2**32)."""
+    kept iff dropout_bits(seed, 0, 0, i * f + j) < floor((1 - rate) * 2**32)."""
     threshold = int(np.floor((1.0 - rate) * 2.0 ** 32))
-    key = (seed & _M32, seed >> 32)
     mask = np.zeros((n, f), dtype=bool)
     for i in range(n):
-        for g in range((f + 3) // 4):
-            words = philox4x32_10((g, i, 0, 0), key)
-            for lane in range(4):
-                j = 4 * g + lane
-                if j < f:
-                    mask[i, j] = words[lane] < threshold
+        for j in range(f):
+            mask[i, j] = dropout_bits(seed, 0, 0, i * f + j) < threshold
     return mask
 
 
