@@ -455,8 +455,12 @@ class MLP:
                 if value < best_value:
                     best_value, best_state = value, self._state()
                     history.best_epoch = epoch
-                if hasattr(sched, "step") and not per_step:
-                    sched.step(value)
+                if getattr(sched, "needs_metric", False):
+                    metric = getattr(sched, "monitor", monitor)
+                    if metric not in logs:
+                        raise ValueError(f"{type(sched).__name__} monitors {metric!r}, which "
+                                         f"this fit does not log (logs: {sorted(logs)})")
+                    sched.step(logs[metric])
                 _call(callbacks, "on_epoch_end", epoch, logs)
                 if verbose:
                     _print_epoch(epoch, epochs, logs)
@@ -475,14 +479,41 @@ class MLP:
                 warnings.warn("the training loss became NaN or infinite; stopped and restored "
                               "the best weights seen (lower the learning rate or clip "
                               "gradients with grad_clip=...)", RuntimeWarning, stacklevel=2)
-        else:
-            _call(callbacks, "on_train_end", {})
+        _call(callbacks, "on_train_end", {})
         es = [cb for cb in callbacks if hasattr(cb, "stopped_epoch")]
         if es and getattr(es[-1], "stopped_epoch", None) is not None:
             history.stopped_epoch = es[-1].stopped_epoch
         self.optimizer = opt
         self.history = history
         return history
+
+    def gradients(self, X, y, *, loss=None, seed=None):
+        """Loss and gradients of one training-mode pass over (X, y), no update.
+
+        Batch statistics normalise as in training, but the running
+        statistics are left alone; dropout draws its mask from `seed`.
+
+        Returns
+        -------
+        loss : float
+        grads : list of dict
+            Per layer, copies of the gradients: "w", and "b" or "gamma",
+            "beta".
+        """
+        loss = self.loss if loss is None else one_of(loss, "loss", _network.LOSSES)
+        X = self._check_x(X)
+        if self.batch_norm and X.shape[0] < 2:
+            raise ValueError("batch norm needs at least 2 rows to compute gradients")
+        labels, targets = self._check_y(y, X.shape[0], loss)
+        engine = self._engine(X.shape[0], loss)
+        engine.freeze_bn_stats = True
+        engine.set_data(X, labels, targets, None)
+        engine.set_order(np.arange(X.shape[0], dtype=np.int64))
+        value = engine.step(0, X.shape[0], 0.0, 0.0,
+                            seed_value(self.seed if seed is None else seed), 0, update=False)
+        grads = [{name[1:]: layer[name].copy() for name in ("dw", "db", "dgamma", "dbeta")
+                  if name in layer} for layer in self.layers]
+        return value, grads
 
     def _engine(self, max_batch, loss):
         return _network.Engine(self.layer_sizes, self.params, self.grads, self.buffers,
