@@ -22,7 +22,7 @@
 /* Small-path limits, from benchmarks/test_bench_kernels.py on AMD EPYC
  * (Zen 1): beyond them BLIS' cache blocking wins. */
 #define FN_GEMM_SMALL_MAX_K 384
-#define FN_GEMM_SMALL_MAX_WORK (512.0 * 256.0 * 512.0)
+#define FN_GEMM_SMALL_MAX_WORK (256.0 * 256.0 * 512.0)
 
 fn_int fn_gemm_pack_size(fn_int k, fn_int n, int dtype_bits)
 {
