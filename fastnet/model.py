@@ -318,12 +318,16 @@ class MLP:
         ------
         ValueError
             Before any weight changes, for NaN/inf data, wrong shapes, labels
-            out of range or fewer than 2 rows.
+            out of range, fewer than 2 rows, ``batch_size < 2`` with batch
+            norm, or a ReduceLROnPlateau monitoring a metric fit does not log.
         """
         loss = one_of(loss, "loss", _network.LOSSES)
         epochs = _positive_int(epochs, "epochs")
         batch_size = _positive_int(batch_size, "batch_size")
         verbose = one_of(verbose, "verbose", (0, 1, 2))
+        if self.batch_norm and batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 with batch_norm=True (a batch of one "
+                             f"row has no batch variance), got {batch_size}")
         X = self._check_x(X)
         n = X.shape[0]
         if n < 2:
@@ -365,6 +369,18 @@ class MLP:
         base_lr = opt.lr
         sched = _schedules.resolve(schedule, base_lr)
         per_step = bool(getattr(sched, "per_step", False))
+        if getattr(sched, "needs_metric", False):
+            # the keys _epoch_logs will produce: fail now, not after an epoch of training
+            logged = {"loss", "lr", "grad_norm", "time"}
+            if loss == "cross_entropy":
+                logged.add("accuracy")
+            if val is not None:
+                logged.update("val_" + k for k in logged & {"loss", "accuracy"})
+            metric = getattr(sched, "monitor", "val_loss" if val is not None else "loss")
+            if metric not in logged:
+                raise ValueError(f"{type(sched).__name__} monitors {metric!r}, which this fit "
+                                 f"does not log (logs: {sorted(logged)}); pass validation "
+                                 "data or choose another monitor")
         callbacks = list(callbacks)
         if early_stopping is not None and early_stopping is not False:
             from fastnet.callbacks import EarlyStopping
