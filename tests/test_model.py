@@ -984,3 +984,16 @@ def test_second_ctrl_c_interrupts_at_once(small):
         model.fit(X, y, epochs=3, verbose=0, callbacks=[_CtrlC(epoch=0, batch=2, times=2)])
     assert signal.getsignal(signal.SIGINT) is handler
     model.predict(X[:3])
+
+
+@pytest.mark.parametrize("batch_norm, n, expected", [(True, 65, 1), (False, 65, 2),
+                                                     (True, 66, 2), (True, 64, 1)])
+def test_trailing_single_row_batch_is_skipped_with_batch_norm(small, batch_norm, n, expected):
+    X, y = small
+    rec = Recorder()
+    model = fastnet.MLP([64, 8, 10], batch_norm=batch_norm, seed=32)
+    hist = model.fit(X[:n], y[:n], epochs=2, batch_size=64, verbose=0, callbacks=[rec])
+    assert [e[1] for e in rec.events if e[0] == "batch_end"] == list(range(expected)) * 2
+    assert model.optimizer.t == 2 * expected
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+    assert all(math.isfinite(v) for v in hist.history["loss"])
