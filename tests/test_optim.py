@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+import fastnet
 from fastnet import optim
 
 # float32: the C update and torch round differently (a reciprocal multiply vs a
@@ -12,6 +13,14 @@ from fastnet import optim
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
 TORCH_DTYPE = {np.float32: torch.float32, np.float64: torch.float64}
 N_STEPS = 6
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One fastnet thread: the machine is shared, and an oversubscribed OpenMP team
+    spends its time in barriers (1 vs 2 threads is covered by the determinism tests)."""
+    with fastnet.threads(1):
+        yield
 
 CASES = {
     "sgd": (optim.SGD, torch.optim.SGD, dict(lr=0.1), dict(lr=0.1)),

@@ -18,6 +18,14 @@ from fastnet import optim
 
 torch.set_num_threads(1)
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One fastnet thread: the machine is shared, and an oversubscribed OpenMP team
+    spends its time in barriers (1 vs 2 threads is covered by the determinism tests)."""
+    with fastnet.threads(1):
+        yield
+
 TORCH_DTYPE = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 # Tolerance of a comparison: |a - e| <= RTOL * (|e| + max|e|) -- float32 rounding of
 # different summation orders through a few layers, or float64 rounding.
