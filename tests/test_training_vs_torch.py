@@ -339,14 +339,20 @@ def test_gradients_match_autograd(loss, activation, batch_norm, dtype):
         assert a.tobytes() == b.tobytes(), f"gradients() changed {name}"
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.4], ids=["nodrop", "dropout"])
 @pytest.mark.parametrize("batch_norm", [True, False], ids=["bn", "nobn"])
 @pytest.mark.parametrize("activation, loss", [("relu", "cross_entropy"), ("tanh", "mse"),
                                               ("sigmoid", "cross_entropy")])
-def test_gradients_match_finite_differences(activation, loss, batch_norm):
-    """float64: every parameter's gradient against a central difference of the loss."""
+def test_gradients_match_finite_differences(activation, loss, batch_norm, dropout):
+    """float64: every parameter's gradient against a central difference of the loss.
+
+    With dropout the mask is a function of (seed, layer, step, element) only, so for
+    a fixed seed the loss is a smooth function of the parameters too."""
     sizes = [4, 5, 3]
     X, y = data(loss, n=7, sizes=sizes, dtype=np.float64, seed=17)
     model = make_model(sizes, activation, batch_norm, np.float64, seed=18)
+    if dropout:
+        model = _with_dropout(model, dropout)
     _, grads = model.gradients(X, y, loss=loss)
     analytic = np.concatenate([g[k].reshape(-1) for g in grads for k in ("w", "b", "gamma", "beta")
                                if k in g])
@@ -366,3 +372,23 @@ def test_gradients_match_finite_differences(activation, loss, batch_norm):
     # central differences: truncation O(eps^2), round-off ~1e-16/eps
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6,
                                atol=1e-7 * max(1.0, np.max(np.abs(numeric))))
+
+
+def _with_dropout(model, rate):
+    other = fastnet.MLP(model.layer_sizes, activation=model.activation,
+                        batch_norm=model.batch_norm, dropout=rate, dtype=model.dtype,
+                        seed=model.seed)
+    other.set_weights(model.get_weights())
+    return other
+
+
+def test_dropout_gradients_use_one_mask_per_seed():
+    sizes = [4, 6, 3]
+    X, y = data("cross_entropy", n=8, sizes=sizes, dtype=np.float64, seed=19)
+    model = _with_dropout(make_model(sizes, "relu", False, np.float64, seed=20), 0.5)
+    a = model.gradients(X, y, seed=1)
+    b = model.gradients(X, y, seed=1)
+    c = model.gradients(X, y, seed=2)
+    assert a[0] == b[0] and a[0] != c[0]
+    plain = make_model(sizes, "relu", False, np.float64, seed=20)
+    assert plain.gradients(X, y)[0] != a[0]
