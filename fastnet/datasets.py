@@ -139,6 +139,8 @@ def load_file(path, label_column=None):
 
 def _read_npz(path):
     import zipfile
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a .npz file (not a zip archive of arrays)")
     try:
         with np.load(path, allow_pickle=False) as data:
             files = list(data.files)
