@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 PLOT_HINT = "install fastnet[plot] for the PNG (pip install 'fastnet[plot]')"
 
@@ -339,8 +339,9 @@ def _schedule(args):
     lr, epochs = args.lr, args.epochs
     if args.schedule == "warmup_cosine":
         warmup = min(max(1, round(0.05 * epochs)), epochs - 1)
-        return schedules.WarmupCosine(lr, warmup, epochs), f"warmup_cosine ({warmup} " \
-            f"warmup epoch{'s' if warmup != 1 else ''}, cosine to epoch {epochs})"
+        text = (f"warmup_cosine ({warmup} warmup epoch{'s' if warmup != 1 else ''}, "
+                f"cosine to epoch {epochs})")
+        return schedules.WarmupCosine(lr, warmup, epochs), text
     if args.schedule == "cosine":
         return schedules.CosineAnnealing(lr, epochs), f"cosine (over {epochs} epochs)"
     if args.schedule == "step":
@@ -410,7 +411,7 @@ def cmd_train(args):
                             seed=args.seed, verbose=verbose)
         fit_seconds = time.perf_counter() - t_fit
         test = model.evaluate(X_test, y_test)
-    n_correct = int(round(test["accuracy"] * len(y_test)))
+    n_correct = round(test["accuracy"] * len(y_test))
 
     print()
     ran = history.epochs
@@ -796,7 +797,8 @@ def _plot_schedules(fig):
     from fastnet import schedules
     ax = fig.subplots()
     epochs = np.arange(100)
-    ax.plot(epochs, [schedules.step_decay(e, 0.001) for e in epochs], label="step decay")
+    ax.plot(epochs, [schedules.step_decay(e, 0.001) for e in epochs], drawstyle="steps-post",
+            label="step decay (x0.5 every 30)")
     ax.plot(epochs, [schedules.cosine_schedule(e, 100, 0.001) for e in epochs],
             label="cosine")
     ax.plot(epochs, [schedules.warmup_cosine(e, 10, 100, 0.001) for e in epochs],

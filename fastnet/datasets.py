@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-__all__ = ["load_digits", "load_file", "encode_labels", "train_test_split"]
+__all__ = ["encode_labels", "load_digits", "load_file", "train_test_split"]
 
 _DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 DIGITS_PATH = os.path.join(_DATA_DIR, "digits.npz")
@@ -287,7 +287,7 @@ def train_test_split(X, y, test_size=0.25, *, seed=0, stratify=True):
     if isinstance(test_size, numbers.Integral) and not isinstance(test_size, bool):
         n_test = int(test_size)
     elif isinstance(test_size, numbers.Real) and 0 < test_size < 1:
-        n_test = int(math.ceil(test_size * n))
+        n_test = math.ceil(test_size * n)
     else:
         raise ValueError(f"test_size must be a fraction in (0, 1) or a row count, "
                          f"got {test_size!r}")

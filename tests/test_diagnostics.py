@@ -302,7 +302,7 @@ def test_gradient_flow_matches_model_gradients(trained):
 
 
 def test_activation_stats_inference_forward_matches_the_model(trained):
-    model, X, y = trained
+    model, X, _ = trained
     # the NumPy recomputation feeds the output layer exactly like the native forward
     hidden = dg.hidden_activations(model, X)
     last = model.layers[-1]
@@ -328,7 +328,7 @@ def test_activation_stats_counts_dead_relus():
 
 
 def test_model_diagnostics_check_input(trained):
-    model, X, y = trained
+    model, X, _ = trained
     with pytest.raises(ValueError, match="shape"):
         dg.activation_stats(model, X[:, :10])
     with pytest.raises(ValueError, match="NaN"):
