@@ -37,6 +37,7 @@ __all__ = [
     "Config",
     "GemmFloor",
     "add_arguments",
+    "blas_peak_gflops",
     "environment",
     "format_environment",
     "format_memory",
@@ -151,6 +152,19 @@ class GemmFloor:
     def epoch(self):
         for _ in range(_steps(self.config)):
             self.step()
+
+
+def blas_peak_gflops(n=2048, repeats=3, dtype=np.float32):
+    """Peak matrix-multiply rate of NumPy's BLAS here: the best of `repeats`
+    timings of an (n, n) @ (n, n) product into a preallocated output, in
+    GFLOP/s (with NumPy's BLAS thread settings as they are)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32).astype(dtype, copy=False)
+    b = rng.standard_normal((n, n), dtype=np.float32).astype(dtype, copy=False)
+    out = np.empty((n, n), dtype)
+    np.matmul(a, b, out=out)                  # warm-up
+    best = min(_timed(lambda: np.matmul(a, b, out=out)) for _ in range(repeats))
+    return 2.0 * n ** 3 / best / 1e9
 
 
 # ---- noise monitor --------------------------------------------------------------------
@@ -286,14 +300,20 @@ def run(configs=None, repeats=5, threads=None, with_torch=True, progress=None, *
         floor_s (medians; torch_s is None without PyTorch), vs_numpy and
         vs_torch (speed-ups: baseline time / fastnet time), x_floor (fastnet
         time / floor time), numpy_x_floor, torch_x_floor, gflop (per epoch),
-        floor_gflops, others_cpu (CPU cores other processes used while
+        floor_gflops (the floor's rate), peak_gflops (NumPy's BLAS on a
+        2048^3 product, measured once per run), peak_floor_s (the epoch's
+        GEMM FLOPs at that peak: the FLOP floor), x_peak_floor (fastnet time /
+        FLOP floor), others_cpu (CPU cores other processes used while
         measuring; None if unknown), samples (all timings), threads.
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")
     use_torch = bool(with_torch) and torch_baseline.available()
+    configs = _configs(configs)
+    _say(progress, "BLAS peak: 2048^3 sgemm")
+    peak = blas_peak_gflops()
     rows = []
-    for cfg in _configs(configs):
+    for cfg in configs:
         X, y = make_data(cfg, seed)
         runners = {"fastnet": _fastnet_runner(cfg, X, y, threads),
                    "numpy": _numpy_runner(cfg, X, y)}
@@ -314,6 +334,8 @@ def run(configs=None, repeats=5, threads=None, with_torch=True, progress=None, *
             "numpy_x_floor": _ratio(med["numpy"], med["floor"]),
             "torch_x_floor": _ratio(t_torch, med["floor"]),
             "gflop": flops / 1e9, "floor_gflops": flops / 1e9 / med["floor"],
+            "peak_gflops": peak, "peak_floor_s": flops / 1e9 / peak,
+            "x_peak_floor": med["fastnet"] / (flops / 1e9 / peak),
             "others_cpu": others, "samples": times,
             "threads": fastnet.get_num_threads() if threads is None else threads,
         })
@@ -513,8 +535,9 @@ def format_table(rows, goals=True):
     whether it is met.  A last column flags rows measured while other
     processes used the CPU (>= 0.25 cores)."""
     head = ("| config | fastnet | NumPy | PyTorch | GEMM floor | vs NumPy | vs PyTorch "
-            "| fastnet / floor | NumPy / floor | others' CPU |")
-    lines = [head, "|---|" + "---:|" * 9]
+            "| fastnet / GEMM floor | fastnet / FLOP floor | NumPy / GEMM floor "
+            "| others' CPU |")
+    lines = [head, "|---|" + "---:|" * 10]
     for r in rows:
         goal = GOALS.get(r["config"], (None, None)) if goals else (None, None)
         others = r.get("others_cpu")
@@ -525,7 +548,12 @@ def format_table(rows, goals=True):
             f"{_fmt_s(r['torch_s'])} | {_fmt_s(r['floor_s'])} "
             f"({r['floor_gflops']:.0f} GFLOP/s) | {_fmt_x(r['vs_numpy'], goal[0])} | "
             f"{_fmt_x(r['vs_torch'], goal[1])} | {_fmt_x(r['x_floor'])} | "
-            f"{_fmt_x(r['numpy_x_floor'])} | {noise} |")
+            f"{_fmt_x(r.get('x_peak_floor'))} | {_fmt_x(r['numpy_x_floor'])} | {noise} |")
+    if rows and rows[0].get("peak_gflops"):
+        lines.append("")
+        lines.append(f"GEMM floor: the epoch's matmuls alone through NumPy's BLAS; FLOP floor: "
+                     f"their FLOPs at the BLAS peak measured here "
+                     f"({rows[0]['peak_gflops']:.0f} GFLOP/s, 2048^3 sgemm).")
     return "\n".join(lines)
 
 
@@ -559,8 +587,7 @@ def format_memory(result):
              f"  growth from epoch 1 to {r['epochs']}: {r['growth_bytes']} bytes"]
     if rss is not None:
         lines.append(f"  peak RSS growth during the {r['epochs']}-epoch fit: {_mib(rss)} "
-                     f"(includes BLIS buffers and allocator slack; data {_mib(r['data_bytes'])} "
-                     "not counted by either)")
+                     "(coarse: sees BLIS buffers, but not memory the process already held)")
     return "\n".join(lines)
 
 
