@@ -20,6 +20,9 @@ Options (also as environment variables):
     only toy and digits, and fewer rounds.
 ``--bench-rounds=N`` / ``FASTNET_BENCH_ROUNDS``
     timed rounds per training benchmark.
+``--fastnet-threads=N``
+    fastnet's thread count for the session (default: fastnet's own default,
+    which honours OMP_NUM_THREADS).  NumPy's and PyTorch's are not changed.
 """
 import os
 
@@ -48,6 +51,20 @@ def pytest_addoption(parser):
                          "FASTNET_BENCH_QUICK=1")
     group.addoption("--bench-rounds", type=int, default=None,
                     help="timed rounds per training benchmark; env FASTNET_BENCH_ROUNDS")
+    group.addoption("--fastnet-threads", type=int, default=None,
+                    help="fastnet's thread count for the session (NumPy's and PyTorch's "
+                         "are not changed)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fastnet_threads(request):
+    n = request.config.getoption("--fastnet-threads")
+    if n is None:
+        yield
+        return
+    import fastnet
+    with fastnet.threads(n):
+        yield
 
 
 def quick(config):
@@ -182,6 +199,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             tr.write_line(line)
     if training:
         tr.write_sep("=", "fastnet vs NumPy vs PyTorch: one training epoch (median ratios)")
+        peak = suite.blas_peak_gflops()
         rows = []
         for group, res in training.items():
             fast = res.get("fastnet")
@@ -193,13 +211,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                          _fmt_x(res.get("numpy"), fast), _goal(r_np, goals[0]),
                          _fmt_x(res.get("torch"), fast), _goal(r_t, goals[1]),
                          _fmt_x(fast, res.get("floor")),
+                         _fmt_x(fast, suite.gemm_flops(group) / 1e9 / peak),
                          _fmt_x(res.get("fastnet@1t"), fast)])
         for line in _table(["config", "fastnet", "NumPy", "PyTorch", "GEMM floor", "vs NumPy",
-                            "goal", "vs PyTorch", "goal", "fastnet/floor",
-                            "2 vs 1 thread"], rows):
+                            "goal", "vs PyTorch", "goal", "fastnet/GEMM floor",
+                            "fastnet/FLOP floor", "2 vs 1 thread"], rows):
             tr.write_line(line)
-        tr.write_line("vs X = X's median / fastnet's median; fastnet/floor = fastnet's "
-                      "epoch time as a multiple of the same epoch's matmuls alone (NumPy BLAS); "
+        tr.write_line("vs X = X's median / fastnet's median; GEMM floor = the same epoch's "
+                      "matmuls alone (NumPy BLAS, preallocated outputs); FLOP floor = their "
+                      f"FLOPs at the BLAS peak measured now ({peak:.0f} GFLOP/s, 2048^3 sgemm); "
                       "2 vs 1 thread = fastnet at 1 thread / at its default count.")
     if kernels or training:
         import fastnet
