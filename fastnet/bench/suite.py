@@ -617,6 +617,8 @@ def run_from_args(args, out=None):
     out = sys.stdout if out is None else out
     names = args.configs or os.environ.get("FASTNET_BENCH_CONFIGS")
     configs = [c.strip() for c in names.split(",") if c.strip()] if names else None
+    if configs is not None:
+        _configs(configs)             # unknown names fail before anything runs
 
     def progress(msg):
         print(msg, file=sys.stderr, flush=True)
