@@ -79,8 +79,9 @@ cdef class Engine:
     cdef Py_ssize_t _n_rows
     cdef object _keep, _data_refs, _order, _opt_refs
     cdef public int64_t opt_step
+    cdef public int threads        # 0: fastnet's thread count
     # running sums of the current epoch
-    cdef public double loss_sum, grad_norm_sum
+    cdef public double loss_sum, grad_norm_sum, last_grad_norm
     cdef public Py_ssize_t correct, rows, steps
 
     def __cinit__(self, sizes, params, grads, buffers, int act, bint batch_norm,
@@ -190,7 +191,7 @@ cdef class Engine:
             raise ValueError(f"bad batch [{start}, {stop}) for max_batch {self.max_batch}")
         cdef fn_result res
         cdef fn_blas blas = blas_table()
-        cdef int nt = current_threads()
+        cdef int nt = self.threads if self.threads > 0 else current_threads()
         cdef fn_mlp_f32 *n32 = &self.n32
         cdef fn_mlp_f64 *n64 = &self.n64
         cdef fn_batch_f32 *b32 = &self.b32
@@ -228,8 +229,6 @@ cdef class Engine:
         self.steps += 1
         self.last_grad_norm = res.grad_norm
         return res.loss
-
-    cdef public double last_grad_norm
 
     def forward(self, x, out):
         """Inference outputs of x (running statistics, no dropout) into out."""

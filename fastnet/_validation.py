@@ -34,9 +34,16 @@ def float_array(value, name, ndim=None, dtype=None):
         raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
-    if not arr.flags.c_contiguous:
-        arr = np.ascontiguousarray(arr)
+    if not (arr.flags.c_contiguous and arr.flags.aligned):
+        # one copy; misaligned data (e.g. a view into a byte buffer) would be
+        # undefined behaviour in C
+        arr = np.require(arr, requirements=("C_CONTIGUOUS", "ALIGNED"))
     return arr
+
+
+def c_array(value, dtype=None):
+    """`value` as an aligned C-contiguous array (of `dtype`), copied only if needed."""
+    return np.require(value, dtype=dtype, requirements=("C_CONTIGUOUS", "ALIGNED"))
 
 
 def same_shape(a, a_name, b, b_name):
@@ -71,7 +78,7 @@ def label_array(y, name, n_rows, n_classes, ref_name=None, ref_shape=None):
         if lo < 0 or hi >= n_classes:
             raise ValueError(f"{name} holds labels in [{lo}, {hi}] but must be in "
                              f"[0, {n_classes - 1}] for {n_classes} classes")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return c_array(arr, np.int64)
 
 
 def real_number(value, name, low=None, high=None, low_open=False, high_open=False):

@@ -10,7 +10,7 @@ place.  NaN in gives NaN out.
 import numpy as np
 
 from fastnet import _kernels
-from fastnet._validation import (float_array, label_array, real_number, same_shape,
+from fastnet._validation import (c_array, float_array, label_array, real_number, same_shape,
                                  seed_value, vector_for)
 
 __all__ = ["linear_forward", "linear_backward", "batch_norm", "batch_norm_backward",
@@ -229,7 +229,7 @@ def dropout_backward(dout, mask, rate):
         raise TypeError(f"mask must be a bool or uint8 array, got dtype {mask.dtype}")
     same_shape(mask, "mask", dout, "dout")
     # no shortcut for rate == 0: dx = dout * mask still applies the mask
-    mask = np.ascontiguousarray(mask).view(np.uint8)
+    mask = c_array(mask).view(np.uint8)
     return _kernels.dropout_backward(dout.reshape(-1), mask.reshape(-1), rate).reshape(
         dout.shape)
 

@@ -19,7 +19,8 @@ import warnings
 import numpy as np
 
 from fastnet import _network, init as _init, optim as _optim, schedules as _schedules
-from fastnet._validation import one_of, real_number, seed_value
+from fastnet._governor import ThreadGovernor
+from fastnet._validation import c_array, one_of, real_number, seed_value
 
 __all__ = ["MLP", "History", "load"]
 
@@ -231,7 +232,7 @@ class MLP:
                              f"(n, {self.layer_sizes[0]})")
         if arr.shape[0] == 0:
             raise ValueError(f"{name} is empty")
-        arr = np.ascontiguousarray(arr, dtype=self.dtype)
+        arr = c_array(arr, self.dtype)
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or infinity")
         return arr
@@ -250,7 +251,7 @@ class MLP:
             if arr.min() < 0 or arr.max() >= n_out:
                 raise ValueError(f"{name} holds labels in [{arr.min()}, {arr.max()}] but the "
                                  f"model has {n_out} outputs (labels 0..{n_out - 1})")
-            return np.ascontiguousarray(arr, dtype=np.int64), None
+            return c_array(arr, np.int64), None
         if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) \
                 or arr.dtype == np.bool_:
             raise ValueError(f"{name} must hold real targets for loss='mse', got {arr.dtype}")
@@ -259,7 +260,7 @@ class MLP:
         if arr.shape != (n, n_out):
             raise ValueError(f"{name} has shape {np.shape(y)} but the model outputs "
                              f"({n}, {n_out})")
-        arr = np.ascontiguousarray(arr, dtype=self.dtype)
+        arr = c_array(arr, self.dtype)
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or infinity")
         return None, arr
@@ -335,7 +336,7 @@ class MLP:
         labels, targets = self._check_y(y, n, loss)
         weights = None
         if sample_weight is not None:
-            weights = np.ascontiguousarray(sample_weight, dtype=self.dtype)
+            weights = c_array(sample_weight, self.dtype)
             if weights.shape != (n,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
                 raise ValueError("sample_weight must be a finite, non-negative array of "
                                  f"shape ({n},)")
@@ -411,6 +412,8 @@ class MLP:
         if self.batch_norm and steps > 1 and n % max_batch == 1:
             steps -= 1
 
+        governor = ThreadGovernor((tuple(self.layer_sizes), max_batch, self.dtype.name,
+                                   self.batch_norm, self.dropout, loss))
         history = History()
         monitor = "val_loss" if val is not None else "loss"
         best_value, best_state = math.inf, self._state()
@@ -437,8 +440,11 @@ class MLP:
                 for b in range(steps):
                     step_lr = epoch_lr if epoch_lr is not None else float(sched(global_step))
                     start = b * max_batch
+                    engine.threads = threads_now = governor.threads()
+                    tick = time.perf_counter()
                     batch_loss = engine.step(start, min(n, start + max_batch), step_lr, clip,
                                              dropout_seed, global_step & 0xFFFFFFFF)
+                    governor.record(threads_now, time.perf_counter() - tick)
                     global_step += 1
                     if not math.isfinite(batch_loss):
                         history.diverged = True
