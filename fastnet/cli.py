@@ -419,6 +419,9 @@ def cmd_train(args):
     if history.diverged:
         print(f"Training diverged (NaN/inf loss) after {ran} epochs; restored the best "
               "weights. Try a lower --lr.")
+    elif getattr(history, "interrupted", False):
+        print(f"Interrupted (Ctrl-C) after {ran} epochs; restored the best weights (epoch "
+              f"{(best or 0) + 1}).")
     elif history.stopped_epoch is not None and stopper is not None:
         print(f"Early stopping after epoch {history.stopped_epoch + 1}: validation loss best "
               f"at epoch {best + 1} ({stopper.best_loss:.4f}); restored those weights.")
