@@ -18,7 +18,8 @@ import warnings
 
 import numpy as np
 
-from fastnet import _network, init as _init, optim as _optim, schedules as _schedules
+from fastnet import _checkpoint, _network, init as _init, optim as _optim, schedules as _schedules
+from fastnet._io import atomic_savez, read_npz
 from fastnet._governor import ThreadGovernor
 from fastnet._validation import c_array, one_of, real_number, seed_value
 
@@ -270,7 +271,8 @@ class MLP:
     def fit(self, X, y, *, epochs=100, batch_size=64, optimizer="adam", lr=1e-3,
             schedule=None, validation_data=None, validation_split=0.0, early_stopping=None,
             loss="cross_entropy", grad_clip=None, shuffle=True, seed=None, verbose=1,
-            callbacks=(), weight_decay=None, sample_weight=None):
+            callbacks=(), weight_decay=None, sample_weight=None, checkpoint=None,
+            checkpoint_every=1, resume=None):
         """Train with mini-batch gradient descent.
 
         Parameters
@@ -286,7 +288,9 @@ class MLP:
         schedule : schedule object, callable ``epoch -> lr`` or None
             See :mod:`fastnet.schedules`; per-step schedules are called with
             the optimizer step, ReduceLROnPlateau with the monitored metric.
-        validation_data : (X_val, y_val), optional
+        validation_data : (X_val, y_val) or (X_val, y_val, sample_weight_val), optional
+            The validation loss and accuracy are weighted when weights are
+            given (with validation_split, the held-out rows keep theirs).
         validation_split : float in [0, 1)
             Fraction of (X, y) held out for validation (a seeded random
             subset) when validation_data is not given.
@@ -310,6 +314,17 @@ class MLP:
             adamw).
         sample_weight : array (n,), optional
             Per-row weight of the loss.
+        checkpoint : path, optional
+            Write a checkpoint (model, optimizer, schedule and callback state,
+            best weights, history, epoch and step counters) every
+            `checkpoint_every` epochs and when training ends.  Each write goes
+            to a temporary file that is flushed to disk and renamed, so a
+            crash leaves the previous checkpoint intact.
+        resume : path, optional
+            Continue from a checkpoint written by a fit with the same data and
+            options; the result is bit-identical to an uninterrupted run.  A
+            missing file starts from scratch (so one command line can both
+            start and resume a job).
 
         Returns
         -------
@@ -334,22 +349,29 @@ class MLP:
         if n < 2:
             raise ValueError(f"fit needs at least 2 rows, X has {n}")
         labels, targets = self._check_y(y, n, loss)
-        weights = None
-        if sample_weight is not None:
-            weights = c_array(sample_weight, self.dtype)
-            if weights.shape != (n,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
-                raise ValueError("sample_weight must be a finite, non-negative array of "
-                                 f"shape ({n},)")
+        weights = _sample_weights(sample_weight, n, self.dtype, "sample_weight")
+        every = _positive_int(checkpoint_every, "checkpoint_every")
+        resume_state = None
+        if resume is not None and os.path.exists(os.fspath(resume)):
+            resume_state = _checkpoint.read(resume, self)
         clip = 0.0 if grad_clip is None else real_number(grad_clip, "grad_clip", low=0.0,
                                                           low_open=True)
         run_seed = self.seed if seed is None else seed_value(seed)
+        if resume_state is not None and resume_state["meta"]["run_seed"] != run_seed:
+            raise ValueError(f"{resume}: checkpoint was written by a fit with seed "
+                             f"{resume_state['meta']['run_seed']}, this fit has seed {run_seed}")
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be (X_val, y_val) or "
+                                 "(X_val, y_val, sample_weight_val)")
             Xv = self._check_x(validation_data[0], "validation_data[0]")
+            wv = None
+            if len(validation_data) == 3:
+                wv = _sample_weights(validation_data[2], Xv.shape[0], self.dtype,
+                                     "validation_data[2]")
             val = (Xv,) + self._check_y(validation_data[1], Xv.shape[0], loss,
-                                        "validation_data[1]")
+                                        "validation_data[1]") + (wv,)
         else:
             split = real_number(validation_split, "validation_split", low=0.0, high=1.0,
                                 high_open=True)
@@ -360,7 +382,9 @@ class MLP:
                 order = np.random.default_rng([run_seed, 0xDA7A]).permutation(n)
                 vi, ti = np.sort(order[:n_val]), np.sort(order[n_val:])
                 val = (X[vi], None if labels is None else labels[vi],
-                       None if targets is None else targets[vi])
+                       None if targets is None else targets[vi],
+                       None if weights is None or not np.any(weights[vi] > 0)
+                       else weights[vi])   # all-zero held-out weights: score unweighted
                 X = X[ti]
                 labels = None if labels is None else labels[ti]
                 targets = None if targets is None else targets[ti]
@@ -403,8 +427,6 @@ class MLP:
         max_batch = min(batch_size, n)
         engine = self._engine(max_batch, loss)
         engine.set_data(X, labels, targets, weights)
-        b1, b2 = opt.buffers_for(self.params.size, self.dtype)
-        engine.set_optimizer(opt.kind, *opt._native_hyper(), opt.t, b1, b2)
         dropout_seed = int(np.random.SeedSequence([run_seed, 0xD209]).generate_state(
             1, np.uint64)[0])
         steps = int(math.ceil(n / max_batch))
@@ -424,9 +446,15 @@ class MLP:
         wants_batch_end = any(hasattr(cb, "on_batch_end") for cb in callbacks)
         interrupt = _InterruptFlag()
         global_step = opt.t
+        start_epoch = 0
+        if resume_state is not None:
+            start_epoch, global_step, best_value, best_state = _checkpoint.restore(
+                resume_state, self, opt, sched, callbacks, history)
+        b1, b2 = opt.buffers_for(self.params.size, self.dtype)
+        engine.set_optimizer(opt.kind, *opt._native_hyper(), opt.t, b1, b2)
         try:
             interrupt.install()
-            for epoch in range(epochs):
+            for epoch in range(start_epoch, epochs):
                 _call(callbacks, "on_epoch_begin", epoch, {})
                 if shuffle:
                     order = np.random.default_rng([run_seed, epoch]).permutation(n)
@@ -486,6 +514,11 @@ class MLP:
                 _call(callbacks, "on_epoch_end", epoch, logs)
                 if verbose:
                     _print_epoch(epoch, epochs, logs)
+                if checkpoint is not None and ((epoch + 1) % every == 0 or epoch + 1 == epochs
+                                               or self.stop_training or interrupt.raised):
+                    _checkpoint.write(checkpoint, self, opt, sched, callbacks, history,
+                                      epoch + 1, global_step, best_value, best_state,
+                                      run_seed)
                 if interrupt.raised:
                     history.interrupted = True
                     break
@@ -551,7 +584,8 @@ class MLP:
         if val is not None:
             out = np.empty((val[0].shape[0], self.layer_sizes[-1]), dtype=self.dtype)
             engine.forward(val[0], out)
-            logs.update({"val_" + k: v for k, v in self._score(out, val[1], val[2]).items()})
+            logs.update({"val_" + k: v
+                         for k, v in self._score(out, val[1], val[2], val[3]).items()})
         return logs
 
     # ---- inference -------------------------------------------------------------
@@ -564,12 +598,16 @@ class MLP:
         out = np.empty((X.shape[0], self.layer_sizes[-1]), dtype=self.dtype)
         return self._inference.forward(X, out)
 
-    def _score(self, outputs, labels, targets):
+    def _score(self, outputs, labels, targets, weights=None):
+        """Loss (and accuracy), both weighted by `weights` when given."""
         from fastnet import functional
         if labels is not None:
-            value, _ = functional.softmax_cross_entropy(outputs, labels)
-            return {"loss": value, "accuracy": float(np.mean(outputs.argmax(axis=1) == labels))}
-        value, _ = functional.mse_loss(outputs, targets)
+            value, _ = functional.softmax_cross_entropy(outputs, labels, sample_weight=weights)
+            hits = outputs.argmax(axis=1) == labels
+            accuracy = np.mean(hits) if weights is None else \
+                np.sum(weights * hits, dtype=np.float64) / np.sum(weights, dtype=np.float64)
+            return {"loss": value, "accuracy": float(accuracy)}
+        value, _ = functional.mse_loss(outputs, targets, sample_weight=weights)
         return {"loss": float(value)}
 
     def predict(self, X):
@@ -607,7 +645,19 @@ class MLP:
         so a crash never leaves a half-written model behind.
         """
         meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "config": self.config()}
-        _atomic_savez(path, meta, {"params": self.params, "buffers": self.buffers})
+        atomic_savez(path, meta, {"params": self.params, "buffers": self.buffers})
+
+
+def _sample_weights(value, n, dtype, name):
+    """None, or a finite non-negative (n,) array with a positive sum."""
+    if value is None:
+        return None
+    weights = c_array(value, dtype)
+    if weights.shape != (n,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError(f"{name} must be a finite, non-negative array of shape ({n},)")
+    if not np.any(weights > 0):
+        raise ValueError(f"{name} must have at least one positive entry")
+    return weights
 
 
 def _positive_int(value, name):
@@ -669,44 +719,6 @@ class _InterruptFlag:
             self._previous = None
 
 
-def _atomic_savez(path, meta, arrays):
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    payload = {"__meta__": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
-    payload.update(arrays)
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _read_npz(path, kind):
-    """Arrays and metadata of a fastnet file; ValueError naming any problem."""
-    import zipfile
-    try:
-        with np.load(os.fspath(path), allow_pickle=False) as data:
-            contents = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
-        raise ValueError(f"{path} is not a readable {kind} file ({exc})") from None
-    if "__meta__" not in contents:
-        raise ValueError(f"{path} has no fastnet metadata")
-    try:
-        meta = json.loads(contents.pop("__meta__").tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} has corrupted metadata ({exc})") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path} has corrupted metadata (not an object)")
-    return meta, contents
-
-
 def _model_from(meta, arrays, path):
     if meta.get("format") != _FORMAT or meta.get("version") != _FORMAT_VERSION:
         raise ValueError(f"{path} is not a fastnet model file (format {meta.get('format')!r}, "
@@ -745,5 +757,5 @@ def load(path):
     so loading never runs code from the file.  A truncated, corrupted or
     inconsistent file raises ValueError naming the problem.
     """
-    meta, arrays = _read_npz(path, "fastnet model")
+    meta, arrays = read_npz(path, "fastnet model")
     return _model_from(meta, arrays, path)

@@ -20,7 +20,10 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import fastnet
 from fastnet import _parallel
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 DTYPES = (np.float32, np.float64)
 RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
@@ -79,6 +82,18 @@ def assert_same_bits(a, b, what="value"):
     assert a.dtype == b.dtype, f"{what}: dtype {a.dtype} != {b.dtype}"
     assert a.shape == b.shape, f"{what}: shape {a.shape} != {b.shape}"
     assert a.tobytes() == b.tobytes(), f"{what}: not bit-identical"
+
+
+def child_env(*prepend, **extra):
+    """Environment for a child Python that imports the same fastnet as these tests.
+
+    The installed package may differ from the source tree (CI installs it and runs
+    pytest from the checkout, whose ``fastnet/`` has no compiled extensions), so the
+    child gets the directory holding the imported package first on PYTHONPATH; run
+    it with a cwd other than the checkout root, which ``python -m``/``-c`` put first."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(fastnet.__file__)))
+    path = [*prepend, package_root, os.environ.get("PYTHONPATH")]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)), **extra)
 
 
 def names_argument(message, name):

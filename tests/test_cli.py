@@ -10,6 +10,7 @@ import pytest
 
 import fastnet
 from fastnet.cli import main
+from conftest import TESTS_DIR, child_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,10 +21,10 @@ def _agg(monkeypatch):
 
 
 def run_module(*args, timeout=120, cwd=None):
-    env = dict(os.environ, MPLBACKEND="Agg",
-               PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    # cwd never the checkout root: `python -m` would import its uncompiled fastnet/
     return subprocess.run([sys.executable, "-m", "fastnet", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=cwd, check=False)
+                          text=True, timeout=timeout, env=child_env(MPLBACKEND="Agg"),
+                          cwd=cwd or TESTS_DIR, check=False)
 
 
 def assert_one_line_error(err, *needles):

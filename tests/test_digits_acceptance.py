@@ -17,6 +17,7 @@ import pytest
 
 import fastnet
 from fastnet.schedules import WarmupCosine
+from conftest import child_env
 
 RECIPE = dict(layers=[64, 256, 128, 10], dropout=0.3, lr=2e-3, weight_decay=0.01,
               warmup=5, epochs=100, batch_size=64, validation_split=0.1, patience=20)
@@ -77,10 +78,10 @@ def test_full_recipe_is_bit_identical_at_1_and_2_threads(one_thread_run, tmp_pat
     model, history, accuracy = one_thread_run
     out = tmp_path / "two_threads.npz"
     here = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    env = child_env(OMP_WAIT_POLICY="PASSIVE")
     code = (f"import sys; sys.path.insert(0, {here!r}); import test_digits_acceptance as t; "
             f"t._main({str(out)!r}, 2)")
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300, cwd=tmp_path)
     with np.load(out, allow_pickle=False) as two:
         weights = model.get_weights()
         for i, w in enumerate(weights):

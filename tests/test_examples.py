@@ -5,13 +5,14 @@ import sys
 
 import pytest
 
+from conftest import child_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
 
 
 def run_example(name, *args, cwd, extra_env=None, timeout=120):
-    env = dict(os.environ, MPLBACKEND="Agg", FASTNET_EXAMPLE_EPOCHS="5",
-               PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    env = child_env(MPLBACKEND="Agg", FASTNET_EXAMPLE_EPOCHS="5")
     env.update(extra_env or {})
     proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, name), *args],
                           capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env,
@@ -49,7 +50,7 @@ def test_compare_schedules_without_matplotlib(tmp_path):
     stub.mkdir(parents=True)
     (stub / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
     out = run_example("compare_schedules.py", cwd=tmp_path,
-                      extra_env={"PYTHONPATH": os.pathsep.join([str(stub.parent), ROOT])})
+                      extra_env={"PYTHONPATH": child_env(str(stub.parent))["PYTHONPATH"]})
     assert "matplotlib is not installed" in out
     assert "0.000883" in out          # the seed's warmup+cosine lr at epoch 30
     assert not (tmp_path / "compare_schedules.png").exists()

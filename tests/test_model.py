@@ -997,3 +997,25 @@ def test_trailing_single_row_batch_is_skipped_with_batch_norm(small, batch_norm,
     assert model.optimizer.t == 2 * expected
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
     assert all(math.isfinite(v) for v in hist.history["loss"])
+
+
+def test_weighted_validation_loss_and_accuracy():
+    """validation_data=(X, y, w): the logged val_loss/val_accuracy are weighted means."""
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((120, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    Xv = rng.standard_normal((40, 6)).astype(np.float32)
+    yv = (Xv[:, 0] > 0).astype(np.int64)
+    wv = rng.uniform(0.0, 3.0, 40).astype(np.float32)
+    model = fastnet.MLP([6, 8, 2], seed=1)
+    history = model.fit(X, y, epochs=2, batch_size=32, validation_data=(Xv, yv, wv), verbose=0)
+    p = model.predict_proba(Xv).astype(np.float64)
+    w = wv.astype(np.float64)
+    expected_loss = np.sum(w * -np.log(p[np.arange(40), yv])) / w.sum()
+    expected_acc = np.sum(w * (p.argmax(1) == yv)) / w.sum()
+    assert history.history["val_loss"][-1] == pytest.approx(expected_loss, rel=1e-4)
+    assert history.history["val_accuracy"][-1] == pytest.approx(expected_acc, rel=1e-12)
+    with pytest.raises(ValueError, match="validation_data"):
+        model.fit(X, y, epochs=1, validation_data=(Xv, yv, np.zeros(40)), verbose=0)
+    with pytest.raises(ValueError, match="validation_data"):
+        model.fit(X, y, epochs=1, validation_data=(Xv, yv, wv[:5]), verbose=0)
