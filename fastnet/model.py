@@ -679,8 +679,9 @@ def _progress(verbose, steps, epoch, epochs):
     if verbose != 1:
         return None
     from tqdm.auto import tqdm
+    # disable=None: no bar when stderr is not a terminal (log files get the epoch lines only)
     return tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", leave=False, unit="batch",
-                dynamic_ncols=True)
+                dynamic_ncols=True, disable=None)
 
 
 def _print_epoch(epoch, epochs, logs):
