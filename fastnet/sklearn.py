@@ -189,35 +189,13 @@ class _BaseMLP(BaseEstimator):
 
     _loss = None
 
-    def __init__(self, hidden_layer_sizes=(128, 128), *, activation="relu", init="lecun",
-                 batch_norm=True, dropout=0.5, optimizer="adamw", learning_rate_init=4e-3,
-                 weight_decay=None, batch_size=64, max_iter=200, schedule="plateau",
-                 warmup_epochs=5,
-                 early_stopping=True, validation_fraction=0.1, n_iter_no_change=10,
-                 tol=1e-4, grad_clip=None, random_state=None, n_threads=None, verbose=0,
-                 warm_start=False, dtype="float32"):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.init = init
-        self.batch_norm = batch_norm
-        self.dropout = dropout
-        self.optimizer = optimizer
-        self.learning_rate_init = learning_rate_init
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_iter = max_iter
-        self.schedule = schedule
-        self.warmup_epochs = warmup_epochs
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.grad_clip = grad_clip
-        self.random_state = random_state
-        self.n_threads = n_threads
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.dtype = dtype
+    def _store(self, arguments):
+        """Keep the constructor's arguments as attributes, unchanged (scikit-learn's
+        rule: validation happens in fit).  Each estimator spells its parameters out in
+        its own ``__init__`` because ``get_params`` reads them from that signature."""
+        for name, value in arguments.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
 
     # ---- parameters ---------------------------------------------------------------------
 
@@ -679,17 +657,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  early_stopping=True, validation_fraction=0.1, n_iter_no_change=10,
                  tol=1e-4, grad_clip=None, class_weight=None, random_state=None,
                  n_threads=None, verbose=0, warm_start=False, dtype="float32"):
-        super().__init__(hidden_layer_sizes, activation=activation, init=init,
-                         batch_norm=batch_norm,
-                         dropout=dropout, optimizer=optimizer,
-                         learning_rate_init=learning_rate_init, weight_decay=weight_decay,
-                         batch_size=batch_size, max_iter=max_iter, schedule=schedule,
-                         warmup_epochs=warmup_epochs, early_stopping=early_stopping,
-                         validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, tol=tol, grad_clip=grad_clip,
-                         random_state=random_state, n_threads=n_threads, verbose=verbose,
-                         warm_start=warm_start, dtype=dtype)
-        self.class_weight = class_weight
+        self._store(locals())
 
     def _check_params(self):
         p = super()._check_params()
@@ -822,17 +790,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  early_stopping=True, validation_fraction=0.1, n_iter_no_change=10,
                  tol=1e-4, grad_clip=None, standardize_targets=True, random_state=None,
                  n_threads=None, verbose=0, warm_start=False, dtype="float32"):
-        super().__init__(hidden_layer_sizes, activation=activation, init=init,
-                         batch_norm=batch_norm,
-                         dropout=dropout, optimizer=optimizer,
-                         learning_rate_init=learning_rate_init, weight_decay=weight_decay,
-                         batch_size=batch_size, max_iter=max_iter, schedule=schedule,
-                         warmup_epochs=warmup_epochs, early_stopping=early_stopping,
-                         validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, tol=tol, grad_clip=grad_clip,
-                         random_state=random_state, n_threads=n_threads, verbose=verbose,
-                         warm_start=warm_start, dtype=dtype)
-        self.standardize_targets = standardize_targets
+        self._store(locals())
 
     def _validate_xy(self, X, y, reset, dtype):
         X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=True,
