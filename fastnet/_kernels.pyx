@@ -14,7 +14,7 @@ from cython.parallel cimport parallel
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 
 from fastnet._native cimport *
-from fastnet._parallel cimport blas_table, current_threads
+from fastnet._parallel cimport blas_table, threads_for_elements, threads_for_gemm
 
 
 cdef inline object _dtype(floating dummy):
@@ -53,7 +53,7 @@ def linear_forward(const floating[:, ::1] x, const floating[:, ::1] w,
     cdef floating[:, ::1] o = out
     cdef floating[::1] p = pack
     cdef fn_blas blas = blas_table()
-    cdef int nt = current_threads()
+    cdef int nt = threads_for_gemm(n, m, k)
     cdef fn_gemm_args_f32 g32
     cdef fn_gemm_args_f64 g64
     if floating is float:
@@ -96,7 +96,7 @@ def linear_backward(const floating[:, ::1] dout, const floating[:, ::1] x,
         dxp = &dx_v[0, 0]
     cdef const floating *outp = _in2(out)
     cdef fn_blas blas = blas_table()
-    cdef int nt = current_threads()
+    cdef int nt = threads_for_gemm(n, m, k)
     cdef fn_gemm_args_f32 gw32, gx32
     cdef fn_gemm_args_f64 gw64, gx64
     if floating is float:
@@ -135,7 +135,7 @@ def batch_norm(const floating[:, ::1] x, const floating[::1] gamma,
     cdef floating[::1] mv = mean, vv = var
     cdef floating *rm = _out1(running_mean)
     cdef floating *rv = _out1(running_var)
-    cdef int nt = current_threads()
+    cdef int nt = threads_for_elements(<double>n * f)
     cdef fn_bn_forward_args_f32 a32
     cdef fn_bn_forward_args_f64 a64
     if floating is float:
@@ -171,7 +171,7 @@ def batch_norm_backward(const floating[:, ::1] dout, const floating[:, ::1] x,
     dbeta = np.empty(f, dtype=dtype)
     cdef floating[:, ::1] dxv = dx
     cdef floating[::1] dg = dgamma, dbv = dbeta
-    cdef int nt = current_threads()
+    cdef int nt = threads_for_elements(<double>n * f)
     cdef fn_bn_backward_args_f32 a32
     cdef fn_bn_backward_args_f64 a64
     if floating is float:
@@ -200,7 +200,7 @@ def dropout(const floating[:, ::1] x, double rate, uint64_t seed):
     cdef uint8_t[:, ::1] mv = mask
     cdef fn_dropout d
     d.rate = rate; d.seed = seed; d.layer = 0; d.step = 0
-    cdef int nt = current_threads()
+    cdef int nt = threads_for_elements(<double>n * f)
     with nogil, parallel(num_threads=nt):
         if floating is float:
             fn_dropout_team_f32(n, f, &x[0, 0], f, &d, &o[0, 0], &mv[0, 0])
@@ -214,7 +214,7 @@ def dropout_backward(const floating[::1] dout, const uint8_t[::1] mask, double r
     cdef fn_int count = dout.shape[0]
     dx = np.empty(count, dtype=_dtype(<floating>0))
     cdef floating[::1] dxv = dx
-    cdef int nt = current_threads()
+    cdef int nt = threads_for_elements(count)
     with nogil, parallel(num_threads=nt):
         if floating is float:
             fn_dropout_backward_team_f32(count, &dout[0], &mask[0], rate, &dxv[0])
@@ -237,7 +237,7 @@ def softmax_cross_entropy(const floating[:, ::1] logits, const int64_t[::1] labe
     cdef double[::1] s = scratch
     cdef const floating *wp = _in1(weights)
     cdef fn_result res
-    cdef int nt = current_threads()
+    cdef int nt = threads_for_elements(<double>n * c)
     with nogil, parallel(num_threads=nt):
         if floating is float:
             fn_softmax_xent_team_f32(n, c, &logits[0, 0], &labels[0], wp, NULL, dlp,
@@ -252,7 +252,7 @@ def softmax(const floating[:, ::1] logits):
     cdef fn_int n = logits.shape[0], c = logits.shape[1]
     probs = np.empty((n, c), dtype=_dtype(<floating>0))
     cdef floating[:, ::1] p = probs
-    cdef int nt = current_threads()
+    cdef int nt = threads_for_elements(<double>n * c)
     with nogil, parallel(num_threads=nt):
         if floating is float:
             fn_softmax_team_f32(n, c, &logits[0, 0], &p[0, 0])
@@ -275,7 +275,7 @@ def mse(const floating[:, ::1] pred, const floating[:, ::1] targets,
     cdef double[::1] s = scratch
     cdef const floating *wp = _in1(weights)
     cdef fn_result res
-    cdef int nt = current_threads()
+    cdef int nt = threads_for_elements(<double>n * d)
     with nogil, parallel(num_threads=nt):
         if floating is float:
             fn_mse_team_f32(n, d, &pred[0, 0], &targets[0, 0], wp, NULL, dpp, &s[0], &res)
@@ -290,7 +290,7 @@ def optimizer_update(floating[::1] param, const floating[::1] grad, floating[::1
                      bint nesterov, int64_t step, double grad_scale):
     """One in-place update of a flat parameter array (see fn_optim.c)."""
     cdef fn_int count = param.shape[0]
-    cdef int nt = current_threads()
+    cdef int nt = threads_for_elements(count)
     cdef fn_optim_f32 o32
     cdef fn_optim_f64 o64
     if floating is float:
@@ -314,7 +314,7 @@ def sum_of_squares(const floating[::1] x):
     cdef double[::1] s = scratch
     cdef double total[1]
     cdef double t
-    cdef int nt = current_threads()
+    cdef int nt = threads_for_elements(count)
     with nogil, parallel(num_threads=nt):
         if floating is float:
             t = fn_sumsq_team_f32(count, &x[0], &s[0])

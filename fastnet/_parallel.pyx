@@ -100,6 +100,25 @@ cdef int current_threads() noexcept nogil:
     return _n_threads
 
 
+# Below about 20 us of single-threaded work, waking a second thread and
+# meeting it at a barrier costs more than it saves, and on a loaded machine a
+# descheduled partner can stall the call for a whole time slice (measured
+# here: a 128x10 softmax took 16 ms instead of 45 us on a busy 2-core box).
+# The estimates: ~0.5 ns per element of a memory-bound pass, ~0.05 ns per
+# multiply-add of a small product.  Results never depend on the team size.
+cdef double _SERIAL_BELOW_NS = 20000.0
+
+
+cdef int threads_for_elements(double count) noexcept nogil:
+    """Team size for a memory-bound kernel over `count` elements."""
+    return 1 if count * 0.5 < _SERIAL_BELOW_NS else _n_threads
+
+
+cdef int threads_for_gemm(double m, double n, double k) noexcept nogil:
+    """Team size for an m x n x k product (and its epilogue)."""
+    return 1 if m * n * k * 0.05 < _SERIAL_BELOW_NS else _n_threads
+
+
 _blas.grid = max(1, min(machine_cores(), 64))
 use_blas(True)
 _n_threads = default_num_threads()
