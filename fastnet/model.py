@@ -589,7 +589,7 @@ class MLP:
                     _checkpoint.write(checkpoint, self, opt, sched, callbacks, history,
                                       epoch + 1, global_step, best_value, best_state,
                                       run_seed)
-                if rollback is not None:
+                if rollback is not None and guard.learned(logs["loss"]):
                     good = _snapshot(self, opt_buffers, engine, global_step)
                 if interrupt.raised:
                     history.interrupted = True
@@ -664,7 +664,7 @@ class MLP:
 
     def lr_find(self, X, y, *, start_lr=1e-7, end_lr=10.0, steps=100, batch_size=64,
                 optimizer="adam", weight_decay=None, loss=None, sample_weight=None,
-                class_weight=None, seed=None, smoothing=0.98, diverge_factor=4.0):
+                class_weight=None, seed=None, smoothing=0.9, diverge_factor=4.0):
         """Learning-rate range test (Smith 2017): which lr to train with.
 
         Trains ``steps`` mini-batches (cycling through seeded shuffles of the
