@@ -294,9 +294,8 @@ cdef void _layer_stats(void *layers, int n_layers, Py_ssize_t n, double *scratch
             break
         memset(alive, 0, f)
         for i in range(n):
-            for j in range(f):
-                if act[i * f + j] != 0:
-                    alive[j] = 1
+            for j in range(f):          # branch-free: the compiler vectorises it
+                alive[j] |= act[i * f + j] != 0
         alive_count = 0
         for j in range(f):
             alive_count += alive[j]

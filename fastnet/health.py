@@ -6,17 +6,19 @@ What each part computes, and why:
 * **LR range test** (Smith 2017, "Cyclical Learning Rates for Training
   Neural Networks", section 3.3; the fastai ``lr_find``): train for ``steps``
   mini-batches while the learning rate grows geometrically,
-  ``lr_k = start_lr * (end_lr / start_lr) ** (k / (steps - 1))``, record
-  the batch losses, smooth them with a bias-corrected exponential moving
-  average ``s_k = (beta s_{k-1} + (1 - beta) loss_k) / (1 - beta^(k+1))``
-  (beta = 0.9: fastai's 0.98 remembers ~50 steps, which on a 100-step ramp
-  over 8 decades shifts the curve by several tenths of a decade; measured
-  on digits, 0.9 suggested 4-6e-3 for AdamW over three seeds where 0.98
-  gave 1.5-2e-2), stop when the smoothed loss exceeds ``diverge_factor`` (4)
-  times its minimum so far, and suggest the lr where the smoothed loss falls
-  fastest: ``argmin d s / d log10(lr)`` before that point, skipping the
-  first 10 % of the steps (:func:`suggest_lr`).  :meth:`fastnet.MLP.lr_find` runs it and puts the
-  weights and optimizer state back.
+  ``lr_k = start_lr * (end_lr / start_lr) ** (k / (steps - 1))``, and record
+  the batch losses.  The run stops when the causal, bias-corrected
+  exponential moving average ``a_k = beta a_{k-1} + (1 - beta) loss_k``,
+  ``s_k = a_k / (1 - beta^(k+1))`` (beta = 0.9) exceeds ``diverge_factor``
+  (4) times its minimum so far.  The suggestion is the lr where the loss
+  falls fastest, ``argmin d z / d log10(lr)`` before that point, skipping the
+  first 10 % of the steps (:func:`suggest_lr`), where ``z`` is the same
+  moving average run forward and then backward (:func:`zero_lag_smooth`).
+  Measured on digits: a causal average lags the losses by ~1/(1 - beta)
+  steps, so its steepest point moves with the ramp's steps (AdamW: 6e-3 at
+  100 steps, 1.4e-2 at 60, 2.9e-3 at 200, with beta 0.98 up to 2e-2); the
+  forward-backward average has no lag and suggested 1e-3..4e-3 at 60, 100
+  and 200 steps over three seeds.
 * **Gradient flow during fit** (:class:`GradientTracker`,
   ``fit(track_gradients=True)``): per layer the Frobenius norm of the weight
   gradient ``||dL/dW_l||`` and per hidden layer the *dead fraction*, the
@@ -68,9 +70,13 @@ __all__ = [
     "Rollback",
     "TrainingDiverged",
     "class_weights",
+    "diverged_index",
     "health_findings",
     "health_report",
+    "lr_range",
+    "smooth_losses",
     "suggest_lr",
+    "zero_lag_smooth",
 ]
 
 VANISHING_RATIO = 1e-3
@@ -100,13 +106,14 @@ class LRFinderResult:
         The learning rate of each step and its batch loss (the run stops
         early at divergence, so they may be shorter than ``steps``).
     smoothed : list of float
-        Bias-corrected exponential moving average of ``losses``.
+        ``losses`` smoothed without lag (:func:`zero_lag_smooth`).
     suggested_lr : float
         Steepest descent of ``smoothed`` against ``log10(lr)`` before
         divergence (see :func:`suggest_lr`).
     diverged_at : int or None
-        Index of the step at which the smoothed loss exceeded
-        ``diverge_factor`` times its minimum (the run stopped there).
+        Index of the step at which the causal moving average of the losses
+        exceeded ``diverge_factor`` times its minimum (the run stopped
+        there).
     """
 
     def __init__(self, lrs, losses, smoothed, suggested_lr, diverged_at):
@@ -133,6 +140,13 @@ def smooth_losses(losses, beta=0.9):
         avg = beta * avg + (1 - beta) * value
         out.append(avg / (1 - beta ** (k + 1)))
     return out
+
+
+def zero_lag_smooth(losses, beta=0.9):
+    """:func:`smooth_losses` run forward, then backward over the result: the
+    moving average without its lag (the filtfilt idea), for a finished run."""
+    forward = smooth_losses(losses, beta)
+    return smooth_losses(forward[::-1], beta)[::-1]
 
 
 def diverged_index(smoothed, diverge_factor=4.0):

@@ -632,16 +632,17 @@ class MLP:
         X = self._check_x(X)
         n = X.shape[0]
         labels, targets = self._check_y(y, n, loss)
-        weights = _sample_weights(sample_weight, n, self.dtype, "sample_weight")
-        if class_weight is not None:
-            if labels is None:
-                raise ValueError("class_weight needs loss='cross_entropy' (class labels)")
-            per_class = _health.class_weights(labels, class_weight, self.layer_sizes[-1])
-            rows = per_class[labels] if weights is None else per_class[labels] * weights
-            weights = c_array(rows, self.dtype)
-            if not np.any(weights > 0):
-                raise ValueError("class_weight (with sample_weight) leaves no row with a "
-                                 "positive weight")
+        if class_weight is None:
+            return X, labels, targets, _sample_weights(sample_weight, n, self.dtype,
+                                                       "sample_weight")
+        if labels is None:
+            raise ValueError("class_weight needs loss='cross_entropy' (class labels)")
+        weights = _sample_weights(sample_weight, n, np.float64, "sample_weight")
+        rows = _health.class_weights(labels, class_weight, self.layer_sizes[-1])[labels]
+        weights = c_array(rows if weights is None else weights * rows, self.dtype)
+        if not np.any(weights > 0):
+            raise ValueError("class_weight (with sample_weight) leaves no row with a "
+                             "positive weight")
         return X, labels, targets, weights
 
     def _training_engine(self, X, labels, targets, weights, batch_size, loss):
@@ -670,10 +671,11 @@ class MLP:
         Trains ``steps`` mini-batches (cycling through seeded shuffles of the
         data) with the lr growing geometrically from ``start_lr`` to
         ``end_lr``, ``lr_k = start_lr * (end_lr / start_lr) ** (k / (steps -
-        1))``, and stops early once the smoothed loss exceeds
+        1))``, and stops early once the moving average of the losses exceeds
         ``diverge_factor`` times its minimum.  The suggestion is the lr of
-        steepest descent of the smoothed loss against log10(lr) before that
-        point (:func:`fastnet.health.suggest_lr`).  Afterwards the weights,
+        steepest descent of the (lag-free) smoothed loss against log10(lr)
+        before that point (:func:`fastnet.health.suggest_lr`; the details
+        and measurements are in :mod:`fastnet.health`).  Afterwards the weights,
         batch-norm statistics and the optimizer's state (when an optimizer
         object is passed) are exactly as before; ``model.optimizer`` is not
         used.
@@ -687,7 +689,7 @@ class MLP:
         optimizer, weight_decay, loss, sample_weight, class_weight, seed
             As for :meth:`fit` (``loss`` defaults to the model's).
         smoothing : float in [0, 1)
-            beta of the exponential moving average of the losses.
+            beta of the exponential moving averages of the losses.
         diverge_factor : float > 1
 
         Returns
@@ -738,8 +740,9 @@ class MLP:
             self._restore(state)
             if saved_opt is not None:
                 optimizer.load_state_dict(saved_opt)
-        smoothed = _health.smooth_losses(losses, smoothing)
-        diverged_at = _health.diverged_index(smoothed, diverge_factor)
+        diverged_at = _health.diverged_index(_health.smooth_losses(losses, smoothing),
+                                             diverge_factor)
+        smoothed = _health.zero_lag_smooth(losses, smoothing)
         lrs = lrs[:len(losses)]
         return _health.LRFinderResult(lrs, losses, smoothed,
                                       _health.suggest_lr(lrs, smoothed, diverged_at),
