@@ -235,9 +235,13 @@ class GradientTracker:
             self._count += 1
 
     def end_epoch(self):
-        """(layer gradient norms, hidden-layer dead fractions) of the epoch, as lists."""
-        n = max(self._count, 1)
-        return (self._norms / n).tolist(), (self._dead_sum / n).tolist()
+        """(layer gradient norms, hidden-layer dead fractions) of the epoch, as lists.
+
+        An epoch that ended before its first sampled step (a callback
+        stopped it) is measured on its last step."""
+        if self._count == 0:
+            self.after_step(min(self.sampled))
+        return (self._norms / self._count).tolist(), (self._dead_sum / self._count).tolist()
 
 
 def layer_names(n_layers):

@@ -85,6 +85,19 @@ def test_lr_find_same_bits_at_one_and_two_threads(split):
     assert runs[0].suggested_lr == runs[1].suggested_lr
 
 
+def test_lr_find_on_a_regression_model_restores_everything():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(200, 5))
+    t = X @ rng.normal(size=(5, 2))
+    model = fastnet.MLP([5, 16, 2], dtype="float64", seed=0)
+    model.fit(X, t, loss="mse", epochs=1, verbose=0)
+    before = model.get_weights()
+    result = model.lr_find(X, t, steps=30, batch_size=32)     # the model's loss: mse
+    assert model.loss == "mse" and same_weights(model.get_weights(), before)
+    assert all(math.isfinite(v) for v in result.losses[:5])
+    assert result.lrs[0] <= result.suggested_lr <= result.lrs[-1]
+
+
 def test_suggest_lr_finds_the_steepest_point_of_a_known_curve():
     lrs = health.lr_range(1e-6, 10.0, 120)
     x = np.log10(lrs)
@@ -305,6 +318,33 @@ def test_rollback_restores_weights_and_optimizer_state_exactly(split):
     np.testing.assert_allclose(ha.history["loss"], hb.history["loss"], rtol=1e-6)
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
+
+
+def test_rollbacks_survive_checkpoint_and_resume(split, tmp_path):
+    X_train, _, y_train, _ = split
+    X, y = X_train[:600], y_train[:600]
+    kw = dict(optimizer="sgd", lr=1e4, verbose=0, on_divergence="rollback")
+    full = recipe_model()
+    h_full = full.fit(X, y, epochs=4, **kw)
+    path = tmp_path / "ckpt.npz"
+    recipe_model().fit(X, y, epochs=2, checkpoint=path, **kw)
+    resumed = recipe_model()
+    h = resumed.fit(X, y, epochs=4, checkpoint=path, resume=path, **kw)
+    assert h_full.rollbacks and h.rollbacks == h_full.rollbacks
+    assert h.history["lr"] == h_full.history["lr"]
+    assert same_weights(resumed.get_weights(), full.get_weights())
+
+
+def test_epoch_stopped_before_its_first_sampled_step_is_still_measured(split):
+    X_train, _, y_train, _ = split
+
+    class StopAtOnce:
+        def on_batch_end(self, batch, logs):
+            self.model.stop_training = True
+
+    h = fastnet.MLP([64, 16, 10], seed=0).fit(X_train, y_train, epochs=3, verbose=0,
+                                             track_gradients=True, callbacks=[StopAtOnce()])
+    assert h.epochs == 1 and np.all(np.array(h.history["layer_grad_norm"]) > 0)
 
 
 def test_rollback_gives_up_after_max_rollbacks(split):
