@@ -379,7 +379,15 @@ class MLP:
         ValueError
             Before any weight changes, for NaN/inf data, wrong shapes, labels
             out of range, fewer than 2 rows, ``batch_size < 2`` with batch
-            norm, or a ReduceLROnPlateau monitoring a metric fit does not log.
+            norm, a ReduceLROnPlateau monitoring a metric fit does not log,
+            an unknown ``on_divergence``, a bad ``class_weight`` (unknown
+            string, labels out of range, negative or non-finite weights, no
+            row left with a positive weight, or mse loss).
+        TypeError
+            Before any weight changes, for a ``class_weight`` that is not a
+            str or dict, or a ``track_gradients`` that is not a bool or int.
+        fastnet.health.TrainingDiverged
+            With ``on_divergence="raise"``, after restoring the best weights.
         """
         loss = one_of(loss, "loss", _network.LOSSES)
         epochs = _positive_int(epochs, "epochs")
