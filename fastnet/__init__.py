@@ -12,10 +12,10 @@ thread count.
 """
 from fastnet._version import __version__
 from fastnet._config import build_info, get_num_threads, set_num_threads, threads
-from fastnet import (callbacks, diagnostics, functional, init, optim,  # noqa: F401
-                     schedules)
+from fastnet import (callbacks, diagnostics, functional, health, init,  # noqa: F401
+                     optim, schedules)
 from fastnet.model import MLP, History, load
 
 __all__ = ["__version__", "MLP", "History", "load", "build_info", "get_num_threads",
-           "set_num_threads", "threads", "callbacks", "diagnostics", "functional", "init",
-           "optim", "schedules"]
+           "set_num_threads", "threads", "callbacks", "diagnostics", "functional", "health",
+           "init", "optim", "schedules"]

@@ -55,7 +55,7 @@ def write(path, model, opt, sched, callbacks, history, epochs_done, global_step,
         "schedule": sched.state_dict() if hasattr(sched, "state_dict") else None,
         "callbacks": cb_states,
         "history": {"history": history.history, "best_epoch": history.best_epoch,
-                    "epochs": history.epochs},
+                    "epochs": history.epochs, "rollbacks": history.rollbacks},
     }
     json.dumps(meta)  # fail here, before touching the file, if anything is not JSON
     atomic_savez(path, meta, arrays)
@@ -134,6 +134,7 @@ def restore(state, model, opt, sched, callbacks, history):
             history.history[key] = list(values)
     history.best_epoch = saved.get("best_epoch")
     history.epochs = int(saved.get("epochs", meta["epochs_done"]))
+    history.rollbacks = [dict(r) for r in saved.get("rollbacks", [])]
     model.params[...] = arrays["params"]
     model.buffers[...] = arrays["buffers"]
     best_value = math.inf if meta.get("best_value") is None else float(meta["best_value"])

@@ -14,6 +14,7 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cython cimport floating
 from cython.parallel cimport parallel
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from libc.string cimport memset
 
 from fastnet._native cimport *
 from fastnet._parallel cimport blas_table, current_threads
@@ -77,12 +78,13 @@ cdef class Engine:
     cdef readonly object workspace_bytes
     cdef bint _has_data, _has_opt, _has_order
     cdef Py_ssize_t _n_rows
-    cdef object _keep, _data_refs, _order, _opt_refs
+    cdef object _keep, _data_refs, _order, _opt_refs, _alive
     cdef public int64_t opt_step
     cdef public int threads        # 0: fastnet's thread count
     # running sums of the current epoch
     cdef public double loss_sum, grad_norm_sum, last_grad_norm
     cdef public Py_ssize_t correct, rows, steps
+    cdef readonly Py_ssize_t last_rows     # rows of the last step's batch
 
     def __cinit__(self, sizes, params, grads, buffers, int act, bint batch_norm,
                   double dropout, double bn_eps, double bn_momentum, int loss,
@@ -109,6 +111,7 @@ cdef class Engine:
         scratch = np.zeros(n_scratch, dtype=np.float64)
         self.workspace_bytes = workspace.nbytes + masks.nbytes + scratch.nbytes
         self._keep = (params, grads, buffers, workspace, masks, scratch)
+        self._alive = np.zeros(max(sizes), dtype=np.uint8)     # layer_stats' unit flags
         if self.bits == 32:
             self.l32 = <fn_layer_f32 *>PyMem_Malloc(self.n_layers * sizeof(fn_layer_f32))
             if self.l32 == NULL:
@@ -120,6 +123,7 @@ cdef class Engine:
                 raise MemoryError()
             _bind[double](self, params, grads, buffers, workspace, masks, scratch, sz, &cfg)
         self.opt_step = 0
+        self.last_rows = 0
         self.begin_epoch()
 
     def __dealloc__(self):
@@ -228,7 +232,34 @@ cdef class Engine:
         self.grad_norm_sum += res.grad_norm
         self.steps += 1
         self.last_grad_norm = res.grad_norm
+        self.last_rows = n
         return res.loss
+
+    def layer_stats(self, double[::1] sumsq, int64_t[::1] dead):
+        """Gradient-health figures of the last step, written into the arguments.
+
+        ``sumsq[l]`` (n_layers) is ``||dW_l||_F^2``, the squared Frobenius
+        norm of layer l's weight gradient, summed in double precision in a
+        fixed order (``fn_sumsq_team`` on one thread), so it has the same
+        bits for any thread count.  ``dead[l]`` (n_layers - 1) counts the
+        units of hidden layer l whose activation output (after batch norm and
+        the activation function, before dropout) is exactly 0 for every row
+        of the last batch.  Reads the gradients and activations the step left
+        behind: nothing is recomputed.
+        """
+        if self.last_rows == 0:
+            raise RuntimeError("layer_stats needs a step first")
+        if sumsq.shape[0] != self.n_layers or dead.shape[0] != self.n_layers - 1:
+            raise ValueError(f"layer_stats needs arrays of {self.n_layers} and "
+                             f"{self.n_layers - 1} entries")
+        cdef double[::1] scratch = self._keep[5]
+        cdef uint8_t[::1] alive = self._alive
+        if self.bits == 32:
+            _layer_stats(<void *>self.l32, self.n_layers, self.last_rows, &scratch[0],
+                         &alive[0], sumsq, dead, <float>0)
+        else:
+            _layer_stats(<void *>self.l64, self.n_layers, self.last_rows, &scratch[0],
+                         &alive[0], sumsq, dead, <double>0)
 
     def forward(self, x, out):
         """Inference outputs of x (running statistics, no dropout) into out."""
@@ -237,6 +268,38 @@ cdef class Engine:
         else:
             _forward[double](self, x, out)
         return out
+
+
+cdef void _layer_stats(void *layers, int n_layers, Py_ssize_t n, double *scratch,
+                       uint8_t *alive, double[::1] sumsq, int64_t[::1] dead,
+                       floating tag) noexcept nogil:
+    """Engine.layer_stats for one dtype (`tag` only selects it)."""
+    cdef int l
+    cdef Py_ssize_t i, j, f, alive_count
+    cdef const floating *act
+    cdef fn_layer_f32 *L32
+    cdef fn_layer_f64 *L64
+    for l in range(n_layers):
+        if floating is float:
+            L32 = (<fn_layer_f32 *>layers) + l
+            sumsq[l] = fn_sumsq_team_f32(L32.fan_in * L32.fan_out, L32.dw, scratch)
+            act = L32.act
+            f = L32.fan_out
+        else:
+            L64 = (<fn_layer_f64 *>layers) + l
+            sumsq[l] = fn_sumsq_team_f64(L64.fan_in * L64.fan_out, L64.dw, scratch)
+            act = L64.act
+            f = L64.fan_out
+        if l == n_layers - 1:
+            break
+        memset(alive, 0, f)
+        for i in range(n):
+            for j in range(f):          # branch-free: the compiler vectorises it
+                alive[j] |= act[i * f + j] != 0
+        alive_count = 0
+        for j in range(f):
+            alive_count += alive[j]
+        dead[l] = f - alive_count
 
 
 cdef void _set_batch(void *batch, floating[:, ::1] x, floating[:, ::1] targets,

@@ -4,6 +4,7 @@ Subcommands::
 
     fastnet train      train the seed's full recipe (bundled digits by default)
     fastnet diagnose   print the seed's experiments; or diagnose a saved model
+    fastnet lr-find    learning-rate range test: which lr to train with
     fastnet bench      time fastnet against NumPy and PyTorch
 
 :func:`main` takes the argument list and returns the exit code: 0 on success,
@@ -127,6 +128,9 @@ what the commands do:
             norm over 15 layers, dropout, lr schedules, early stopping.
             --plot DIR saves a PNG per experiment. --model FILE [--data FILE]
             reports gradient flow and dead ReLUs per layer of a saved model.
+  lr-find   Learning-rate range test (Smith 2017) on the training split:
+            the loss over a geometric lr ramp, the suggested lr (steepest
+            descent of the smoothed loss) and lr_find.png in --out.
   bench     Time one training epoch of fastnet against NumPy and PyTorch.
 
 examples:
@@ -134,10 +138,48 @@ examples:
   fastnet train --layers 512,256 --epochs 60 --out run2
   fastnet diagnose --only init,batchnorm --plot plots
   fastnet diagnose --model fastnet-out/model.npz
+  fastnet lr-find --optimizer adamw      # then: fastnet train --lr <suggested>
 
 Run 'fastnet COMMAND --help' for the options of a command.
 Exit status: 0 success, 2 bad option/file/data (one-line message), 130 Ctrl-C.
 """
+
+
+def _add_data_and_model_arguments(p):
+    """Options `train` and `lr-find` share: data, split, model and optimizer."""
+    d = DEFAULTS
+    p.add_argument("--data", metavar="FILE",
+                   help=".npz with arrays X and y, or .csv with a label column "
+                        "(default: the bundled digits, pixels / 16)")
+    p.add_argument("--label-column", metavar="NAME",
+                   help="label column of a .csv: a header name or a 0-based index "
+                        "(default: the column named 'label', else the last one)")
+    p.add_argument("--layers", type=_layer_list, default=_layer_list(d["layers"]),
+                   metavar="W1,W2,...",
+                   help=f"hidden layer widths (default {d['layers']})")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=d["batch_size"],
+                   help=f"mini-batch size (default {d['batch_size']})")
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"),
+                   default=d["optimizer"], help=f"optimizer (default {d['optimizer']})")
+    p.add_argument("--weight-decay", type=_float_in(0, None), default=None,
+                   help="weight decay (default: the optimizer's, 0.01 for adamw, "
+                        "0 for sgd/adam)")
+    p.add_argument("--dropout", type=_float_in(0, 1, high_open=True), default=d["dropout"],
+                   help=f"dropout rate after each hidden layer (default {d['dropout']})")
+    p.add_argument("--no-batch-norm", action="store_true",
+                   help="no batch normalisation (hidden layers get a bias instead)")
+    p.add_argument("--seed", type=_int_at_least(0), default=d["seed"],
+                   help=f"seed of the weights, shuffling and dropout (default {d['seed']})")
+    p.add_argument("--threads", type=_int_at_least(1), default=None,
+                   help="threads of fastnet's kernels (default: OMP_NUM_THREADS or the "
+                        "physical cores); results are the same for any count")
+    p.add_argument("--test-size", type=_float_in(0, 1, low_open=True, high_open=True),
+                   default=d["test_size"],
+                   help=f"fraction held out for the test accuracy (default "
+                        f"{d['test_size']}, stratified, fixed seed {d['split_seed']})")
+    p.add_argument("--standardize", action="store_true",
+                   help="scale features to zero mean, unit variance (training "
+                        "statistics); the bundled digits are already in [0, 1]")
 
 
 def build_parser():
@@ -164,54 +206,23 @@ def build_parser():
                     "history and a PNG of the training curves.",
         epilog="Examples: 'fastnet train'; 'fastnet train --data my.csv --label-column "
                "species --layers 64,32 --epochs 200'.")
-    train.add_argument("--data", metavar="FILE",
-                       help=".npz with arrays X and y, or .csv with a label column "
-                            "(default: the bundled digits, pixels / 16)")
-    train.add_argument("--label-column", metavar="NAME",
-                       help="label column of a .csv: a header name or a 0-based index "
-                            "(default: the column named 'label', else the last one)")
-    train.add_argument("--layers", type=_layer_list, default=_layer_list(d["layers"]),
-                       metavar="W1,W2,...",
-                       help=f"hidden layer widths (default {d['layers']})")
+    _add_data_and_model_arguments(train)
     train.add_argument("--epochs", type=_int_at_least(1), default=d["epochs"],
                        help=f"maximum number of epochs (default {d['epochs']})")
-    train.add_argument("--batch-size", type=_int_at_least(1), default=d["batch_size"],
-                       help=f"mini-batch size (default {d['batch_size']})")
     train.add_argument("--lr", type=_float_in(0, None, low_open=True), default=d["lr"],
                        help=f"peak learning rate (default {d['lr']})")
-    train.add_argument("--optimizer", choices=("sgd", "adam", "adamw"),
-                       default=d["optimizer"], help=f"optimizer (default {d['optimizer']})")
-    train.add_argument("--weight-decay", type=_float_in(0, None), default=None,
-                       help="weight decay (default: the optimizer's, 0.01 for adamw, "
-                            "0 for sgd/adam)")
     train.add_argument("--schedule",
                        choices=("warmup_cosine", "cosine", "step", "constant", "plateau"),
                        default=d["schedule"],
                        help="learning-rate schedule (default warmup_cosine: linear warmup "
                             "over 5%% of the epochs, then cosine decay)")
-    train.add_argument("--dropout", type=_float_in(0, 1, high_open=True), default=d["dropout"],
-                       help=f"dropout rate after each hidden layer (default {d['dropout']})")
-    train.add_argument("--no-batch-norm", action="store_true",
-                       help="no batch normalisation (hidden layers get a bias instead)")
     train.add_argument("--patience", type=_int_at_least(0), default=d["patience"],
                        help=f"early-stopping patience in epochs, 0 to disable "
                             f"(default {d['patience']})")
-    train.add_argument("--seed", type=_int_at_least(0), default=d["seed"],
-                       help=f"seed of the weights, shuffling and dropout (default {d['seed']})")
-    train.add_argument("--threads", type=_int_at_least(1), default=None,
-                       help="threads of fastnet's kernels (default: OMP_NUM_THREADS or the "
-                            "physical cores); results are the same for any count")
-    train.add_argument("--test-size", type=_float_in(0, 1, low_open=True, high_open=True),
-                       default=d["test_size"],
-                       help=f"fraction held out for the test accuracy (default "
-                            f"{d['test_size']}, stratified, fixed seed {d['split_seed']})")
     train.add_argument("--val-size", type=_float_in(0, 1, low_open=True, high_open=True),
                        default=d["val_size"],
                        help=f"fraction of the training rows used for validation / early "
                             f"stopping (default {d['val_size']})")
-    train.add_argument("--standardize", action="store_true",
-                       help="scale features to zero mean, unit variance (training "
-                            "statistics); the bundled digits are already in [0, 1]")
     train.add_argument("--out", metavar="DIR", default=d["out"],
                        help=f"output directory for model.npz, history.json and "
                             f"training_curves.png (default ./{d['out']})")
@@ -247,6 +258,30 @@ def build_parser():
     diag.add_argument("--label-column", metavar="NAME",
                       help="label column of a .csv (as for train)")
     diag.set_defaults(func=cmd_diagnose)
+
+    # ---- lr-find ---------------------------------------------------------------
+    finder = sub.add_parser(
+        "lr-find", help="learning-rate range test: which lr to train with",
+        description="Learning-rate range test (Smith 2017): train the model for --steps "
+                    "mini-batches of the training split while the lr grows geometrically "
+                    "from --start-lr to --end-lr, stop when the smoothed loss diverges, "
+                    "and suggest the lr where the smoothed loss falls fastest. The model's "
+                    "weights are left as they were. Saves lr_find.png and lr_find.json "
+                    "in --out.",
+        epilog="Example: 'fastnet lr-find --optimizer adamw', then 'fastnet train --lr "
+               "<suggested>'.")
+    _add_data_and_model_arguments(finder)
+    finder.add_argument("--start-lr", type=_float_in(0, None, low_open=True), default=1e-7,
+                        help="first lr of the ramp (default 1e-7)")
+    finder.add_argument("--end-lr", type=_float_in(0, None, low_open=True), default=10.0,
+                        help="last lr of the ramp (default 10)")
+    finder.add_argument("--steps", type=_int_at_least(3), default=100,
+                        help="mini-batches of the ramp (default 100)")
+    finder.add_argument("--out", metavar="DIR", default=d["out"],
+                        help=f"output directory for lr_find.png and lr_find.json "
+                             f"(default ./{d['out']})")
+    finder.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    finder.set_defaults(func=cmd_lr_find)
 
     # ---- bench -----------------------------------------------------------------
     bench = sub.add_parser(
@@ -354,6 +389,15 @@ def _schedule(args):
     return None, "constant"
 
 
+def _standardize(X_fit, *arrays):
+    """Scale by X_fit's mean and std (1 where 0): ({"mean", "std"}, scaled arrays)."""
+    mean = X_fit.mean(axis=0)
+    std = X_fit.std(axis=0)
+    std[std == 0] = 1.0
+    return ({"mean": mean.tolist(), "std": std.tolist()},
+            [(A - mean) / std for A in (X_fit,) + arrays])
+
+
 def _describe_run(args, sizes):
     parts = [f"MLP({sizes})", "ReLU", "He init",
              "no batch norm" if args.no_batch_norm else "batch norm",
@@ -375,11 +419,7 @@ def cmd_train(args):
         X_train, y_train, args.val_size, seed=DEFAULTS["split_seed"] + 1)
     scaler = None
     if args.standardize:
-        mean = X_fit.mean(axis=0)
-        std = X_fit.std(axis=0)
-        std[std == 0] = 1.0
-        X_fit, X_val, X_test = ((A - mean) / std for A in (X_fit, X_val, X_test))
-        scaler = {"mean": mean.tolist(), "std": std.tolist()}
+        scaler, (X_fit, X_val, X_test) = _standardize(X_fit, X_val, X_test)
 
     sizes = [int(X.shape[1])] + list(args.layers) + [n_classes]
     schedule, schedule_text = _schedule(args)
@@ -465,6 +505,87 @@ def _json_default(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     return str(obj)
+
+
+# ---------------------------------------------------------------------------
+# lr-find
+# ---------------------------------------------------------------------------
+
+def cmd_lr_find(args):
+    import fastnet
+    from fastnet import datasets
+
+    X, y, classes, source = _load_data(args.data, args.label_column)
+    X_train, _, y_train, _ = datasets.train_test_split(X, y, args.test_size,
+                                                       seed=DEFAULTS["split_seed"])
+    if args.standardize:
+        _, (X_train,) = _standardize(X_train)
+    if args.end_lr <= args.start_lr:
+        raise CommandError(f"--end-lr ({args.end_lr:g}) must be larger than --start-lr "
+                           f"({args.start_lr:g})")
+    out = os.path.abspath(args.out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CommandError(f"--out {args.out} exists and is not a directory")
+    sizes = [int(X.shape[1])] + list(args.layers) + [int(classes.size)]
+    print(f"Data:      {source}: {len(y_train)} training rows (test split held out)")
+    print(f"Model:     {_describe_run(args, sizes)}")
+    print(f"Range:     {args.optimizer}, lr {args.start_lr:g} .. {args.end_lr:g} over "
+          f"{args.steps} steps, batch {args.batch_size}")
+    with _threads(args.threads):
+        model = fastnet.MLP(sizes, batch_norm=not args.no_batch_norm, dropout=args.dropout,
+                            init="he", seed=args.seed)
+        result = model.lr_find(X_train, y_train, start_lr=args.start_lr, end_lr=args.end_lr,
+                               steps=args.steps, batch_size=args.batch_size,
+                               optimizer=args.optimizer, weight_decay=args.weight_decay,
+                               seed=args.seed)
+    print()
+    print(f" {'step':>4s} {'lr':>10s} {'loss':>10s} {'smoothed':>10s}")
+    every = max(1, len(result.lrs) // 12)
+    for k in range(0, len(result.lrs), every):
+        print(f" {k:>4d} {result.lrs[k]:>10.3e} {result.losses[k]:>10.4g} "
+              f"{result.smoothed[k]:>10.4g}")
+    if result.diverged_at is not None:
+        print(f"\nThe smoothed loss diverged at step {result.diverged_at} (lr "
+              f"{result.lrs[result.diverged_at]:.3g}); the test stopped there.")
+    print(f"Suggested lr: {result.suggested_lr:.3g} (steepest descent of the smoothed loss)")
+    print(f"Train with:   fastnet train --optimizer {args.optimizer} --lr "
+          f"{result.suggested_lr:.3g}")
+    os.makedirs(out, exist_ok=True)
+    record = {"data": source, "layer_sizes": sizes, "optimizer": args.optimizer,
+              "lrs": result.lrs, "losses": result.losses, "smoothed": result.smoothed,
+              "suggested_lr": result.suggested_lr, "diverged_at": result.diverged_at}
+    json_path = os.path.join(out, "lr_find.json")
+    with open(json_path, "w") as fh:
+        json.dump(record, fh, indent=1, default=_json_default)
+    print(f"Saved data:   {json_path}")
+    if not args.no_plot:
+        png = _plot_lr_find(result, os.path.join(out, "lr_find.png"),
+                            f"LR range test: {_describe_run(args, sizes)}, {args.optimizer}")
+        if png:
+            print(f"Saved curve:  {png}")
+    return 0
+
+
+def _plot_lr_find(result, path, title):
+    fig = _figure(figsize=(8, 5), layout="constrained")
+    if fig is None:
+        return None
+    ax = fig.subplots()
+    stop = len(result.lrs) if result.diverged_at is None else result.diverged_at + 1
+    ax.semilogx(result.lrs, result.losses, ".", color="0.6", ms=4, label="batch loss")
+    ax.semilogx(result.lrs, result.smoothed, "-", color="C0", label="smoothed loss")
+    ax.axvline(result.suggested_lr, color="C2", ls="--",
+               label=f"suggested lr {result.suggested_lr:.3g}")
+    if result.diverged_at is not None:
+        ax.axvline(result.lrs[result.diverged_at], color="C3", ls=":",
+                   label=f"diverged (lr {result.lrs[result.diverged_at]:.3g})")
+    finite = [v for v in result.smoothed[:stop] if math.isfinite(v)]
+    if finite:
+        ax.set_ylim(0.9 * min(finite), 1.3 * max(finite))
+    ax.set(title=title, xlabel="learning rate (log scale)", ylabel="training loss")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return _save(fig, path)
 
 
 # ---------------------------------------------------------------------------
@@ -893,6 +1014,12 @@ def _diagnose_model(args):
     print()
     for note in _health_notes(model, flow, acts):
         print(f"- {note}")
+    from fastnet import health
+    print()
+    print(health.health_report([r["grad_norm"] for r in flow],
+                               [r["dead_fraction"] for r in acts],
+                               activation=model.activation,
+                               source="one training-mode pass; dead ReLUs in inference mode"))
     if plot_dir is not None:
         saved = []
         fig = _figure(figsize=(12, 4.4), layout="constrained")

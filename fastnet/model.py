@@ -18,7 +18,8 @@ import warnings
 
 import numpy as np
 
-from fastnet import _checkpoint, _network, init as _init, optim as _optim, schedules as _schedules
+from fastnet import _checkpoint, _network, health as _health, init as _init, optim as _optim, \
+    schedules as _schedules
 from fastnet._io import atomic_savez, read_npz
 from fastnet._governor import ThreadGovernor
 from fastnet._validation import c_array, one_of, real_number, seed_value
@@ -39,16 +40,29 @@ class History:
         Per epoch: "loss", "accuracy" (training, with dropout active),
         "val_loss", "val_accuracy" (when validating), "lr", "grad_norm" (mean
         global gradient norm before clipping).
+        With ``fit(track_gradients=...)`` also "layer_grad_norm" (per epoch a
+        list, one ``||dL/dW||`` per layer, input side first) and
+        "dead_fraction" (per epoch a list, one per hidden layer: the share of
+        units that are 0 for every row of a training batch); see
+        :class:`fastnet.health.GradientTracker`.
     best_epoch : int or None
         Epoch (from 0) with the best monitored value (val_loss, else loss).
     stopped_epoch : int or None
         Epoch at which a callback (e.g. early stopping) ended training.
     diverged : bool
-        The loss became NaN or infinite; the best weights were restored.
+        The loss became NaN/inf or exploded (see
+        :class:`fastnet.health.DivergenceGuard`) and was not recovered; the
+        best weights were restored.
+    rollbacks : list of dict
+        With ``on_divergence="rollback"``: one entry per backoff, with
+        ``epoch``, ``step`` (optimizer step at which it diverged), ``loss``
+        (the offending batch loss), ``lr`` (before), ``new_lr`` and
+        ``lr_scale`` (the factor on the schedule's lr from then on).
     interrupted : bool
         Ctrl-C ended training after a batch; the best weights were restored.
     health : str or None
-        Gradient-health report (when gradients were tracked).
+        Gradient-health report (when gradients were tracked): see
+        :func:`fastnet.health.health_report`.
     """
 
     def __init__(self):
@@ -57,6 +71,7 @@ class History:
         self.best_epoch = None
         self.stopped_epoch = None
         self.diverged = False
+        self.rollbacks = []
         self.interrupted = False
         self.health = None
         self.epochs = 0
@@ -272,7 +287,8 @@ class MLP:
             schedule=None, validation_data=None, validation_split=0.0, early_stopping=None,
             loss="cross_entropy", grad_clip=None, shuffle=True, seed=None, verbose=1,
             callbacks=(), weight_decay=None, sample_weight=None, checkpoint=None,
-            checkpoint_every=1, resume=None):
+            checkpoint_every=1, resume=None, class_weight=None, track_gradients=False,
+            on_divergence="stop"):
         """Train with mini-batch gradient descent.
 
         Parameters
@@ -314,6 +330,34 @@ class MLP:
             adamw).
         sample_weight : array (n,), optional
             Per-row weight of the loss.
+        class_weight : "balanced", dict {label: weight} or None
+            Per-class weight of the loss (cross-entropy only), multiplied
+            with ``sample_weight``: row i weighs ``sample_weight[i] *
+            class_weight[y[i]]`` and the loss is ``sum_i w_i l_i / sum_i w_i``
+            (PyTorch's ``cross_entropy(weight=...)``).  "balanced" is
+            scikit-learn's ``n_samples / (n_classes * bincount(y))``, from
+            all rows given (validation_split rows included); see
+            :func:`fastnet.health.class_weights`.
+        track_gradients : bool or int
+            Record per epoch each layer's weight-gradient norm and each
+            hidden layer's dead fraction in ``History.history``
+            ("layer_grad_norm", "dead_fraction"), from 4 evenly spaced steps
+            per epoch (an int sets how many), and set ``History.health``, a
+            short report of vanishing/exploding gradients and dead ReLUs
+            with remedies (printed when verbose).  See
+            :mod:`fastnet.health`.
+        on_divergence : "stop", "raise", "rollback" or fastnet.health.Rollback
+            A run diverges when a batch loss is NaN/inf or above 100 x
+            ``max(first batch loss, ln(n_classes) or the target variance)``.
+            "stop" (default): restore the best weights, warn, set
+            ``History.diverged``.  "raise": the same, then raise
+            :class:`fastnet.health.TrainingDiverged`.  "rollback": restore
+            the state at the end of the last good epoch (weights, batch-norm
+            statistics, optimizer state), divide the lr by 10 (the
+            schedule's lr is multiplied by the accumulated factor) and redo
+            the epoch, at most 5 times (``Rollback(factor, max_rollbacks)``
+            sets both), each logged in ``History.rollbacks``; past that,
+            as "stop".
         checkpoint : path, optional
             Write a checkpoint (model, optimizer, schedule and callback state,
             best weights, history, epoch and step counters) every
@@ -335,7 +379,15 @@ class MLP:
         ValueError
             Before any weight changes, for NaN/inf data, wrong shapes, labels
             out of range, fewer than 2 rows, ``batch_size < 2`` with batch
-            norm, or a ReduceLROnPlateau monitoring a metric fit does not log.
+            norm, a ReduceLROnPlateau monitoring a metric fit does not log,
+            an unknown ``on_divergence``, a bad ``class_weight`` (unknown
+            string, labels out of range, negative or non-finite weights, no
+            row left with a positive weight, or mse loss).
+        TypeError
+            Before any weight changes, for a ``class_weight`` that is not a
+            str or dict, or a ``track_gradients`` that is not a bool or int.
+        fastnet.health.TrainingDiverged
+            With ``on_divergence="raise"``, after restoring the best weights.
         """
         loss = one_of(loss, "loss", _network.LOSSES)
         epochs = _positive_int(epochs, "epochs")
@@ -344,12 +396,13 @@ class MLP:
         if self.batch_norm and batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 with batch_norm=True (a batch of one "
                              f"row has no batch variance), got {batch_size}")
-        X = self._check_x(X)
+        policy = _health.divergence_policy(on_divergence)
+        samples = _health.track_samples(track_gradients)
+        X, labels, targets, weights = self._training_rows(X, y, loss, sample_weight,
+                                                          class_weight)
         n = X.shape[0]
         if n < 2:
             raise ValueError(f"fit needs at least 2 rows, X has {n}")
-        labels, targets = self._check_y(y, n, loss)
-        weights = _sample_weights(sample_weight, n, self.dtype, "sample_weight")
         every = _positive_int(checkpoint_every, "checkpoint_every")
         resume_state = None
         if resume is not None and os.path.exists(os.fspath(resume)):
@@ -424,19 +477,20 @@ class MLP:
         # ---- everything is valid: set up the engine ------------------------
         self.loss = loss
         self._targets_1d = loss == "mse" and np.ndim(y) == 1
-        max_batch = min(batch_size, n)
-        engine = self._engine(max_batch, loss)
-        engine.set_data(X, labels, targets, weights)
-        dropout_seed = int(np.random.SeedSequence([run_seed, 0xD209]).generate_state(
-            1, np.uint64)[0])
-        steps = int(math.ceil(n / max_batch))
-        # a trailing batch of one row has no batch variance: skip it
-        if self.batch_norm and steps > 1 and n % max_batch == 1:
-            steps -= 1
-
+        engine, max_batch, steps = self._training_engine(X, labels, targets, weights,
+                                                         batch_size, loss)
+        dropout_seed = _dropout_seed(run_seed)
         governor = ThreadGovernor((tuple(self.layer_sizes), max_batch, self.dtype.name,
                                    self.batch_norm, self.dropout, loss))
         history = History()
+        tracker = None
+        if samples:
+            history.history["layer_grad_norm"] = []
+            history.history["dead_fraction"] = []
+            tracker = _health.GradientTracker(engine, self.layer_sizes, steps, samples)
+        guard = _health.DivergenceGuard(_health.baseline_loss(self.layer_sizes[-1], targets,
+                                                              weights))
+        rollback = policy if isinstance(policy, _health.Rollback) else None
         monitor = "val_loss" if val is not None else "loss"
         best_value, best_state = math.inf, self._state()
         self.stop_training = False
@@ -450,11 +504,13 @@ class MLP:
         if resume_state is not None:
             start_epoch, global_step, best_value, best_state = _checkpoint.restore(
                 resume_state, self, opt, sched, callbacks, history)
-        b1, b2 = opt.buffers_for(self.params.size, self.dtype)
-        engine.set_optimizer(opt.kind, *opt._native_hyper(), opt.t, b1, b2)
+        opt_buffers = self._bind_optimizer(engine, opt)
+        lr_scale = history.rollbacks[-1]["lr_scale"] if history.rollbacks else 1.0
+        good = _snapshot(self, opt_buffers, engine, global_step) if rollback else None
         try:
             interrupt.install()
-            for epoch in range(start_epoch, epochs):
+            epoch = start_epoch
+            while epoch < epochs:
                 _call(callbacks, "on_epoch_begin", epoch, {})
                 if shuffle:
                     order = np.random.default_rng([run_seed, epoch]).permutation(n)
@@ -462,11 +518,15 @@ class MLP:
                     order = np.arange(n, dtype=np.int64)
                 engine.set_order(order)
                 engine.begin_epoch()
-                epoch_lr = float(sched(epoch)) if not per_step else None
+                if tracker is not None:
+                    tracker.begin_epoch()
+                epoch_lr = float(sched(epoch)) * lr_scale if not per_step else None
                 bar = _progress(verbose, steps, epoch, epochs)
                 t0 = time.perf_counter()
+                bad_loss = None
                 for b in range(steps):
-                    step_lr = epoch_lr if epoch_lr is not None else float(sched(global_step))
+                    step_lr = epoch_lr if epoch_lr is not None else \
+                        float(sched(global_step)) * lr_scale
                     start = b * max_batch
                     engine.threads = threads_now = governor.threads()
                     tick = time.perf_counter()
@@ -474,9 +534,11 @@ class MLP:
                                              dropout_seed, global_step & 0xFFFFFFFF)
                     governor.record(threads_now, time.perf_counter() - tick)
                     global_step += 1
-                    if not math.isfinite(batch_loss):
-                        history.diverged = True
+                    if guard.diverged(batch_loss):
+                        bad_loss = batch_loss
                         break
+                    if tracker is not None:
+                        tracker.after_step(b)
                     if wants_batch_end:
                         _call(callbacks, "on_batch_end", b, {"loss": batch_loss, "batch": b})
                     if bar is not None:
@@ -489,19 +551,35 @@ class MLP:
                 if bar is not None:
                     bar.close()
                 opt.t = engine.opt_step
-                if history.diverged:
+                if bad_loss is None:
+                    logs = self._epoch_logs(engine, loss, epoch_lr if epoch_lr is not None
+                                            else step_lr, val)
+                    if not math.isfinite(logs[monitor]):
+                        bad_loss = logs[monitor]
+                if bad_loss is not None:
+                    if rollback is not None and len(history.rollbacks) < rollback.max_rollbacks:
+                        lr_now = epoch_lr if epoch_lr is not None else step_lr
+                        lr_scale /= rollback.factor
+                        history.rollbacks.append({
+                            "epoch": epoch, "step": global_step - 1, "loss": float(bad_loss),
+                            "lr": lr_now, "new_lr": lr_now / rollback.factor,
+                            "lr_scale": lr_scale})
+                        global_step = _rewind(self, opt_buffers, engine, opt, good)
+                        if verbose:
+                            _write(f"Epoch {epoch + 1}/{epochs}: loss {bad_loss:.3g} diverged; "
+                                   f"rolled back to the last good state, lr {lr_now:.3g} -> "
+                                   f"{lr_now / rollback.factor:.3g}")
+                        continue
+                    history.diverged = True
                     break
-                logs = self._epoch_logs(engine, loss, epoch_lr if epoch_lr is not None
-                                        else step_lr, val)
                 logs["time"] = time.perf_counter() - t0
+                if tracker is not None:
+                    logs["layer_grad_norm"], logs["dead_fraction"] = tracker.end_epoch()
                 for key in history.history:
                     if key in logs:
                         history.history[key].append(logs[key])
                 history.epochs = epoch + 1
                 value = logs[monitor]
-                if not math.isfinite(value):
-                    history.diverged = True
-                    break
                 if value < best_value:
                     best_value, best_state = value, self._state()
                     history.best_epoch = epoch
@@ -519,34 +597,172 @@ class MLP:
                     _checkpoint.write(checkpoint, self, opt, sched, callbacks, history,
                                       epoch + 1, global_step, best_value, best_state,
                                       run_seed)
+                if rollback is not None and guard.learned(logs["loss"]):
+                    good = _snapshot(self, opt_buffers, engine, global_step)
                 if interrupt.raised:
                     history.interrupted = True
                     break
                 if self.stop_training:
                     history.stopped_epoch = epoch
                     break
+                epoch += 1
         finally:
             interrupt.uninstall()
             opt.t = engine.opt_step
         if history.diverged or history.interrupted:
             self._restore(best_state)
-            if history.diverged:
-                warnings.warn("the training loss became NaN or infinite; stopped and restored "
-                              "the best weights seen (lower the learning rate or clip "
-                              "gradients with grad_clip=...)", RuntimeWarning, stacklevel=2)
+            if history.diverged and policy != "raise":
+                warnings.warn("the training loss became NaN or infinite or exploded (over "
+                              f"{guard.factor:g}x its starting loss); stopped and restored "
+                              "the best weights seen (lower the learning rate, clip "
+                              "gradients with grad_clip=..., or pass "
+                              "on_divergence='rollback')", RuntimeWarning, stacklevel=2)
+        if tracker is not None:
+            history.health = _health.history_report(history.history, self.activation)
+            if verbose and history.health:
+                _write(history.health)
         _call(callbacks, "on_train_end", {})
         es = [cb for cb in callbacks if hasattr(cb, "stopped_epoch")]
         if es and getattr(es[-1], "stopped_epoch", None) is not None:
             history.stopped_epoch = es[-1].stopped_epoch
         self.optimizer = opt
         self.history = history
+        if history.diverged and policy == "raise":
+            raise _health.TrainingDiverged(
+                f"training diverged in epoch {history.epochs + 1} (loss NaN/inf or over "
+                f"{guard.factor:g}x its starting loss); the best weights were restored",
+                history)
         return history
 
-    def gradients(self, X, y, *, loss=None, seed=None):
+    def _training_rows(self, X, y, loss, sample_weight=None, class_weight=None):
+        """Checked (X, labels, targets, row weights); the row weight is
+        ``sample_weight * class_weight[label]`` (None when neither is given)."""
+        X = self._check_x(X)
+        n = X.shape[0]
+        labels, targets = self._check_y(y, n, loss)
+        if class_weight is None:
+            return X, labels, targets, _sample_weights(sample_weight, n, self.dtype,
+                                                       "sample_weight")
+        if labels is None:
+            raise ValueError("class_weight needs loss='cross_entropy' (class labels)")
+        weights = _sample_weights(sample_weight, n, np.float64, "sample_weight")
+        rows = _health.class_weights(labels, class_weight, self.layer_sizes[-1])[labels]
+        weights = c_array(rows if weights is None else weights * rows, self.dtype)
+        if not np.any(weights > 0):
+            raise ValueError("class_weight (with sample_weight) leaves no row with a "
+                             "positive weight")
+        return X, labels, targets, weights
+
+    def _training_engine(self, X, labels, targets, weights, batch_size, loss):
+        """An Engine bound to the training rows; returns (engine, max_batch, steps per epoch)."""
+        n = X.shape[0]
+        max_batch = min(batch_size, n)
+        engine = self._engine(max_batch, loss)
+        engine.set_data(X, labels, targets, weights)
+        steps = int(math.ceil(n / max_batch))
+        # a trailing batch of one row has no batch variance: skip it
+        if self.batch_norm and steps > 1 and n % max_batch == 1:
+            steps -= 1
+        return engine, max_batch, steps
+
+    def _bind_optimizer(self, engine, opt):
+        """Give the engine the optimizer's hyper-parameters, step and state buffers."""
+        buffers = opt.buffers_for(self.params.size, self.dtype)
+        engine.set_optimizer(opt.kind, *opt._native_hyper(), opt.t, *buffers)
+        return buffers
+
+    def lr_find(self, X, y, *, start_lr=1e-7, end_lr=10.0, steps=100, batch_size=64,
+                optimizer="adam", weight_decay=None, loss=None, sample_weight=None,
+                class_weight=None, seed=None, smoothing=0.9, diverge_factor=4.0):
+        """Learning-rate range test (Smith 2017): which lr to train with.
+
+        Trains ``steps`` mini-batches (cycling through seeded shuffles of the
+        data) with the lr growing geometrically from ``start_lr`` to
+        ``end_lr``, ``lr_k = start_lr * (end_lr / start_lr) ** (k / (steps -
+        1))``, and stops early once the moving average of the losses exceeds
+        ``diverge_factor`` times its minimum.  The suggestion is the lr of
+        steepest descent of the (lag-free) smoothed loss against log10(lr)
+        before that point (:func:`fastnet.health.suggest_lr`; the details
+        and measurements are in :mod:`fastnet.health`).  Afterwards the weights,
+        batch-norm statistics and the optimizer's state (when an optimizer
+        object is passed) are exactly as before; ``model.optimizer`` is not
+        used.
+
+        Parameters
+        ----------
+        X, y : training data, as for :meth:`fit`
+        start_lr, end_lr : float, 0 < start_lr < end_lr
+        steps : int >= 3
+        batch_size : int
+        optimizer, weight_decay, loss, sample_weight, class_weight, seed
+            As for :meth:`fit` (``loss`` defaults to the model's).
+        smoothing : float in [0, 1)
+            beta of the exponential moving averages of the losses.
+        diverge_factor : float > 1
+
+        Returns
+        -------
+        fastnet.health.LRFinderResult
+            ``lrs``, ``losses``, ``smoothed``, ``suggested_lr``, ``diverged_at``.
+        """
+        loss = self.loss if loss is None else one_of(loss, "loss", _network.LOSSES)
+        start_lr = real_number(start_lr, "start_lr", low=0.0, low_open=True)
+        end_lr = real_number(end_lr, "end_lr", low=0.0, low_open=True)
+        if end_lr <= start_lr:
+            raise ValueError(f"end_lr ({end_lr}) must be larger than start_lr ({start_lr})")
+        steps = _positive_int(steps, "steps")
+        if steps < 3:
+            raise ValueError(f"steps must be >= 3, got {steps}")
+        batch_size = _positive_int(batch_size, "batch_size")
+        if self.batch_norm and batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 with batch_norm=True, got {batch_size}")
+        smoothing = real_number(smoothing, "smoothing", low=0.0, high=1.0, high_open=True)
+        diverge_factor = real_number(diverge_factor, "diverge_factor", low=1.0, low_open=True)
+        X, labels, targets, weights = self._training_rows(X, y, loss, sample_weight,
+                                                          class_weight)
+        n = X.shape[0]
+        if n < 2:
+            raise ValueError(f"lr_find needs at least 2 rows, X has {n}")
+        run_seed = self.seed if seed is None else seed_value(seed)
+        opt = _optim.get(optimizer, lr=start_lr, weight_decay=weight_decay)
+        saved_opt = opt.state_dict() if opt is optimizer else None
+        lrs = _health.lr_range(start_lr, end_lr, steps)
+        engine, max_batch, per_epoch = self._training_engine(X, labels, targets, weights,
+                                                             batch_size, loss)
+        dropout_seed = _dropout_seed(run_seed)
+        state = self._state()
+        losses = []
+        try:
+            self._bind_optimizer(engine, opt)
+            for k, lr in enumerate(lrs):
+                epoch, b = divmod(k, per_epoch)
+                if b == 0:
+                    engine.set_order(np.random.default_rng([run_seed, 0x1F, epoch])
+                                     .permutation(n))
+                losses.append(engine.step(b * max_batch, min(n, (b + 1) * max_batch), lr, 0.0,
+                                          dropout_seed, k))
+                if _health.diverged_index(_health.smooth_losses(losses, smoothing),
+                                          diverge_factor) is not None:
+                    break
+        finally:
+            self._restore(state)
+            if saved_opt is not None:
+                optimizer.load_state_dict(saved_opt)
+        diverged_at = _health.diverged_index(_health.smooth_losses(losses, smoothing),
+                                             diverge_factor)
+        smoothed = _health.zero_lag_smooth(losses, smoothing)
+        lrs = lrs[:len(losses)]
+        return _health.LRFinderResult(lrs, losses, smoothed,
+                                      _health.suggest_lr(lrs, smoothed, diverged_at),
+                                      diverged_at)
+
+    def gradients(self, X, y, *, loss=None, seed=None, sample_weight=None, class_weight=None):
         """Loss and gradients of one training-mode pass over (X, y), no update.
 
         Batch statistics normalise as in training, but the running
         statistics are left alone; dropout draws its mask from `seed`.
+        ``sample_weight`` and ``class_weight`` weigh the loss as in
+        :meth:`fit`.
 
         Returns
         -------
@@ -556,13 +772,13 @@ class MLP:
             "beta".
         """
         loss = self.loss if loss is None else one_of(loss, "loss", _network.LOSSES)
-        X = self._check_x(X)
+        X, labels, targets, weights = self._training_rows(X, y, loss, sample_weight,
+                                                          class_weight)
         if self.batch_norm and X.shape[0] < 2:
             raise ValueError("batch norm needs at least 2 rows to compute gradients")
-        labels, targets = self._check_y(y, X.shape[0], loss)
         engine = self._engine(X.shape[0], loss)
         engine.freeze_bn_stats = True
-        engine.set_data(X, labels, targets, None)
+        engine.set_data(X, labels, targets, weights)
         engine.set_order(np.arange(X.shape[0], dtype=np.int64))
         value = engine.step(0, X.shape[0], 0.0, 0.0,
                             seed_value(self.seed if seed is None else seed), 0, update=False)
@@ -660,6 +876,32 @@ def _sample_weights(value, n, dtype, name):
     return weights
 
 
+def _dropout_seed(run_seed):
+    return int(np.random.SeedSequence([run_seed, 0xD209]).generate_state(1, np.uint64)[0])
+
+
+def _snapshot(model, opt_buffers, engine, global_step):
+    """Copies of what a rollback restores: weights, buffers, optimizer state and step."""
+    return (model._state(), [None if b is None else b.copy() for b in opt_buffers],
+            engine.opt_step, global_step)
+
+
+def _rewind(model, opt_buffers, engine, opt, snap):
+    """Restore a :func:`_snapshot` in place (the engine stays bound); returns its step."""
+    state, buffers, opt_step, global_step = snap
+    model._restore(state)
+    for target, saved in zip(opt_buffers, buffers):
+        if target is not None:
+            target[...] = saved
+    engine.opt_step = opt.t = opt_step
+    return global_step
+
+
+def _write(text):
+    from tqdm.auto import tqdm
+    tqdm.write(text)
+
+
 def _positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -694,8 +936,7 @@ def _print_epoch(epoch, epochs, logs):
         parts.append(f"val_acc {logs['val_accuracy']:.4f}")
     parts.append(f"lr {logs['lr']:.3g}")
     parts.append(f"{logs['time']:.2f}s")
-    from tqdm.auto import tqdm
-    tqdm.write("  ".join(parts))
+    _write("  ".join(parts))
 
 
 class _InterruptFlag:

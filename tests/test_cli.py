@@ -50,7 +50,7 @@ def test_no_command_prints_help(capsys):
     assert "train" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", ["train", "diagnose", "bench"])
+@pytest.mark.parametrize("command", ["train", "diagnose", "lr-find", "bench"])
 def test_subcommand_help(command, capsys):
     assert main([command, "--help"]) == 0
     out = capsys.readouterr().out
@@ -325,6 +325,7 @@ def test_diagnose_model(tmp_path, capsys):
     assert "Gradient flow" in text and "Activation statistics" in text
     assert "hidden1" in text and "hidden2" in text and "output" in text
     assert "dead" in text
+    assert "Training health" in text and "OK: no vanishing or exploding gradients" in text
     assert (plots / "model_diagnostics.png").is_file()
     # with a data file
     from fastnet.datasets import load_digits
@@ -359,6 +360,59 @@ def test_python_m_fastnet_diagnose():
     assert proc.returncode == 0, proc.stderr
     for line in SEED_SCHEDULE_LINES:
         assert line in proc.stdout.splitlines()
+
+
+# ---- lr-find -------------------------------------------------------------------------------
+
+def test_lr_find_prints_the_suggestion_and_writes_png_and_json(tmp_path, capsys):
+    out = tmp_path / "lrf"
+    assert main(["lr-find", "--steps", "40", "--threads", "1", "--out", str(out),
+                 "--optimizer", "adamw"]) == 0
+    text = capsys.readouterr().out
+    assert "Suggested lr:" in text and "fastnet train --optimizer adamw --lr" in text
+    assert (out / "lr_find.png").is_file()
+    record = json.loads((out / "lr_find.json").read_text())
+    assert len(record["lrs"]) == len(record["losses"]) <= 40
+    assert record["lrs"][0] == pytest.approx(1e-7)
+    # the same numbers as the API on the same training split
+    from fastnet import datasets
+    X, y = datasets.load_digits()
+    X_train, _, y_train, _ = datasets.train_test_split(X, y, 0.25, seed=0)
+    with fastnet.threads(1):
+        ref = fastnet.MLP([64, 256, 128, 10], dropout=0.3, seed=0).lr_find(
+            X_train, y_train, steps=40, optimizer="adamw", seed=0)
+    assert record["losses"] == ref.losses
+    assert record["suggested_lr"] == ref.suggested_lr
+    assert f"Suggested lr: {ref.suggested_lr:.3g}" in text
+
+
+def test_lr_find_without_matplotlib_still_succeeds(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    out = tmp_path / "noplot"
+    assert main(["lr-find", "--steps", "10", "--layers", "16", "--threads", "1",
+                 "--out", str(out)]) == 0
+    assert "install fastnet[plot] for the PNG" in capsys.readouterr().out
+    assert (out / "lr_find.json").is_file() and not (out / "lr_find.png").exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--steps", "2"], "--steps"),
+    (["--start-lr", "0"], "--start-lr"),
+    (["--start-lr", "1", "--end-lr", "0.1"], "--end-lr"),
+    (["--optimizer", "lbfgs"], "--optimizer"),
+    (["--data", "missing.csv"], "missing.csv"),
+])
+def test_lr_find_bad_options(args, needle, tmp_path, capsys):
+    assert main(["lr-find", "--out", str(tmp_path / "o"), *args]) == 2
+    assert_one_line_error(capsys.readouterr().err, needle)
+
+
+def test_python_m_fastnet_lr_find(tmp_path):
+    proc = run_module("lr-find", "--steps", "20", "--layers", "32", "--no-plot", "--out",
+                      str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr
+    assert "Suggested lr:" in proc.stdout
 
 
 # ---- bench ---------------------------------------------------------------------------------
