@@ -18,7 +18,8 @@ import warnings
 
 import numpy as np
 
-from fastnet import _checkpoint, _network, init as _init, optim as _optim, schedules as _schedules
+from fastnet import _checkpoint, _network, distributed as _distributed, init as _init, \
+    optim as _optim, schedules as _schedules
 from fastnet._io import atomic_savez, read_npz
 from fastnet._governor import ThreadGovernor
 from fastnet._validation import c_array, one_of, real_number, seed_value
@@ -28,6 +29,7 @@ __all__ = ["MLP", "History", "load"]
 _FORMAT = "fastnet-model"
 _FORMAT_VERSION = 1
 _PREDICT_ROWS = 1024          # rows per native call when predicting
+_GRAD_SLOTS = 3               # after the gradients: fastnet.distributed's per-step scalars
 
 
 class History:
@@ -136,7 +138,9 @@ class MLP:
         layers, n_params, n_buffers = _network.layout(self.layer_sizes, self.batch_norm)
         self._layout = layers
         self.params = np.zeros(n_params, dtype=self.dtype)
-        self.grads = np.zeros(n_params, dtype=self.dtype)
+        # one flat buffer that distributed training allreduces in one call
+        self._grad_buffer = np.zeros(n_params + _GRAD_SLOTS, dtype=self.dtype)
+        self.grads = self._grad_buffer[:n_params]
         self.buffers = np.zeros(n_buffers, dtype=self.dtype)
         self.layers = []
         for l, offsets in enumerate(layers):
@@ -272,7 +276,7 @@ class MLP:
             schedule=None, validation_data=None, validation_split=0.0, early_stopping=None,
             loss="cross_entropy", grad_clip=None, shuffle=True, seed=None, verbose=1,
             callbacks=(), weight_decay=None, sample_weight=None, checkpoint=None,
-            checkpoint_every=1, resume=None):
+            checkpoint_every=1, resume=None, distributed=None):
         """Train with mini-batch gradient descent.
 
         Parameters
@@ -325,6 +329,12 @@ class MLP:
             options; the result is bit-identical to an uninterrupted run.  A
             missing file starts from scratch (so one command line can both
             start and resume a job).
+        distributed : bool, "auto" or fastnet.distributed.Distributed, optional
+            Data-parallel training over MPI (see :mod:`fastnet.distributed`):
+            every rank calls fit with the same model, data and options,
+            trains on its share of each batch of ``batch_size x ranks`` rows
+            and ends with the same weights.  "auto": when started by mpirun
+            with more than one rank.
 
         Returns
         -------
@@ -425,14 +435,33 @@ class MLP:
         self.loss = loss
         self._targets_1d = loss == "mse" and np.ndim(y) == 1
         max_batch = min(batch_size, n)
+        run = None
+        dist = _distributed.resolve(distributed)
+        if dist is not None:
+            run = _distributed.Run(dist, self, n, batch_size)
+            run.check({"X": X, "y": labels if targets is None else targets,
+                       "sample_weight": weights, "validation X": val and val[0],
+                       "validation y": val and (val[1] if val[2] is None else val[2])},
+                      {"loss": loss, "epochs": epochs, "batch_size": batch_size,
+                       "optimizer": (type(opt).__name__, opt._native_hyper(), base_lr),
+                       "grad_clip": clip, "shuffle": bool(shuffle), "seed": run_seed,
+                       "resume": None if resume_state is None
+                       else resume_state["meta"]["epochs_done"]})
+            max_batch = run.max_batch
+            if not run.root:
+                verbose = 0
         engine = self._engine(max_batch, loss)
         engine.set_data(X, labels, targets, weights)
+        if run is not None:
+            run.bind(engine, weights)
         dropout_seed = int(np.random.SeedSequence([run_seed, 0xD209]).generate_state(
             1, np.uint64)[0])
         steps = int(math.ceil(n / max_batch))
         # a trailing batch of one row has no batch variance: skip it
         if self.batch_norm and steps > 1 and n % max_batch == 1:
             steps -= 1
+        if run is not None:
+            steps = run.steps
 
         governor = ThreadGovernor((tuple(self.layer_sizes), max_batch, self.dtype.name,
                                    self.batch_norm, self.dropout, loss))
@@ -462,6 +491,8 @@ class MLP:
                     order = np.arange(n, dtype=np.int64)
                 engine.set_order(order)
                 engine.begin_epoch()
+                if run is not None:
+                    run.begin_epoch(order)
                 epoch_lr = float(sched(epoch)) if not per_step else None
                 bar = _progress(verbose, steps, epoch, epochs)
                 t0 = time.perf_counter()
@@ -470,8 +501,13 @@ class MLP:
                     start = b * max_batch
                     engine.threads = threads_now = governor.threads()
                     tick = time.perf_counter()
-                    batch_loss = engine.step(start, min(n, start + max_batch), step_lr, clip,
-                                             dropout_seed, global_step & 0xFFFFFFFF)
+                    if run is None:
+                        batch_loss = engine.step(start, min(n, start + max_batch), step_lr,
+                                                 clip, dropout_seed, global_step & 0xFFFFFFFF)
+                    else:
+                        batch_loss = run.step(engine, b, step_lr, clip, dropout_seed,
+                                              global_step & 0xFFFFFFFF,
+                                              interrupt.raised or self.stop_training)
                     governor.record(threads_now, time.perf_counter() - tick)
                     global_step += 1
                     if not math.isfinite(batch_loss):
@@ -484,16 +520,21 @@ class MLP:
                         if b % 8 == 0:
                             bar.set_postfix(loss=f"{engine.loss_sum / engine.rows:.4f}",
                                             refresh=False)
-                    if interrupt.raised or self.stop_training:
+                    if run.stop if run is not None else (interrupt.raised or
+                                                         self.stop_training):
                         break
                 if bar is not None:
                     bar.close()
                 opt.t = engine.opt_step
                 if history.diverged:
                     break
+                if run is not None:
+                    run.end_epoch(engine)
                 logs = self._epoch_logs(engine, loss, epoch_lr if epoch_lr is not None
                                         else step_lr, val)
                 logs["time"] = time.perf_counter() - t0
+                if run is not None:
+                    logs = run.agree_logs(logs)
                 for key in history.history:
                     if key in logs:
                         history.history[key].append(logs[key])
@@ -514,8 +555,12 @@ class MLP:
                 _call(callbacks, "on_epoch_end", epoch, logs)
                 if verbose:
                     _print_epoch(epoch, epochs, logs)
-                if checkpoint is not None and ((epoch + 1) % every == 0 or epoch + 1 == epochs
-                                               or self.stop_training or interrupt.raised):
+                if run is not None:
+                    interrupt.raised, self.stop_training = run.agree_flags(
+                        interrupt.raised, self.stop_training)
+                if checkpoint is not None and (run is None or run.root) and (
+                        (epoch + 1) % every == 0 or epoch + 1 == epochs
+                        or self.stop_training or interrupt.raised):
                     _checkpoint.write(checkpoint, self, opt, sched, callbacks, history,
                                       epoch + 1, global_step, best_value, best_state,
                                       run_seed)
@@ -525,6 +570,10 @@ class MLP:
                 if self.stop_training:
                     history.stopped_epoch = epoch
                     break
+        except BaseException as exc:
+            if run is not None and run.size > 1:
+                run.abort(exc)
+            raise
         finally:
             interrupt.uninstall()
             opt.t = engine.opt_step
