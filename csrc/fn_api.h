@@ -202,6 +202,7 @@ typedef struct {
      * statistics when net->reduce is set.  0: this batch's own. */
     double total_weight;
     fn_int total_rows;
+    fn_int row0;                     /* dropout: number of the first row in the whole batch */
 } FN(fn_batch);
 
 /* Point net and layers[0:n_layers] at flat buffers laid out as

@@ -119,7 +119,7 @@ FN_INLINE void FN(bn_forward_block)(const FN(fn_bn_forward_args) *a, fn_int j0, 
             uint8_t *restrict mi = mask + i * f;
             const fn_real *restrict oi = out + i * f;
             fn_real *restrict di = dropped + i * f;
-            fn_dropout_keep_row(key, threshold, i, f, j0, j1, mi);
+            fn_dropout_keep_row(key, threshold, a->dropout.row0 + i, f, j0, j1, mi);
             FN_SIMD
             for (fn_int j = 0; j < w; j++) di[j] = oi[j] * ((fn_real)mi[j] * keep_scale);
         }

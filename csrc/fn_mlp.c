@@ -292,7 +292,8 @@ void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
     /* 2. forward */
     const fn_real *h = x0;
     for (int l = 0; l < nl; l++) {
-        const fn_dropout d = {net->dropout, batch->seed, (uint32_t)l, batch->step};
+        const fn_dropout d = {net->dropout, batch->seed, (uint32_t)l, batch->step,
+                             batch->row0};
         FN(layer_forward)(blas, net, l, h, n, 1, &d, net->layers[nl - 1].act, stat_n);
         h = FN(layer_output)(net, l, 1);
     }

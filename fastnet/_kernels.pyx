@@ -203,7 +203,7 @@ def dropout(const floating[:, ::1] x, double rate, uint64_t seed):
     cdef floating[:, ::1] o = out
     cdef uint8_t[:, ::1] mv = mask
     cdef fn_dropout d
-    d.rate = rate; d.seed = seed; d.layer = 0; d.step = 0
+    d.rate = rate; d.seed = seed; d.layer = 0; d.step = 0; d.row0 = 0
     cdef int nt = current_threads()
     with nogil, parallel(num_threads=nt):
         if floating is float:
@@ -332,7 +332,7 @@ def sum_of_squares(const floating[::1] x):
 def dropout_random_bits(uint64_t seed, uint32_t layer, uint32_t step, elements):
     """The random words behind dropout masks (for tests of the documented rule)."""
     cdef fn_dropout d
-    d.rate = 0; d.seed = seed; d.layer = layer; d.step = step
+    d.rate = 0; d.seed = seed; d.layer = layer; d.step = step; d.row0 = 0
     return [fn_dropout_random_bits(&d, e) for e in elements]
 
 

@@ -33,6 +33,7 @@ cdef extern from "fastnet.h" nogil:
         uint64_t seed
         uint32_t layer
         uint32_t step
+        fn_int row0
 
     ctypedef struct fn_result:
         double loss
@@ -176,6 +177,7 @@ cdef extern from "fastnet.h" nogil:
         uint32_t step
         double total_weight
         fn_int total_rows
+        fn_int row0
 
     void fn_gemm_team_f32(const fn_blas *blas, const fn_gemm_args_f32 *g)
     void fn_act_backward_team_f32(fn_int n, fn_int f, const float *dout, const float *out,
@@ -324,6 +326,7 @@ cdef extern from "fastnet.h" nogil:
         uint32_t step
         double total_weight
         fn_int total_rows
+        fn_int row0
 
     void fn_gemm_team_f64(const fn_blas *blas, const fn_gemm_args_f64 *g)
     void fn_act_backward_team_f64(fn_int n, fn_int f, const double *dout, const double *out,

@@ -201,14 +201,16 @@ cdef class Engine:
 
     def step(self, Py_ssize_t start, Py_ssize_t stop, double lr, double clip_norm,
              uint64_t seed, uint32_t step_index, bint update=True, double total_weight=0,
-             Py_ssize_t total_rows=0):
+             Py_ssize_t total_rows=0, Py_ssize_t row0=0):
         """Train on rows order[start:stop]; returns the batch loss.
 
         With update=False only the loss and gradients are computed.  For a
         batch split over processes, total_weight (the whole batch's weight
         sum, or row count without weights) divides the loss instead of this
         part's, and total_rows is the whole batch's row count (synchronised
-        batch norm); the returned loss is then this part's share.
+        batch norm); the returned loss is then this part's share.  row0 is
+        the number of this part's first row in the whole batch (dropout masks
+        as the whole batch on one process draws them).
         """
         cdef Py_ssize_t n = stop - start
         if not (self._has_data and self._has_order):
@@ -235,6 +237,7 @@ cdef class Engine:
             b32.step = step_index
             b32.total_weight = total_weight
             b32.total_rows = total_rows
+            b32.row0 = row0
             self.o32.lr = lr
             self.o32.step = self.opt_step
             with nogil, parallel(num_threads=nt):
@@ -246,6 +249,7 @@ cdef class Engine:
             b64.step = step_index
             b64.total_weight = total_weight
             b64.total_rows = total_rows
+            b64.row0 = row0
             self.o64.lr = lr
             self.o64.step = self.opt_step
             with nogil, parallel(num_threads=nt):

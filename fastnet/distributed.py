@@ -269,7 +269,8 @@ class Run:
         lo, hi, m = self.part(b)
         correct = engine.correct
         part_loss = engine.step(lo, hi, lr, clip, seed, step_index, update=False,
-                                total_weight=float(self._batch_weight[b]), total_rows=m)
+                                total_weight=float(self._batch_weight[b]), total_rows=m,
+                                row0=lo - b * self.global_batch)
         tail = self.buffer[self.n_params:]
         tail[_LOSS] = part_loss
         tail[_CORRECT] = engine.correct - correct
