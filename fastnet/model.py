@@ -558,12 +558,14 @@ class MLP:
                 if run is not None:
                     interrupt.raised, self.stop_training = run.agree_flags(
                         interrupt.raised, self.stop_training)
-                if checkpoint is not None and (run is None or run.root) and (
-                        (epoch + 1) % every == 0 or epoch + 1 == epochs
-                        or self.stop_training or interrupt.raised):
-                    _checkpoint.write(checkpoint, self, opt, sched, callbacks, history,
-                                      epoch + 1, global_step, best_value, best_state,
-                                      run_seed)
+                if checkpoint is not None and ((epoch + 1) % every == 0 or epoch + 1 == epochs
+                                               or self.stop_training or interrupt.raised):
+                    if run is None or run.root:     # one writer; the others wait for it
+                        _checkpoint.write(checkpoint, self, opt, sched, callbacks, history,
+                                          epoch + 1, global_step, best_value, best_state,
+                                          run_seed)
+                    if run is not None:
+                        run.comm.Barrier()
                 if interrupt.raised:
                     history.interrupted = True
                     break
