@@ -33,28 +33,40 @@ class WeightsEveryEpoch(Callback):
         self.crcs.append(self.comm.allgather(crc))
 
 
-def equivalence(out):
-    """2 ranks x batch 64 (synchronised batch norm, and no batch norm) for the test to
-    compare with 1 process x batch 128; and the weights after every epoch."""
-    comm = distributed.Distributed().comm
+def cases():
+    """(name, model options, fit options) of the equivalence scenario; the test trains
+    the same on one process with the double batch."""
     X, y = data()
     w = np.random.default_rng(1).uniform(0.5, 2.0, size=len(y))
-    results = {}
-    for name, kw, fit_kw in [
-            ("sync_bn", dict(batch_norm=True), dict(sample_weight=None)),
-            ("no_bn", dict(batch_norm=False), dict(sample_weight=None)),
+    return [("sync_bn", dict(batch_norm=True), {}),
+            ("no_bn", dict(batch_norm=False), {}),
             ("weighted_clip", dict(batch_norm=True), dict(sample_weight=w, grad_clip=0.5)),
             ("mse", dict(batch_norm=True), dict(loss="mse")),
-            ("per_rank_bn_dropout", dict(batch_norm=True, dropout=0.2), {}),
-    ]:
-        sync = name != "per_rank_bn_dropout"
-        model = fastnet.MLP([12, 32, 16, 3 if fit_kw.get("loss") != "mse" else 1], seed=3,
-                            **kw)
-        target = y if fit_kw.get("loss") != "mse" else X[:, 0] - X[:, 1]
+            ("sync_bn_dropout", dict(batch_norm=True, dropout=0.2), {}),
+            ("per_rank_bn_dropout", dict(batch_norm=True, dropout=0.2), {})]
+
+
+def train_case(model_kw, fit_kw, batch_size, **more):
+    """The model of one case, trained with `batch_size` rows per process."""
+    X, y = data()
+    mse = fit_kw.get("loss") == "mse"
+    model = fastnet.MLP([12, 32, 16, 1 if mse else 3], seed=3, **model_kw)
+    hist = model.fit(X, X[:, 0] - X[:, 1] if mse else y, epochs=4, batch_size=batch_size,
+                     optimizer="sgd", lr=0.05, validation_split=0.25, seed=7, verbose=0,
+                     **fit_kw, **more)
+    return model, hist
+
+
+def equivalence(out):
+    """2 ranks x batch 64 for the test to compare with 1 process x batch 128 (all but
+    per-rank batch norm); and the weights after every epoch."""
+    comm = distributed.Distributed().comm
+    results = {}
+    for name, model_kw, fit_kw in cases():
         watch = WeightsEveryEpoch(comm)
-        hist = model.fit(X, target, epochs=4, batch_size=64, optimizer="sgd", lr=0.05,
-                         validation_split=0.25, seed=7, verbose=0, callbacks=[watch],
-                         distributed=distributed.Distributed(sync_bn=sync), **fit_kw)
+        sync = name != "per_rank_bn_dropout"
+        model, hist = train_case(model_kw, fit_kw, 64, callbacks=[watch],
+                                 distributed=distributed.Distributed(sync_bn=sync))
         results[name] = {"params": model.params.tolist(), "buffers": model.buffers.tolist(),
                          "crcs": watch.crcs, "history": hist.history}
     if comm.Get_rank() == 0:
@@ -77,6 +89,24 @@ def decisions(out):
     if comm.Get_rank() == 0:
         with open(out, "w") as fh:
             json.dump({"every": every, "val_loss": hist.history["val_loss"]}, fh)
+
+
+def resume(out):
+    """3 epochs with a checkpoint, resumed to 6, against 6 uninterrupted epochs."""
+    comm = distributed.Distributed().comm
+    X, y = data(n=300)
+    crcs = []
+    for epochs, kw in ((3, dict(checkpoint=out + ".ckpt")),
+                       (6, dict(checkpoint=out + ".ckpt", resume=out + ".ckpt")),
+                       (6, {})):
+        model = fastnet.MLP([12, 16, 3], dropout=0.1, seed=4)
+        model.fit(X, y, epochs=epochs, batch_size=32, validation_split=0.2, verbose=0,
+                  distributed=distributed.Distributed(sync_bn=True), **kw)
+        crcs.append(comm.allgather(zlib.crc32(model.params.tobytes()
+                                              + model.buffers.tobytes())))
+    if comm.Get_rank() == 0:
+        with open(out, "w") as fh:
+            json.dump(crcs, fh)
 
 
 def disagree(out):

@@ -62,13 +62,13 @@ def run_worker(tmp_path, scenario, *extra, ranks=2):
         return json.load(fh), proc
 
 
-def worker_data(n=512):
+def worker():
     sys.path.insert(0, TESTS_DIR)
     try:
         import _mpi_worker
     finally:
         sys.path.remove(TESTS_DIR)
-    return _mpi_worker.data(n)
+    return _mpi_worker
 
 
 # ---- in-process: the native pieces distributed training is built from ------------
@@ -188,18 +188,11 @@ def test_plain_run_needs_no_mpi(tmp_path):
 
 def test_two_ranks_train_like_one_process_with_the_double_batch(mpi, equivalence):
     results = equivalence
-    X, y = worker_data()
-    w = np.random.default_rng(1).uniform(0.5, 2.0, size=len(y))
-    for name, kw, fit_kw in [
-            ("sync_bn", dict(batch_norm=True), {}),
-            ("no_bn", dict(batch_norm=False), {}),
-            ("weighted_clip", dict(batch_norm=True), dict(sample_weight=w, grad_clip=0.5)),
-            ("mse", dict(batch_norm=True), dict(loss="mse"))]:
+    for name, model_kw, fit_kw in worker().cases():
+        if name.startswith("per_rank"):
+            continue              # per-rank batch norm: no one-process twin
+        model, hist = worker().train_case(model_kw, fit_kw, 128)
         mse = fit_kw.get("loss") == "mse"
-        model = fastnet.MLP([12, 32, 16, 1 if mse else 3], seed=3, **kw)
-        hist = model.fit(X, X[:, 0] - X[:, 1] if mse else y, epochs=4, batch_size=128,
-                         optimizer="sgd", lr=0.05, validation_split=0.25, seed=7, verbose=0,
-                         **fit_kw)
         got = results[name]
         np.testing.assert_allclose(got["params"], model.params, rtol=1e-5, atol=1e-6,
                                    err_msg=name)
@@ -235,6 +228,13 @@ def test_early_stopping_and_checkpoints_are_decided_once(mpi, tmp_path):
     # only rank 0 printed epoch lines and wrote the checkpoint
     assert proc.stdout.count("Epoch 1/40") == 1, proc.stdout
     assert (tmp_path / "decisions.json.ckpt").exists()
+
+
+def test_resumed_distributed_fit_is_bit_identical(mpi, tmp_path):
+    (three, resumed, straight), _ = run_worker(tmp_path, "resume")
+    for per_rank in (three, resumed, straight):
+        assert per_rank[0] == per_rank[1]
+    assert resumed == straight and three != straight
 
 
 def test_ranks_that_disagree_all_get_a_clear_error(mpi, tmp_path):
