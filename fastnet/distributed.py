@@ -39,7 +39,7 @@ import zlib
 
 import numpy as np
 
-__all__ = ["Distributed", "launched_by_mpi", "rank", "size", "is_root", "barrier"]
+__all__ = ["Distributed", "barrier", "is_root", "launched_by_mpi", "rank", "size"]
 
 # set by mpirun/mpiexec (Open MPI, MPICH/Hydra, Intel MPI) or srun with PMI/PMIx
 _LAUNCHER_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK")
@@ -145,6 +145,22 @@ def resolve(value):
         return value
     raise TypeError(f"distributed must be True, False, 'auto' or a fastnet.distributed."
                     f"Distributed, got {value!r}")
+
+
+def start(distributed, model, n, batch_size, train, val, **options):
+    """The Run of a fit, or None for a plain fit; every rank raises the same
+    ValueError when the ranks disagree on the model, data or options."""
+    dist = resolve(distributed)
+    if dist is None:
+        return None
+    run = Run(dist, model, n, batch_size)
+    X, labels, targets, weights = train
+    arrays = {"X": X, "y": labels if targets is None else targets, "sample_weight": weights}
+    if val is not None:
+        arrays.update({"validation X": val[0], "validation sample_weight": val[3],
+                       "validation y": val[1] if val[2] is None else val[2]})
+    run.check(arrays, dict(options, batch_size=batch_size))
+    return run
 
 
 def _checksum(a):
@@ -294,7 +310,7 @@ class Run:
         """Whole-batch sums into the engine's counters (for the epoch's logs), and
         per-rank batch-norm running statistics averaged over ranks."""
         engine.loss_sum = self.loss_sum
-        engine.correct = int(round(self.correct))
+        engine.correct = round(self.correct)
         engine.rows = max(self.rows, 1)
         engine.grad_norm_sum = self.grad_norm_sum
         engine.steps = max(self.done, 1)
@@ -303,6 +319,9 @@ class Run:
             # a no-op with synchronised batch norm (every rank holds the same values)
             self.comm.Allreduce(self._MPI.IN_PLACE, buffers, op=self._MPI.SUM)
             buffers /= buffers.dtype.type(self.size)
+
+    def barrier(self):
+        self.comm.Barrier()
 
     def agree_logs(self, logs):
         """Rank 0's logs on every rank: callbacks decide on identical input."""

@@ -435,18 +435,12 @@ class MLP:
         self.loss = loss
         self._targets_1d = loss == "mse" and np.ndim(y) == 1
         max_batch = min(batch_size, n)
-        run = None
-        dist = _distributed.resolve(distributed)
-        if dist is not None:
-            run = _distributed.Run(dist, self, n, batch_size)
-            run.check({"X": X, "y": labels if targets is None else targets,
-                       "sample_weight": weights, "validation X": val and val[0],
-                       "validation y": val and (val[1] if val[2] is None else val[2])},
-                      {"loss": loss, "epochs": epochs, "batch_size": batch_size,
-                       "optimizer": (type(opt).__name__, opt._native_hyper(), base_lr),
-                       "grad_clip": clip, "shuffle": bool(shuffle), "seed": run_seed,
-                       "resume": None if resume_state is None
-                       else resume_state["meta"]["epochs_done"]})
+        run = _distributed.start(
+            distributed, self, n, batch_size, (X, labels, targets, weights), val,
+            loss=loss, epochs=epochs, grad_clip=clip, shuffle=bool(shuffle), seed=run_seed,
+            optimizer=(type(opt).__name__, opt._native_hyper(), base_lr),
+            resume=None if resume_state is None else resume_state["meta"]["epochs_done"])
+        if run is not None:
             max_batch = run.max_batch
             if not run.root:
                 verbose = 0
@@ -565,7 +559,7 @@ class MLP:
                                           epoch + 1, global_step, best_value, best_state,
                                           run_seed)
                     if run is not None:
-                        run.comm.Barrier()
+                        run.barrier()
                 if interrupt.raised:
                     history.interrupted = True
                     break

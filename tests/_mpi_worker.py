@@ -36,8 +36,7 @@ class WeightsEveryEpoch(Callback):
 def cases():
     """(name, model options, fit options) of the equivalence scenario; the test trains
     the same on one process with the double batch."""
-    X, y = data()
-    w = np.random.default_rng(1).uniform(0.5, 2.0, size=len(y))
+    w = np.random.default_rng(1).uniform(0.5, 2.0, size=len(data()[1]))
     return [("sync_bn", dict(batch_norm=True), {}),
             ("no_bn", dict(batch_norm=False), {}),
             ("weighted_clip", dict(batch_norm=True), dict(sample_weight=w, grad_clip=0.5)),

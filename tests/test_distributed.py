@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
@@ -223,7 +222,7 @@ def test_early_stopping_and_checkpoints_are_decided_once(mpi, tmp_path):
     got, proc = run_worker(tmp_path, "decisions")
     every = got["every"]
     assert every[0] == every[1], f"ranks disagree: {every}"
-    stopped, best, epochs, _ = every[0]
+    stopped, _, epochs, _ = every[0]
     assert stopped is not None and epochs < 40
     # only rank 0 printed epoch lines and wrote the checkpoint
     assert proc.stdout.count("Epoch 1/40") == 1, proc.stdout
