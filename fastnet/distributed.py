@@ -64,7 +64,11 @@ def _mpi():
 
 
 def _world():
-    return _mpi().COMM_WORLD if launched_by_mpi() else None
+    if not launched_by_mpi():
+        return None
+    comm = _mpi().COMM_WORLD
+    _abort_on_uncaught(comm)
+    return comm
 
 
 def rank():
@@ -112,6 +116,7 @@ class Distributed:
     def comm(self):
         if self._comm is None:
             self._comm = _mpi().COMM_WORLD
+            _abort_on_uncaught(self._comm)
         return self._comm
 
     @property
@@ -135,22 +140,25 @@ def resolve(value):
     if value is None or value is False:
         return None
     if value is True:
-        return Distributed()
+        dist = Distributed()
+        dist.comm                 # MPI starts now: a rank failing from here on ends the job
+        return dist
     if isinstance(value, str) and value == "auto":
         if not launched_by_mpi():
             return None
         dist = Distributed()
         return dist if dist.size > 1 else None
     if isinstance(value, Distributed):
+        value.comm
         return value
     raise TypeError(f"distributed must be True, False, 'auto' or a fastnet.distributed."
                     f"Distributed, got {value!r}")
 
 
-def start(distributed, model, n, batch_size, train, val, **options):
-    """The Run of a fit, or None for a plain fit; every rank raises the same
-    ValueError when the ranks disagree on the model, data or options."""
-    dist = resolve(distributed)
+def start(dist, model, n, batch_size, train, val, **options):
+    """The Run of a fit (dist: resolve()'s answer), or None for a plain fit; every
+    rank raises the same ValueError when the ranks disagree on the model, data or
+    options."""
     if dist is None:
         return None
     run = Run(dist, model, n, batch_size)
@@ -209,8 +217,7 @@ class Run:
         self._batch_weight = None
         self._reset()
         self.stop = False
-        if self.size > 1:
-            _abort_on_uncaught(self.comm)
+        _abort_on_uncaught(self.comm)
 
     # ---- set-up -----------------------------------------------------------------
 
@@ -347,7 +354,7 @@ class Run:
 def _abort_on_uncaught(comm):
     """An uncaught exception on one rank ends the job instead of leaving the
     other ranks blocked in a collective (like ``python -m mpi4py``)."""
-    if getattr(sys.excepthook, "_fastnet_abort", False):
+    if comm.Get_size() < 2 or getattr(sys.excepthook, "_fastnet_abort", False):
         return
     previous = sys.excepthook
 

@@ -347,6 +347,8 @@ class MLP:
             out of range, fewer than 2 rows, ``batch_size < 2`` with batch
             norm, or a ReduceLROnPlateau monitoring a metric fit does not log.
         """
+        # first: under MPI, a rank that fails from here on ends the whole job
+        dist = _distributed.resolve(distributed)
         loss = one_of(loss, "loss", _network.LOSSES)
         epochs = _positive_int(epochs, "epochs")
         batch_size = _positive_int(batch_size, "batch_size")
@@ -436,7 +438,7 @@ class MLP:
         self._targets_1d = loss == "mse" and np.ndim(y) == 1
         max_batch = min(batch_size, n)
         run = _distributed.start(
-            distributed, self, n, batch_size, (X, labels, targets, weights), val,
+            dist, self, n, batch_size, (X, labels, targets, weights), val,
             loss=loss, epochs=epochs, grad_clip=clip, shuffle=bool(shuffle), seed=run_seed,
             optimizer=(type(opt).__name__, opt._native_hyper(), base_lr),
             resume=None if resume_state is None else resume_state["meta"]["epochs_done"])

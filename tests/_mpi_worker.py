@@ -140,5 +140,14 @@ def crash(out):
                                  distributed=True)
 
 
+def bad_data(out):
+    """Rank 1's data holds a NaN: it fails fit's checks while rank 0 goes on to wait
+    for it in the first collective."""
+    X, y = data()
+    if distributed.rank() == 1:
+        X[3, 2] = np.nan
+    fastnet.MLP([12, 16, 3]).fit(X, y, epochs=2, verbose=0, distributed=True)
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]](sys.argv[2])

@@ -252,6 +252,13 @@ def test_a_rank_that_raises_ends_the_job(mpi, tmp_path):
     assert "aborting all 2 ranks" in proc.stderr
 
 
+def test_a_rank_that_fails_before_training_ends_the_job(mpi, tmp_path):
+    proc = mpirun(tmp_path, sys.executable, WORKER, "bad_data", str(tmp_path / "x"))
+    assert proc.returncode != 0
+    assert "ValueError: X contains NaN or infinity" in proc.stderr, proc.stderr
+    assert "uncaught ValueError on rank 1 of 2; aborting all ranks" in proc.stderr
+
+
 def test_cli_train_under_mpirun(mpi, tmp_path):
     proc = mpirun(tmp_path, sys.executable, "-m", "fastnet", "train", "--epochs", "3",
                   "--out", str(tmp_path / "run"), "--no-plot")
