@@ -112,15 +112,18 @@ def test_total_weight_scales_loss_and_gradients():
     np.testing.assert_allclose(b.grads * 2, a.grads, rtol=1e-6, atol=1e-8)
 
 
-def test_sync_bn_hook_with_one_process_changes_nothing():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_sync_bn_hook_with_one_process_changes_nothing(threads):
     """The synchronised batch-norm path (statistics and backward reductions handed to a
-    reducer) gives the plain path's bits when the 'sum over processes' is a no-op."""
+    reducer, called by the team's master thread) gives the plain path's bits when the
+    'sum over processes' is a no-op."""
     X, y = _data(n=48)
     a, b = fastnet.MLP([10, 24, 16, 3], seed=2), fastnet.MLP([10, 24, 16, 3], seed=2)
     calls = []
-    eb = _engine(b, X, y)
+    ea, eb = _engine(a, X, y), _engine(b, X, y)
+    ea.threads = eb.threads = threads
     eb.set_reducer(lambda start, stop: calls.append((start, stop)))
-    la = _engine(a, X, y).step(0, 48, 0, 0, 5, 0, update=False)
+    la = ea.step(0, 48, 0, 0, 5, 0, update=False)
     lb = eb.step(0, 48, 0, 0, 5, 0, update=False, total_rows=48)
     assert la == lb
     assert_same_bits(a.grads, b.grads, "gradients")
