@@ -140,6 +140,21 @@ def crash(out):
                                  distributed=True)
 
 
+def one_rank(out):
+    """Under mpirun -n 1: the distributed path against a plain fit (per-rank and
+    synchronised batch norm, dropout, sample weights)."""
+    X, y = data(n=300)
+    w = np.random.default_rng(2).uniform(0.5, 2.0, size=len(y))
+    same = []
+    for dist in (None, distributed.Distributed(), distributed.Distributed(sync_bn=True)):
+        model = fastnet.MLP([12, 16, 3], dropout=0.2, seed=4)
+        model.fit(X, y, epochs=3, batch_size=40, validation_split=0.2, sample_weight=w,
+                  verbose=0, distributed=dist)
+        same.append(zlib.crc32(model.params.tobytes() + model.buffers.tobytes()))
+    with open(out, "w") as fh:
+        json.dump(same, fh)
+
+
 def bad_data(out):
     """Rank 1's data holds a NaN: it fails fit's checks while rank 0 goes on to wait
     for it in the first collective."""

@@ -221,6 +221,11 @@ def test_same_seed_and_rank_count_same_bits(mpi, equivalence, tmp_path):
         assert first[name]["history"]["loss"] == second[name]["history"]["loss"], name
 
 
+def test_one_rank_is_a_plain_fit_bit_for_bit(mpi, tmp_path):
+    (plain, per_rank, synced), _ = run_worker(tmp_path, "one_rank", ranks=1)
+    assert plain == per_rank == synced
+
+
 def test_early_stopping_and_checkpoints_are_decided_once(mpi, tmp_path):
     got, proc = run_worker(tmp_path, "decisions")
     every = got["every"]
