@@ -50,6 +50,8 @@ typedef struct {
     uint64_t seed;
     uint32_t layer;
     uint32_t step;
+    fn_int row0;         /* number of the first row: a batch split over processes
+                            numbers its rows as the whole batch does */
 } fn_dropout;
 
 /* Result of a loss or of a whole training step. */

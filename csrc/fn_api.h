@@ -56,7 +56,18 @@ typedef struct {
     fn_dropout dropout;              /* rate 0: off */
     uint8_t *mask;                   /* dropout keep mask (rate > 0) */
     fn_real *dropped;                /* out * mask / (1 - rate) (rate > 0) */
+    /* Synchronised batch norm: the statistics of the whole (multi-process)
+     * batch, f means then f biased variances, are given instead of computed
+     * from these n rows; stat_n is that batch's row count (for running_var's
+     * unbiasing).  NULL / 0: this batch's own. */
+    const double *stats;
+    fn_int stat_n;
 } FN(fn_bn_forward_args);
+
+/* Per-feature sums over n rows of x (n x f): of x when mean is NULL, else of
+ * (x - mean)^2; in row order, in double, into out[0:f]. */
+void FN(fn_bn_sums_team)(fn_int n, fn_int f, const fn_real *x, const double *mean,
+                         double *out);
 
 void FN(fn_bn_forward_team)(const FN(fn_bn_forward_args) *a);
 
@@ -75,6 +86,14 @@ typedef struct {
     const fn_real *var; double eps;
     const fn_real *gamma;            /* NULL: 1 */
     fn_real *dx, *dgamma, *dbeta;    /* dgamma/dbeta may be NULL */
+    /* Synchronised batch norm splits the backward in two calls around a sum
+     * over processes: phase 1 writes dy to dx, dgamma and dbeta (this
+     * batch's) and the two reductions (f sums of dy, then f of dy * xhat) to
+     * sums; phase 2 reads the summed `sums` and finishes dx with stat_n,
+     * the whole batch's row count.  Phase 0: both at once, locally. */
+    int phase;
+    double *sums;
+    fn_int stat_n;
 } FN(fn_bn_backward_args);
 
 void FN(fn_bn_backward_team)(const FN(fn_bn_backward_args) *a);
@@ -94,19 +113,20 @@ void FN(fn_dropout_backward_team)(fn_int count, const fn_real *dout,
 /* Softmax cross-entropy of n rows of c logits.  Row i's label and weight
  * are labels[r] and weights[r] with r = index ? index[i] : i, labels in
  * [0, c), weights NULL meaning 1.  loss = sum w_i l_i / sum w_i, and dlogits
- * (NULL: not computed) is its gradient.  `scratch` holds
+ * (NULL: not computed) is its gradient.  total > 0 replaces sum w_i as the
+ * divisor (a batch split over processes divides by the whole batch's).  `scratch` holds
  * fn_reduce_scratch_size(n) doubles.  res->loss and res->correct are set
  * by one thread; every thread may read them after the call. */
 void FN(fn_softmax_xent_team)(fn_int n, fn_int c, const fn_real *logits,
                               const int64_t *labels, const fn_real *weights,
-                              const int64_t *index, fn_real *dlogits,
+                              const int64_t *index, fn_real *dlogits, double total,
                               double *scratch, fn_result *res);
 /* Mean squared error of n x d outputs against targets (row r as above):
  * mean over all elements, rows weighted when weights are given; dpred
  * (NULL: skip) is its gradient. */
 void FN(fn_mse_team)(fn_int n, fn_int d, const fn_real *pred, const fn_real *targets,
                      const fn_real *weights, const int64_t *index, fn_real *dpred,
-                     double *scratch, fn_result *res);
+                     double total, double *scratch, fn_result *res);
 /* Row-wise softmax of n x c logits. */
 void FN(fn_softmax_team)(fn_int n, fn_int c, const fn_real *logits, fn_real *probs);
 
@@ -159,6 +179,13 @@ typedef struct {
     fn_real *grad_a, *grad_b;        /* max_batch x widest layer each */
     fn_real *pack;                   /* fn_gemm_pack_size of the widest product */
     double *scratch;                 /* reductions */
+    /* Synchronised batch norm: when set, called by one thread (the team's
+     * master) to sum `count` doubles over all processes in place; the
+     * training forward and backward then use the statistics of the whole
+     * batch.  bn_sums holds 2 x the widest layer doubles. */
+    void (*reduce)(void *ctx, double *values, fn_int count);
+    void *reduce_ctx;
+    double *bn_sums;
 } FN(fn_mlp);
 
 typedef struct {
@@ -170,6 +197,12 @@ typedef struct {
     const fn_real *weights;          /* per-row weights or NULL */
     uint64_t seed;                   /* dropout stream */
     uint32_t step;
+    /* A batch split over processes: the whole batch's weight sum (rows
+     * without weights) divides the loss, and its row count the batch-norm
+     * statistics when net->reduce is set.  0: this batch's own. */
+    double total_weight;
+    fn_int total_rows;
+    fn_int row0;                     /* dropout: number of the first row in the whole batch */
 } FN(fn_batch);
 
 /* Point net and layers[0:n_layers] at flat buffers laid out as
@@ -185,6 +218,11 @@ void FN(fn_mlp_bind)(FN(fn_mlp) *net, FN(fn_layer) *layers, int n_layers, const 
 void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
                                 const FN(fn_batch) *batch, const FN(fn_optim) *opt,
                                 double clip_norm, fn_result *res);
+/* The end of a training step on the gradients in net->grads (e.g. after
+ * they were summed over processes): global norm, clipping to clip_norm
+ * (<= 0: none) and one update; res->grad_norm gets the norm. */
+void FN(fn_mlp_apply_update_team)(FN(fn_mlp) *net, const FN(fn_optim) *opt,
+                                  double clip_norm, fn_result *res);
 /* Inference forward (running statistics, no dropout) of n rows of x
  * into out (n x n_out); workspaces must hold n rows. */
 void FN(fn_mlp_forward_team)(const fn_blas *blas, FN(fn_mlp) *net,

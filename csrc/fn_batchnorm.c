@@ -37,7 +37,13 @@ FN_INLINE void FN(bn_forward_block)(const FN(fn_bn_forward_args) *a, fn_int j0, 
     fn_real *restrict xhat = a->xhat ? a->xhat + j0 : NULL;
     double mean[FN_BN_WIDTH], var[FN_BN_WIDTH];
     fn_real shift[FN_BN_WIDTH], scale[FN_BN_WIDTH], gamma[FN_BN_WIDTH], beta[FN_BN_WIDTH];
-    if (a->training) {
+    if (a->training && a->stats) {
+        FN_SIMD
+        for (fn_int j = 0; j < w; j++) {
+            mean[j] = a->stats[j0 + j];
+            var[j] = a->stats[f + j0 + j];
+        }
+    } else if (a->training) {
         FN_SIMD
         for (fn_int j = 0; j < w; j++) mean[j] = var[j] = 0;
         for (fn_int i = 0; i < n; i++)
@@ -52,14 +58,18 @@ FN_INLINE void FN(bn_forward_block)(const FN(fn_bn_forward_args) *a, fn_int j0, 
                 var[j] += d * d;
             }
         FN_SIMD
+        for (fn_int j = 0; j < w; j++) var[j] /= (double)n;
+    }
+    if (a->training) {
+        FN_SIMD
         for (fn_int j = 0; j < w; j++) {
-            var[j] /= (double)n;
             if (a->mean) a->mean[j0 + j] = (fn_real)mean[j];
             if (a->var) a->var[j0 + j] = (fn_real)var[j];
         }
         if (a->running_mean) {
             const double m = a->momentum;
-            const double unbias = n > 1 ? (double)n / (double)(n - 1) : 1.0;
+            const fn_int rows = a->stat_n > 0 ? a->stat_n : n;
+            const double unbias = rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
             FN_SIMD
             for (fn_int j = 0; j < w; j++) {
                 fn_real *rm = a->running_mean + j0 + j, *rv = a->running_var + j0 + j;
@@ -109,7 +119,7 @@ FN_INLINE void FN(bn_forward_block)(const FN(fn_bn_forward_args) *a, fn_int j0, 
             uint8_t *restrict mi = mask + i * f;
             const fn_real *restrict oi = out + i * f;
             fn_real *restrict di = dropped + i * f;
-            fn_dropout_keep_row(key, threshold, i, f, j0, j1, mi);
+            fn_dropout_keep_row(key, threshold, a->dropout.row0 + i, f, j0, j1, mi);
             FN_SIMD
             for (fn_int j = 0; j < w; j++) di[j] = oi[j] * ((fn_real)mi[j] * keep_scale);
         }
@@ -138,10 +148,35 @@ void FN(fn_bn_forward_team)(const FN(fn_bn_forward_args) *a)
     }
 }
 
+void FN(fn_bn_sums_team)(fn_int n, fn_int f, const fn_real *x, const double *mean,
+                         double *out)
+{
+    FN_OMP_FOR
+    for (fn_int blk = 0; blk < FN_CEIL_DIV(f, FN_BN_WIDTH); blk++) {
+        const fn_int j0 = blk * FN_BN_WIDTH, w = FN_MIN(f, j0 + FN_BN_WIDTH) - j0;
+        double acc[FN_BN_WIDTH];
+        for (fn_int j = 0; j < w; j++) acc[j] = 0;
+        if (mean) {
+            for (fn_int i = 0; i < n; i++)
+                FN_SIMD
+                for (fn_int j = 0; j < w; j++) {
+                    const double d = x[i * f + j0 + j] - mean[j0 + j];
+                    acc[j] += d * d;
+                }
+        } else {
+            for (fn_int i = 0; i < n; i++)
+                FN_SIMD
+                for (fn_int j = 0; j < w; j++) acc[j] += x[i * f + j0 + j];
+        }
+        for (fn_int j = 0; j < w; j++) out[j0 + j] = acc[j];
+    }
+}
+
 FN_INLINE void FN(bn_backward_block)(const FN(fn_bn_backward_args) *a, fn_int j0, fn_int j1,
                                      const int act, const int has_mask, const int has_xhat)
 {
     const fn_int n = a->n, f = a->f, w = j1 - j0;
+    const int phase = a->phase;
     const fn_real *restrict dout = a->dout + j0;
     const uint8_t *restrict mask = a->mask ? a->mask + j0 : NULL;
     const fn_real *restrict act_out = a->act_out ? a->act_out + j0 : NULL;
@@ -159,7 +194,7 @@ FN_INLINE void FN(bn_backward_block)(const FN(fn_bn_backward_args) *a, fn_int j0
     const fn_real keep_scale = (fn_real)(mask ? 1.0 / (1.0 - a->rate) : 1.0);
     fn_real dy[FN_BN_WIDTH], xh[FN_BN_WIDTH];
     /* Pass 1: dy (stored in dx) and its two reductions. */
-    for (fn_int i = 0; i < n; i++) {
+    for (fn_int i = 0; i < (phase == 2 ? 0 : n); i++) {
         const fn_int r = i * f;
         FN_SIMD
         for (fn_int j = 0; j < w; j++) {
@@ -178,13 +213,32 @@ FN_INLINE void FN(bn_backward_block)(const FN(fn_bn_backward_args) *a, fn_int j0
     }
     /* Pass 2: dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)). */
     fn_real k0[FN_BN_WIDTH], k1[FN_BN_WIDTH], k2[FN_BN_WIDTH];
+    if (phase != 2) {
+        FN_SIMD
+        for (fn_int j = 0; j < w; j++) {
+            if (a->dgamma) a->dgamma[j0 + j] = (fn_real)sum_dy_xhat[j];
+            if (a->dbeta) a->dbeta[j0 + j] = (fn_real)sum_dy[j];
+        }
+    }
+    if (phase == 1) {
+        for (fn_int j = 0; j < w; j++) {
+            a->sums[j0 + j] = sum_dy[j];
+            a->sums[f + j0 + j] = sum_dy_xhat[j];
+        }
+        return;
+    }
+    if (phase == 2) {
+        for (fn_int j = 0; j < w; j++) {
+            sum_dy[j] = a->sums[j0 + j];
+            sum_dy_xhat[j] = a->sums[f + j0 + j];
+        }
+    }
+    const double rows = (double)(phase == 2 ? a->stat_n : n);
     FN_SIMD
     for (fn_int j = 0; j < w; j++) {
-        if (a->dgamma) a->dgamma[j0 + j] = (fn_real)sum_dy_xhat[j];
-        if (a->dbeta) a->dbeta[j0 + j] = (fn_real)sum_dy[j];
         k0[j] = (a->gamma ? a->gamma[j0 + j] : (fn_real)1) * invstd[j];
-        k1[j] = (fn_real)(sum_dy[j] / (double)n);
-        k2[j] = (fn_real)(sum_dy_xhat[j] / (double)n);
+        k1[j] = (fn_real)(sum_dy[j] / rows);
+        k2[j] = (fn_real)(sum_dy_xhat[j] / rows);
     }
     for (fn_int i = 0; i < n; i++) {
         const fn_int r = i * f;

@@ -38,7 +38,7 @@ static void FN(dropout_rows)(fn_int i0, fn_int i1, fn_int f, const fn_real *x, f
     const uint64_t key = fn_dropout_key(d);
     for (fn_int i = i0; i < i1; i++) {
         uint8_t *m = mask + i * f;
-        fn_dropout_keep_row(key, threshold, i, f, 0, f, m);
+        fn_dropout_keep_row(key, threshold, d->row0 + i, f, 0, f, m);
         FN_SIMD
         for (fn_int j = 0; j < f; j++)
             out[i * f + j] = x[i * ldx + j] * ((fn_real)m[j] * scale);

@@ -86,12 +86,12 @@ static void FN(xent_rows)(fn_int i0, fn_int i1, fn_int c, const fn_real *logits,
 
 void FN(fn_softmax_xent_team)(fn_int n, fn_int c, const fn_real *logits,
                               const int64_t *labels, const fn_real *weights,
-                              const int64_t *index, fn_real *dlogits, double *scratch,
-                              fn_result *res)
+                              const int64_t *index, fn_real *dlogits, double total,
+                              double *scratch, fn_result *res)
 {
     double *row_loss = scratch, *row_correct = scratch + n;
     /* every thread computes the same weight sum: no barrier needed */
-    const double wsum = FN(weight_sum)(n, weights, index);
+    const double wsum = total > 0 ? total : FN(weight_sum)(n, weights, index);
     const double inv_wsum = wsum != 0 ? 1.0 / wsum : 0.0;
     const fn_int rows = FN_MAX(1, FN_CHUNK / FN_MAX(c, 1));
     FN_OMP_FOR
@@ -131,9 +131,10 @@ static void FN(mse_rows)(fn_int i0, fn_int i1, fn_int d, const fn_real *pred,
 
 void FN(fn_mse_team)(fn_int n, fn_int d, const fn_real *pred, const fn_real *targets,
                      const fn_real *weights, const int64_t *index, fn_real *dpred,
-                     double *scratch, fn_result *res)
+                     double total_weight, double *scratch, fn_result *res)
 {
-    const double total = FN(weight_sum)(n, weights, index) * (double)d;
+    const double total = (total_weight > 0 ? total_weight
+                          : FN(weight_sum)(n, weights, index)) * (double)d;
     const double inv_total = total != 0 ? 1.0 / total : 0.0;
     const fn_int rows = FN_MAX(1, FN_CHUNK / FN_MAX(d, 1));
     FN_OMP_FOR

@@ -193,14 +193,34 @@ void FN(fn_mlp_bind)(FN(fn_mlp) *net, FN(fn_layer) *layers, int n_layers, const 
     net->grad_b = workspace + t.grad_b;
     net->pack = workspace + t.pack;
     net->scratch = scratch;
+    net->reduce = NULL;
+    net->reduce_ctx = NULL;
+    net->bn_sums = NULL;
+}
+
+/* Synchronised batch norm: sum `count` doubles over all processes (one
+ * call, by the master thread), then divide them by divide_by (> 0). */
+static void FN(sum_over_processes)(const FN(fn_mlp) *net, double *v, fn_int count,
+                                   fn_int divide_by)
+{
+    FN_OMP_MASTER
+    {
+        net->reduce(net->reduce_ctx, v, count);
+        if (divide_by > 0)
+            for (fn_int i = 0; i < count; i++) v[i] /= (double)divide_by;
+    }
+    FN_OMP_BARRIER
 }
 
 /* z = h W (+ b, + activation for layers without batch norm), then batch
  * norm, activation and dropout.  The last layer writes its outputs to
- * `top` (its own act buffer, or the caller's array in inference). */
+ * `top` (its own act buffer, or the caller's array in inference).  With
+ * net->reduce set, training batch norm uses the statistics of the whole
+ * batch of stat_n rows split over processes (two-pass: means, then
+ * variances about them, as on one process). */
 static void FN(layer_forward)(const fn_blas *blas, const FN(fn_mlp) *net, int l,
                               const fn_real *h, fn_int n, int training, const fn_dropout *d,
-                              fn_real *top)
+                              fn_real *top, fn_int stat_n)
 {
     FN(fn_layer) *L = &net->layers[l];
     const int last = l == net->n_layers - 1;
@@ -228,6 +248,15 @@ static void FN(layer_forward)(const fn_blas *blas, const FN(fn_mlp) *net, int l,
             .dropout = dropout ? *d : (fn_dropout){0},
             .mask = L->mask, .dropped = L->out,
         };
+        if (training && net->reduce) {
+            double *s = net->bn_sums;
+            FN(fn_bn_sums_team)(n, L->fan_out, L->xhat, NULL, s);
+            FN(sum_over_processes)(net, s, L->fan_out, stat_n);
+            FN(fn_bn_sums_team)(n, L->fan_out, L->xhat, s, s + L->fan_out);
+            FN(sum_over_processes)(net, s + L->fan_out, L->fan_out, stat_n);
+            a.stats = s;
+            a.stat_n = stat_n;
+        }
         FN(fn_bn_forward_team)(&a);
     } else if (dropout) {
         FN(fn_dropout_team)(n, L->fan_out, L->act, L->fan_out, d, L->out, L->mask);
@@ -248,6 +277,7 @@ void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
     const fn_int n = batch->n;
     const int nl = net->n_layers;
     const fn_int n_in = net->layers[0].fan_in;
+    const fn_int stat_n = batch->total_rows > 0 ? batch->total_rows : n;
 
     /* 1. the batch's rows, gathered once */
     const fn_real *x0 = batch->x;
@@ -262,8 +292,9 @@ void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
     /* 2. forward */
     const fn_real *h = x0;
     for (int l = 0; l < nl; l++) {
-        const fn_dropout d = {net->dropout, batch->seed, (uint32_t)l, batch->step};
-        FN(layer_forward)(blas, net, l, h, n, 1, &d, net->layers[nl - 1].act);
+        const fn_dropout d = {net->dropout, batch->seed, (uint32_t)l, batch->step,
+                             batch->row0};
+        FN(layer_forward)(blas, net, l, h, n, 1, &d, net->layers[nl - 1].act, stat_n);
         h = FN(layer_output)(net, l, 1);
     }
 
@@ -272,10 +303,10 @@ void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
     fn_real *dz = net->grad_a, *dh = net->grad_b;
     if (net->loss == FN_LOSS_MSE)
         FN(fn_mse_team)(n, top->fan_out, top->act, batch->targets, batch->weights,
-                        batch->index, dz, net->scratch, res);
+                        batch->index, dz, batch->total_weight, net->scratch, res);
     else
         FN(fn_softmax_xent_team)(n, top->fan_out, top->act, batch->labels, batch->weights,
-                                 batch->index, dz, net->scratch, res);
+                                 batch->index, dz, batch->total_weight, net->scratch, res);
 
     /* 4. backward; dz holds the gradient w.r.t. layer l's pre-activation */
     for (int l = nl - 1; l >= 0; l--) {
@@ -307,6 +338,14 @@ void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
                 .eps = net->bn_eps, .gamma = P->gamma,
                 .dx = dh, .dgamma = P->dgamma, .dbeta = P->dbeta,
             };
+            if (net->reduce) {   /* synchronised: sum the two reductions over processes */
+                a.phase = 1;
+                a.sums = net->bn_sums;
+                FN(fn_bn_backward_team)(&a);
+                FN(sum_over_processes)(net, net->bn_sums, 2 * P->fan_out, 0);
+                a.phase = 2;
+                a.stat_n = stat_n;
+            }
             FN(fn_bn_backward_team)(&a);
         } else {
             FN(fn_act_backward_team)(n, P->fan_out, dh, P->act, net->act, mask, net->dropout,
@@ -316,6 +355,12 @@ void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
     }
 
     /* 5. global gradient norm, clipping and the update */
+    FN(fn_mlp_apply_update_team)(net, opt, clip_norm, res);
+}
+
+void FN(fn_mlp_apply_update_team)(FN(fn_mlp) *net, const FN(fn_optim) *opt,
+                                  double clip_norm, fn_result *res)
+{
     const double norm = sqrt(FN(fn_sumsq_team)(net->n_params, net->grads, net->scratch));
     if (opt) {
         double scale = 1.0;
@@ -334,7 +379,7 @@ void FN(fn_mlp_forward_team)(const fn_blas *blas, FN(fn_mlp) *net, const fn_real
 {
     const fn_real *h = x;
     for (int l = 0; l < net->n_layers; l++) {
-        FN(layer_forward)(blas, net, l, h, n, 0, NULL, out);
+        FN(layer_forward)(blas, net, l, h, n, 0, NULL, out, 0);
         h = FN(layer_output)(net, l, 0);
     }
 }

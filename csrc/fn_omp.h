@@ -52,5 +52,7 @@ static inline int fn_omp_thread_num(void)
 /* One thread runs the block; the others wait at its end. */
 #define FN_OMP_SINGLE FN_PRAGMA(omp single)
 #define FN_OMP_BARRIER FN_PRAGMA(omp barrier)
+/* The team's master thread (the caller's) runs the block; no barrier. */
+#define FN_OMP_MASTER FN_PRAGMA(omp master)
 
 #endif

@@ -144,6 +144,7 @@ def batch_norm(const floating[:, ::1] x, const floating[::1] gamma,
         a32.running_mean = rm; a32.running_var = rv; a32.momentum = momentum
         a32.xhat = NULL; a32.act = FN_ACT_NONE; a32.out = &o[0, 0]
         a32.dropout.rate = 0; a32.mask = NULL; a32.dropped = NULL
+        a32.stats = NULL; a32.stat_n = 0
         with nogil, parallel(num_threads=nt):
             fn_bn_forward_team_f32(&a32)
     else:
@@ -152,6 +153,7 @@ def batch_norm(const floating[:, ::1] x, const floating[::1] gamma,
         a64.running_mean = rm; a64.running_var = rv; a64.momentum = momentum
         a64.xhat = NULL; a64.act = FN_ACT_NONE; a64.out = &o[0, 0]
         a64.dropout.rate = 0; a64.mask = NULL; a64.dropped = NULL
+        a64.stats = NULL; a64.stat_n = 0
         with nogil, parallel(num_threads=nt):
             fn_bn_forward_team_f64(&a64)
     if not training:
@@ -179,6 +181,7 @@ def batch_norm_backward(const floating[:, ::1] dout, const floating[:, ::1] x,
         a32.act = FN_ACT_NONE; a32.act_out = NULL; a32.xhat = NULL; a32.x = &x[0, 0]
         a32.mean = &mean[0]; a32.var = &var[0]; a32.eps = eps; a32.gamma = &gamma[0]
         a32.dx = &dxv[0, 0]; a32.dgamma = &dg[0]; a32.dbeta = &dbv[0]
+        a32.phase = 0; a32.sums = NULL; a32.stat_n = 0
         with nogil, parallel(num_threads=nt):
             fn_bn_backward_team_f32(&a32)
     else:
@@ -186,6 +189,7 @@ def batch_norm_backward(const floating[:, ::1] dout, const floating[:, ::1] x,
         a64.act = FN_ACT_NONE; a64.act_out = NULL; a64.xhat = NULL; a64.x = &x[0, 0]
         a64.mean = &mean[0]; a64.var = &var[0]; a64.eps = eps; a64.gamma = &gamma[0]
         a64.dx = &dxv[0, 0]; a64.dgamma = &dg[0]; a64.dbeta = &dbv[0]
+        a64.phase = 0; a64.sums = NULL; a64.stat_n = 0
         with nogil, parallel(num_threads=nt):
             fn_bn_backward_team_f64(&a64)
     return dx, dgamma, dbeta
@@ -199,7 +203,7 @@ def dropout(const floating[:, ::1] x, double rate, uint64_t seed):
     cdef floating[:, ::1] o = out
     cdef uint8_t[:, ::1] mv = mask
     cdef fn_dropout d
-    d.rate = rate; d.seed = seed; d.layer = 0; d.step = 0
+    d.rate = rate; d.seed = seed; d.layer = 0; d.step = 0; d.row0 = 0
     cdef int nt = threads_for_elements(<double>n * f)
     with nogil, parallel(num_threads=nt):
         if floating is float:
@@ -240,10 +244,10 @@ def softmax_cross_entropy(const floating[:, ::1] logits, const int64_t[::1] labe
     cdef int nt = threads_for_elements(<double>n * c)
     with nogil, parallel(num_threads=nt):
         if floating is float:
-            fn_softmax_xent_team_f32(n, c, &logits[0, 0], &labels[0], wp, NULL, dlp,
+            fn_softmax_xent_team_f32(n, c, &logits[0, 0], &labels[0], wp, NULL, dlp, 0.0,
                                      &s[0], &res)
         else:
-            fn_softmax_xent_team_f64(n, c, &logits[0, 0], &labels[0], wp, NULL, dlp,
+            fn_softmax_xent_team_f64(n, c, &logits[0, 0], &labels[0], wp, NULL, dlp, 0.0,
                                      &s[0], &res)
     return res.loss, dlogits, res.correct
 
@@ -278,9 +282,9 @@ def mse(const floating[:, ::1] pred, const floating[:, ::1] targets,
     cdef int nt = threads_for_elements(<double>n * d)
     with nogil, parallel(num_threads=nt):
         if floating is float:
-            fn_mse_team_f32(n, d, &pred[0, 0], &targets[0, 0], wp, NULL, dpp, &s[0], &res)
+            fn_mse_team_f32(n, d, &pred[0, 0], &targets[0, 0], wp, NULL, dpp, 0.0, &s[0], &res)
         else:
-            fn_mse_team_f64(n, d, &pred[0, 0], &targets[0, 0], wp, NULL, dpp, &s[0], &res)
+            fn_mse_team_f64(n, d, &pred[0, 0], &targets[0, 0], wp, NULL, dpp, 0.0, &s[0], &res)
     return res.loss, dpred
 
 
@@ -328,7 +332,7 @@ def sum_of_squares(const floating[::1] x):
 def dropout_random_bits(uint64_t seed, uint32_t layer, uint32_t step, elements):
     """The random words behind dropout masks (for tests of the documented rule)."""
     cdef fn_dropout d
-    d.rate = 0; d.seed = seed; d.layer = layer; d.step = step
+    d.rate = 0; d.seed = seed; d.layer = layer; d.step = step; d.row0 = 0
     return [fn_dropout_random_bits(&d, e) for e in elements]
 
 

@@ -33,6 +33,7 @@ cdef extern from "fastnet.h" nogil:
         uint64_t seed
         uint32_t layer
         uint32_t step
+        fn_int row0
 
     ctypedef struct fn_result:
         double loss
@@ -95,6 +96,8 @@ cdef extern from "fastnet.h" nogil:
         fn_dropout dropout
         uint8_t *mask
         float *dropped
+        const double *stats
+        fn_int stat_n
 
     ctypedef struct fn_bn_backward_args_f32:
         fn_int n, f
@@ -112,6 +115,9 @@ cdef extern from "fastnet.h" nogil:
         float *dx
         float *dgamma
         float *dbeta
+        int phase
+        double *sums
+        fn_int stat_n
 
     ctypedef struct fn_optim_f32:
         int kind
@@ -156,6 +162,9 @@ cdef extern from "fastnet.h" nogil:
         float *grad_b
         float *pack
         double *scratch
+        void (*reduce)(void *ctx, double *values, fn_int count) noexcept nogil
+        void *reduce_ctx
+        double *bn_sums
 
     ctypedef struct fn_batch_f32:
         const float *x
@@ -166,6 +175,9 @@ cdef extern from "fastnet.h" nogil:
         const float *weights
         uint64_t seed
         uint32_t step
+        double total_weight
+        fn_int total_rows
+        fn_int row0
 
     void fn_gemm_team_f32(const fn_blas *blas, const fn_gemm_args_f32 *g)
     void fn_act_backward_team_f32(fn_int n, fn_int f, const float *dout, const float *out,
@@ -179,11 +191,12 @@ cdef extern from "fastnet.h" nogil:
                                       double rate, float *dx)
     void fn_softmax_xent_team_f32(fn_int n, fn_int c, const float *logits,
                                   const int64_t *labels, const float *weights,
-                                  const int64_t *index, float *dlogits, double *scratch,
+                                  const int64_t *index, float *dlogits, double total,
+                                  double *scratch,
                                   fn_result *res)
     void fn_mse_team_f32(fn_int n, fn_int d, const float *pred, const float *targets,
                          const float *weights, const int64_t *index, float *dpred,
-                         double *scratch, fn_result *res)
+                         double total, double *scratch, fn_result *res)
     void fn_softmax_team_f32(fn_int n, fn_int c, const float *logits, float *probs)
     void fn_optim_update_team_f32(const fn_optim_f32 *o, fn_int count, float *param,
                                   const float *grad, double grad_scale)
@@ -195,6 +208,8 @@ cdef extern from "fastnet.h" nogil:
     void fn_mlp_train_step_team_f32(const fn_blas *blas, fn_mlp_f32 *net,
                                     const fn_batch_f32 *batch, const fn_optim_f32 *opt,
                                     double clip_norm, fn_result *res)
+    void fn_mlp_apply_update_team_f32(fn_mlp_f32 *net, const fn_optim_f32 *opt,
+                                       double clip_norm, fn_result *res)
     void fn_mlp_forward_team_f32(const fn_blas *blas, fn_mlp_f32 *net, const float *x,
                                  fn_int n, float *out)
 
@@ -230,6 +245,8 @@ cdef extern from "fastnet.h" nogil:
         fn_dropout dropout
         uint8_t *mask
         double *dropped
+        const double *stats
+        fn_int stat_n
 
     ctypedef struct fn_bn_backward_args_f64:
         fn_int n, f
@@ -247,6 +264,9 @@ cdef extern from "fastnet.h" nogil:
         double *dx
         double *dgamma
         double *dbeta
+        int phase
+        double *sums
+        fn_int stat_n
 
     ctypedef struct fn_optim_f64:
         int kind
@@ -291,6 +311,9 @@ cdef extern from "fastnet.h" nogil:
         double *grad_b
         double *pack
         double *scratch
+        void (*reduce)(void *ctx, double *values, fn_int count) noexcept nogil
+        void *reduce_ctx
+        double *bn_sums
 
     ctypedef struct fn_batch_f64:
         const double *x
@@ -301,6 +324,9 @@ cdef extern from "fastnet.h" nogil:
         const double *weights
         uint64_t seed
         uint32_t step
+        double total_weight
+        fn_int total_rows
+        fn_int row0
 
     void fn_gemm_team_f64(const fn_blas *blas, const fn_gemm_args_f64 *g)
     void fn_act_backward_team_f64(fn_int n, fn_int f, const double *dout, const double *out,
@@ -314,11 +340,12 @@ cdef extern from "fastnet.h" nogil:
                                       double rate, double *dx)
     void fn_softmax_xent_team_f64(fn_int n, fn_int c, const double *logits,
                                   const int64_t *labels, const double *weights,
-                                  const int64_t *index, double *dlogits, double *scratch,
+                                  const int64_t *index, double *dlogits, double total,
+                                  double *scratch,
                                   fn_result *res)
     void fn_mse_team_f64(fn_int n, fn_int d, const double *pred, const double *targets,
                          const double *weights, const int64_t *index, double *dpred,
-                         double *scratch, fn_result *res)
+                         double total, double *scratch, fn_result *res)
     void fn_softmax_team_f64(fn_int n, fn_int c, const double *logits, double *probs)
     void fn_optim_update_team_f64(const fn_optim_f64 *o, fn_int count, double *param,
                                   const double *grad, double grad_scale)
@@ -330,6 +357,8 @@ cdef extern from "fastnet.h" nogil:
     void fn_mlp_train_step_team_f64(const fn_blas *blas, fn_mlp_f64 *net,
                                     const fn_batch_f64 *batch, const fn_optim_f64 *opt,
                                     double clip_norm, fn_result *res)
+    void fn_mlp_apply_update_team_f64(fn_mlp_f64 *net, const fn_optim_f64 *opt,
+                                       double clip_norm, fn_result *res)
     void fn_mlp_forward_team_f64(const fn_blas *blas, fn_mlp_f64 *net, const double *x,
                                  fn_int n, double *out)
 

@@ -79,6 +79,8 @@ cdef class Engine:
     cdef bint _has_data, _has_opt, _has_order
     cdef Py_ssize_t _n_rows
     cdef object _keep, _data_refs, _order, _opt_refs, _alive
+    cdef object _reducer, _reduce_error
+    cdef readonly object bn_sums
     cdef public int64_t opt_step
     cdef public int threads        # 0: fastnet's thread count
     # running sums of the current epoch
@@ -159,6 +161,27 @@ cdef class Engine:
             self.b64.labels = _labels_ptr(labels)
         self._has_data = True
 
+    def set_reducer(self, reducer):
+        """Synchronised batch norm: `reducer(start, stop)` must sum
+        ``self.bn_sums[start:stop]`` (float64) over all processes in place;
+        it is called from inside the training step, with the GIL.  None: off."""
+        self._reducer = reducer
+        self._reduce_error = None
+        if reducer is None:
+            self.n32.reduce = NULL
+            self.n64.reduce = NULL
+            return
+        widest = max(self.n32.layers[l].fan_out if self.bits == 32 else
+                     self.n64.layers[l].fan_out for l in range(self.n_layers))
+        self.bn_sums = np.zeros(2 * widest, dtype=np.float64)
+        cdef double[::1] sums = self.bn_sums
+        self.n32.reduce = _reduce_callback
+        self.n64.reduce = _reduce_callback
+        self.n32.reduce_ctx = <void *>self
+        self.n64.reduce_ctx = <void *>self
+        self.n32.bn_sums = &sums[0]
+        self.n64.bn_sums = &sums[0]
+
     def set_order(self, order):
         """Row order of the epoch (int64 indices into the bound data)."""
         cdef const int64_t[::1] o = order
@@ -181,10 +204,17 @@ cdef class Engine:
         self._has_opt = True
 
     def step(self, Py_ssize_t start, Py_ssize_t stop, double lr, double clip_norm,
-             uint64_t seed, uint32_t step_index, bint update=True):
+             uint64_t seed, uint32_t step_index, bint update=True, double total_weight=0,
+             Py_ssize_t total_rows=0, Py_ssize_t row0=0):
         """Train on rows order[start:stop]; returns the batch loss.
 
-        With update=False only the loss and gradients are computed.
+        With update=False only the loss and gradients are computed.  For a
+        batch split over processes, total_weight (the whole batch's weight
+        sum, or row count without weights) divides the loss instead of this
+        part's, and total_rows is the whole batch's row count (synchronised
+        batch norm); the returned loss is then this part's share.  row0 is
+        the number of this part's first row in the whole batch (dropout masks
+        as the whole batch on one process draws them).
         """
         cdef Py_ssize_t n = stop - start
         if not (self._has_data and self._has_order):
@@ -209,6 +239,9 @@ cdef class Engine:
             b32.n = n
             b32.seed = seed
             b32.step = step_index
+            b32.total_weight = total_weight
+            b32.total_rows = total_rows
+            b32.row0 = row0
             self.o32.lr = lr
             self.o32.step = self.opt_step
             with nogil, parallel(num_threads=nt):
@@ -218,12 +251,18 @@ cdef class Engine:
             b64.n = n
             b64.seed = seed
             b64.step = step_index
+            b64.total_weight = total_weight
+            b64.total_rows = total_rows
+            b64.row0 = row0
             self.o64.lr = lr
             self.o64.step = self.opt_step
             with nogil, parallel(num_threads=nt):
                 fn_mlp_train_step_team_f64(&blas, n64, b64, o64, clip_norm, &res)
         self.b32.index = index
         self.b64.index = index
+        if self._reduce_error is not None:
+            error, self._reduce_error = self._reduce_error, None
+            raise error
         if update:
             self.opt_step += 1
         self.loss_sum += res.loss * n
@@ -260,6 +299,31 @@ cdef class Engine:
         else:
             _layer_stats(<void *>self.l64, self.n_layers, self.last_rows, &scratch[0],
                          &alive[0], sumsq, dead, <double>0)
+
+    def apply_update(self, double lr, double clip_norm):
+        """Gradient norm, clipping and one optimizer update on the gradients
+        as they are now (after step(..., update=False) and e.g. a sum over
+        processes); returns the norm before clipping."""
+        if not self._has_opt:
+            raise RuntimeError("set_optimizer first")
+        cdef fn_result res
+        cdef int nt = self.threads if self.threads > 0 else current_threads()
+        cdef fn_mlp_f32 *n32 = &self.n32
+        cdef fn_mlp_f64 *n64 = &self.n64
+        cdef fn_optim_f32 *o32 = &self.o32
+        cdef fn_optim_f64 *o64 = &self.o64
+        if self.bits == 32:
+            o32.lr = lr
+            o32.step = self.opt_step
+            with nogil, parallel(num_threads=nt):
+                fn_mlp_apply_update_team_f32(n32, o32, clip_norm, &res)
+        else:
+            o64.lr = lr
+            o64.step = self.opt_step
+            with nogil, parallel(num_threads=nt):
+                fn_mlp_apply_update_team_f64(n64, o64, clip_norm, &res)
+        self.opt_step += 1
+        return res.grad_norm
 
     def forward(self, x, out):
         """Inference outputs of x (running statistics, no dropout) into out."""
@@ -360,3 +424,20 @@ cdef void _forward(Engine e, const floating[:, ::1] x, floating[:, ::1] out):
                 fn_mlp_forward_team_f32(&blas, n32, &x[s, 0], m, &out[s, 0])
             else:
                 fn_mlp_forward_team_f64(&blas, n64, &x[s, 0], m, &out[s, 0])
+
+
+cdef void _reduce_callback(void *ctx, double *values, fn_int count) noexcept nogil:
+    with gil:
+        _call_reducer(<Engine>ctx, values, count)
+
+
+cdef void _call_reducer(Engine e, double *values, fn_int count) noexcept:
+    cdef double[::1] sums
+    if e._reduce_error is not None:     # an earlier call failed: the step is lost anyway
+        return
+    try:
+        sums = e.bn_sums
+        start = values - &sums[0]
+        e._reducer(start, start + count)
+    except BaseException as exc:
+        e._reduce_error = exc

@@ -406,6 +406,16 @@ def _describe_run(args, sizes):
 
 
 def cmd_train(args):
+    from fastnet import distributed
+    # under mpirun -n N (N > 1) the ranks train together; rank 0 prints and writes files
+    ranks = distributed.size() if distributed.launched_by_mpi() else 1
+    if ranks > 1 and distributed.rank() != 0:
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            return _train(args, ranks, root=False)
+    return _train(args, ranks, root=True)
+
+
+def _train(args, ranks, root):
     import fastnet
     from fastnet import datasets
     from fastnet.callbacks import EarlyStopping
@@ -437,6 +447,9 @@ def cmd_train(args):
           f"{args.batch_size}, up to {args.epochs} epochs, "
           + (f"early stopping (patience {args.patience})" if stopper else
              "no early stopping"))
+    if ranks > 1:
+        print(f"Parallel:  {ranks} MPI ranks, batch {args.batch_size} per rank "
+              f"({args.batch_size * ranks} per step)")
     sys.stdout.flush()
 
     verbose = 0 if args.quiet else (1 if sys.stderr.isatty() else 2)
@@ -448,7 +461,8 @@ def cmd_train(args):
                             optimizer=args.optimizer, lr=args.lr,
                             weight_decay=args.weight_decay, schedule=schedule,
                             validation_data=(X_val, y_val), early_stopping=stopper,
-                            seed=args.seed, verbose=verbose)
+                            seed=args.seed, verbose=verbose,
+                            distributed=True if ranks > 1 else None)
         fit_seconds = time.perf_counter() - t_fit
         test = model.evaluate(X_test, y_test)
     n_correct = round(test["accuracy"] * len(y_test))
@@ -471,6 +485,8 @@ def cmd_train(args):
     print(f"Test accuracy: {test['accuracy']:.4f} ({n_correct}/{len(y_test)}), "
           f"test loss {test['loss']:.4f}")
     print(f"Training time: {fit_seconds:.1f} s ({ran} epochs)")
+    if not root:
+        return 0
 
     os.makedirs(out, exist_ok=True)
     model_path = os.path.join(out, "model.npz")

@@ -18,8 +18,8 @@ import warnings
 
 import numpy as np
 
-from fastnet import _checkpoint, _network, health as _health, init as _init, optim as _optim, \
-    schedules as _schedules
+from fastnet import _checkpoint, _network, distributed as _distributed, health as _health, \
+    init as _init, optim as _optim, schedules as _schedules
 from fastnet._io import atomic_savez, read_npz
 from fastnet._governor import ThreadGovernor
 from fastnet._validation import c_array, one_of, real_number, seed_value
@@ -29,6 +29,7 @@ __all__ = ["MLP", "History", "load"]
 _FORMAT = "fastnet-model"
 _FORMAT_VERSION = 1
 _PREDICT_ROWS = 1024          # rows per native call when predicting
+_GRAD_SLOTS = 3               # after the gradients: fastnet.distributed's per-step scalars
 
 
 class History:
@@ -151,7 +152,9 @@ class MLP:
         layers, n_params, n_buffers = _network.layout(self.layer_sizes, self.batch_norm)
         self._layout = layers
         self.params = np.zeros(n_params, dtype=self.dtype)
-        self.grads = np.zeros(n_params, dtype=self.dtype)
+        # one flat buffer that distributed training allreduces in one call
+        self._grad_buffer = np.zeros(n_params + _GRAD_SLOTS, dtype=self.dtype)
+        self.grads = self._grad_buffer[:n_params]
         self.buffers = np.zeros(n_buffers, dtype=self.dtype)
         self.layers = []
         for l, offsets in enumerate(layers):
@@ -288,7 +291,7 @@ class MLP:
             loss="cross_entropy", grad_clip=None, shuffle=True, seed=None, verbose=1,
             callbacks=(), weight_decay=None, sample_weight=None, checkpoint=None,
             checkpoint_every=1, resume=None, class_weight=None, track_gradients=False,
-            on_divergence="stop"):
+            on_divergence="stop", distributed=None):
         """Train with mini-batch gradient descent.
 
         Parameters
@@ -369,6 +372,12 @@ class MLP:
             options; the result is bit-identical to an uninterrupted run.  A
             missing file starts from scratch (so one command line can both
             start and resume a job).
+        distributed : bool, "auto" or fastnet.distributed.Distributed, optional
+            Data-parallel training over MPI (see :mod:`fastnet.distributed`):
+            every rank calls fit with the same model, data and options,
+            trains on its share of each batch of ``batch_size x ranks`` rows
+            and ends with the same weights.  "auto": when started by mpirun
+            with more than one rank.
 
         Returns
         -------
@@ -389,6 +398,8 @@ class MLP:
         fastnet.health.TrainingDiverged
             With ``on_divergence="raise"``, after restoring the best weights.
         """
+        # first: under MPI, a rank that fails from here on ends the whole job
+        dist = _distributed.resolve(distributed)
         loss = one_of(loss, "loss", _network.LOSSES)
         epochs = _positive_int(epochs, "epochs")
         batch_size = _positive_int(batch_size, "batch_size")
@@ -477,8 +488,18 @@ class MLP:
         # ---- everything is valid: set up the engine ------------------------
         self.loss = loss
         self._targets_1d = loss == "mse" and np.ndim(y) == 1
-        engine, max_batch, steps = self._training_engine(X, labels, targets, weights,
-                                                         batch_size, loss)
+        run = _distributed.start(
+            dist, self, n, batch_size, (X, labels, targets, weights), val,
+            loss=loss, epochs=epochs, grad_clip=clip, shuffle=bool(shuffle), seed=run_seed,
+            optimizer=(type(opt).__name__, opt._native_hyper(), base_lr),
+            resume=None if resume_state is None else resume_state["meta"]["epochs_done"])
+        if run is not None and not run.root:
+            verbose = 0
+        engine, max_batch, steps = self._training_engine(
+            X, labels, targets, weights, batch_size if run is None else run.max_batch, loss)
+        if run is not None:
+            run.bind(engine, weights)
+            steps = run.steps
         dropout_seed = _dropout_seed(run_seed)
         governor = ThreadGovernor((tuple(self.layer_sizes), max_batch, self.dtype.name,
                                    self.batch_norm, self.dropout, loss))
@@ -520,6 +541,8 @@ class MLP:
                 engine.begin_epoch()
                 if tracker is not None:
                     tracker.begin_epoch()
+                if run is not None:
+                    run.begin_epoch(order)
                 epoch_lr = float(sched(epoch)) * lr_scale if not per_step else None
                 bar = _progress(verbose, steps, epoch, epochs)
                 t0 = time.perf_counter()
@@ -530,8 +553,13 @@ class MLP:
                     start = b * max_batch
                     engine.threads = threads_now = governor.threads()
                     tick = time.perf_counter()
-                    batch_loss = engine.step(start, min(n, start + max_batch), step_lr, clip,
-                                             dropout_seed, global_step & 0xFFFFFFFF)
+                    if run is None:
+                        batch_loss = engine.step(start, min(n, start + max_batch), step_lr,
+                                                 clip, dropout_seed, global_step & 0xFFFFFFFF)
+                    else:
+                        batch_loss = run.step(engine, b, step_lr, clip, dropout_seed,
+                                              global_step & 0xFFFFFFFF,
+                                              interrupt.raised or self.stop_training)
                     governor.record(threads_now, time.perf_counter() - tick)
                     global_step += 1
                     if guard.diverged(batch_loss):
@@ -546,11 +574,14 @@ class MLP:
                         if b % 8 == 0:
                             bar.set_postfix(loss=f"{engine.loss_sum / engine.rows:.4f}",
                                             refresh=False)
-                    if interrupt.raised or self.stop_training:
+                    if run.stop if run is not None else (interrupt.raised or
+                                                         self.stop_training):
                         break
                 if bar is not None:
                     bar.close()
                 opt.t = engine.opt_step
+                if run is not None:
+                    run.end_epoch(engine)
                 if bad_loss is None:
                     logs = self._epoch_logs(engine, loss, epoch_lr if epoch_lr is not None
                                             else step_lr, val)
@@ -575,6 +606,8 @@ class MLP:
                 logs["time"] = time.perf_counter() - t0
                 if tracker is not None:
                     logs["layer_grad_norm"], logs["dead_fraction"] = tracker.end_epoch()
+                if run is not None:
+                    logs = run.agree_logs(logs)
                 for key in history.history:
                     if key in logs:
                         history.history[key].append(logs[key])
@@ -592,11 +625,17 @@ class MLP:
                 _call(callbacks, "on_epoch_end", epoch, logs)
                 if verbose:
                     _print_epoch(epoch, epochs, logs)
+                if run is not None:
+                    interrupt.raised, self.stop_training = run.agree_flags(
+                        interrupt.raised, self.stop_training)
                 if checkpoint is not None and ((epoch + 1) % every == 0 or epoch + 1 == epochs
                                                or self.stop_training or interrupt.raised):
-                    _checkpoint.write(checkpoint, self, opt, sched, callbacks, history,
-                                      epoch + 1, global_step, best_value, best_state,
-                                      run_seed)
+                    if run is None or run.root:     # one writer; the others wait for it
+                        _checkpoint.write(checkpoint, self, opt, sched, callbacks, history,
+                                          epoch + 1, global_step, best_value, best_state,
+                                          run_seed)
+                    if run is not None:
+                        run.barrier()
                 if rollback is not None and guard.learned(logs["loss"]):
                     good = _snapshot(self, opt_buffers, engine, global_step)
                 if interrupt.raised:
@@ -606,6 +645,10 @@ class MLP:
                     history.stopped_epoch = epoch
                     break
                 epoch += 1
+        except BaseException as exc:
+            if run is not None and run.size > 1:
+                run.abort(exc)
+            raise
         finally:
             interrupt.uninstall()
             opt.t = engine.opt_step
