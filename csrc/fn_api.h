@@ -147,6 +147,10 @@ void FN(fn_optim_update_team)(const FN(fn_optim) *o, fn_int count, fn_real *para
 /* Sum of squares in a fixed order; scratch: fn_reduce_scratch_size(count)
  * doubles.  Every thread gets the result. */
 double FN(fn_sumsq_team)(fn_int count, const fn_real *x, double *scratch);
+/* fn_optim_update_team with grad_scale 1 that also returns the sum of squares
+ * of `grad` (before the update), with the bits of fn_sumsq_team. */
+double FN(fn_optim_update_sumsq_team)(const FN(fn_optim) *o, fn_int count, fn_real *param,
+                                      const fn_real *grad, double *scratch);
 
 /* ---- The whole network (fn_mlp.c) ---------------------------------------- */
 

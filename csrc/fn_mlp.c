@@ -361,14 +361,18 @@ void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
 void FN(fn_mlp_apply_update_team)(FN(fn_mlp) *net, const FN(fn_optim) *opt,
                                   double clip_norm, fn_result *res)
 {
-    const double norm = sqrt(FN(fn_sumsq_team)(net->n_params, net->grads, net->scratch));
-    if (opt) {
-        double scale = 1.0;
-        if (clip_norm > 0) {
+    double norm;
+    if (opt && !(clip_norm > 0)) {
+        norm = sqrt(FN(fn_optim_update_sumsq_team)(opt, net->n_params, net->params, net->grads,
+                                                  net->scratch));
+    } else {
+        norm = sqrt(FN(fn_sumsq_team)(net->n_params, net->grads, net->scratch));
+        if (opt) {
+            double scale = 1.0;
             const double coef = clip_norm / (norm + 1e-6);
             if (coef < 1.0) scale = coef;
+            FN(fn_optim_update_team)(opt, net->n_params, net->params, net->grads, scale);
         }
-        FN(fn_optim_update_team)(opt, net->n_params, net->params, net->grads, scale);
     }
     FN_OMP_SINGLE
     res->grad_norm = norm;

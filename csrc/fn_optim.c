@@ -84,12 +84,9 @@ static double FN(sumsq_chunk)(const fn_real *x, fn_int s, fn_int e)
     return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
 
-double FN(fn_sumsq_team)(fn_int count, const fn_real *x, double *scratch)
+/* Sum of the per-chunk partial sums in chunk order, shared with the team. */
+static double FN(sum_chunks)(fn_int chunks, double *scratch)
 {
-    const fn_int chunks = FN_CEIL_DIV(count, FN_CHUNK);
-    FN_OMP_FOR
-    for (fn_int c = 0; c < chunks; c++)
-        scratch[c] = FN(sumsq_chunk)(x, c * FN_CHUNK, FN_MIN(count, (c + 1) * FN_CHUNK));
     FN_OMP_SINGLE
     {
         double total = 0;
@@ -100,6 +97,31 @@ double FN(fn_sumsq_team)(fn_int count, const fn_real *x, double *scratch)
     /* nobody may reuse the scratch before every thread has read it */
     FN_OMP_BARRIER
     return total;
+}
+
+double FN(fn_sumsq_team)(fn_int count, const fn_real *x, double *scratch)
+{
+    const fn_int chunks = FN_CEIL_DIV(count, FN_CHUNK);
+    FN_OMP_FOR
+    for (fn_int c = 0; c < chunks; c++)
+        scratch[c] = FN(sumsq_chunk)(x, c * FN_CHUNK, FN_MIN(count, (c + 1) * FN_CHUNK));
+    return FN(sum_chunks)(chunks, scratch);
+}
+
+double FN(fn_optim_update_sumsq_team)(const FN(fn_optim) *o, fn_int count, fn_real *param,
+                                      const fn_real *grad, double *scratch)
+{
+    /* Without clipping the update does not need the norm first: each chunk's
+     * sum of squares is taken while the chunk is in cache for its update.
+     * Same chunks, same order: the same bits as fn_sumsq_team. */
+    const fn_int chunks = FN_CEIL_DIV(count, FN_CHUNK);
+    FN_OMP_FOR
+    for (fn_int c = 0; c < chunks; c++) {
+        const fn_int s = c * FN_CHUNK, e = FN_MIN(count, (c + 1) * FN_CHUNK);
+        scratch[c] = FN(sumsq_chunk)(grad, s, e);
+        FN(update_chunk)(o, s, e, param, grad, (fn_real)1);
+    }
+    return FN(sum_chunks)(chunks, scratch);
 }
 
 #endif
