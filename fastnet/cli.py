@@ -949,11 +949,17 @@ def _plot_schedules(fig):
     ax.legend()
 
 
-def _plot_early_stopping(fig, res):
+def _loss_axes(fig, res):
+    """One axes with the training and validation loss curves of `res`; (ax, epochs)."""
     ax = fig.subplots()
     epochs = np.arange(len(res["train_losses"]))
     ax.plot(epochs, res["train_losses"], label="training loss")
     ax.plot(epochs, res["val_losses"], label="validation loss")
+    return ax, epochs
+
+
+def _plot_early_stopping(fig, res):
+    ax, _ = _loss_axes(fig, res)
     ax.axvline(res["best_epoch"], color="C2", ls="--",
                label=f"best epoch {res['best_epoch']} (weights restored)")
     ax.axvline(res["stopped_epoch"], color="C3", ls=":",
@@ -965,10 +971,7 @@ def _plot_early_stopping(fig, res):
 
 
 def _plot_simulation(fig, res):
-    ax = fig.subplots()
-    epochs = np.arange(len(res["train_losses"]))
-    ax.plot(epochs, res["train_losses"], label="training loss")
-    ax.plot(epochs, res["val_losses"], label="validation loss")
+    ax, epochs = _loss_axes(fig, res)
     if res["stopped_epoch"] is not None:
         ax.axvline(res["stopped_epoch"], color="C3", ls=":",
                    label=f"early stop (epoch {res['stopped_epoch']})")

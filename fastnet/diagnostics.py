@@ -117,22 +117,6 @@ def _layer_name(model, l):
     return "output" if l == model.n_layers - 1 else f"hidden{l + 1}"
 
 
-def _model_input(model, X):
-    arr = np.asarray(X)
-    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.floating)
-                                     or np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"X must hold real numbers, got dtype {arr.dtype}")
-    if arr.ndim != 2 or arr.shape[1] != model.layer_sizes[0]:
-        raise ValueError(f"X has shape {arr.shape} but the model takes "
-                         f"(n, {model.layer_sizes[0]})")
-    if arr.shape[0] == 0:
-        raise ValueError("X is empty")
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("X contains NaN or infinity")
-    return arr
-
-
 def gradient_flow(model, X, y, *, seed=0):
     """Per-layer gradient magnitudes of one training-mode pass over (X, y).
 
@@ -199,7 +183,7 @@ def hidden_activations(model, X):
     -------
     list of (pre_activation, activation) float64 arrays, one pair per hidden layer.
     """
-    a = _model_input(model, X)
+    a = model._check_x(X, dtype=np.float64)
     out = []
     for layer in model.layers[:-1]:
         z = a @ np.asarray(layer["w"], dtype=np.float64)

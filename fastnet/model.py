@@ -241,7 +241,8 @@ class MLP:
 
     # ---- data checks --------------------------------------------------------
 
-    def _check_x(self, X, name="X"):
+    def _check_x(self, X, name="X", dtype=None):
+        """X as a finite C-contiguous (n, n_in) array of `dtype` (default: the model's)."""
         arr = np.asarray(X)
         if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.floating)
                                          or np.issubdtype(arr.dtype, np.integer)):
@@ -251,7 +252,7 @@ class MLP:
                              f"(n, {self.layer_sizes[0]})")
         if arr.shape[0] == 0:
             raise ValueError(f"{name} is empty")
-        arr = c_array(arr, self.dtype)
+        arr = c_array(arr, self.dtype if dtype is None else dtype)
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or infinity")
         return arr

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _seed_tables import SEED_SCHEDULE_TABLE
 from fastnet import schedules
 from fastnet.schedules import (
     Constant,
@@ -62,18 +63,7 @@ def seed_table(step, cosine, warm):
     return lines
 
 
-SEED_TABLE = """\
- Epoch     Step   Cosine  Warmup+Cos
---------------------------------------
-     0 0.001000 0.001000    0.000000
-     5 0.001000 0.000994    0.000500
-    10 0.001000 0.000976    0.001000
-    20 0.001000 0.000905    0.000970
-    30 0.000500 0.000794    0.000883
-    50 0.000500 0.000501    0.000587
-    70 0.000250 0.000207    0.000251
-    90 0.000125 0.000025    0.000031
-    99 0.000125 0.000001    0.000001""".splitlines()
+SEED_TABLE = SEED_SCHEDULE_TABLE
 
 
 # ---------------------------------------------------------------------------

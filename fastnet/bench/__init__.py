@@ -10,47 +10,6 @@ table of issue 4; the same functions are available here:
 PyTorch is optional (its column shows "n/a" without it).
 """
 from fastnet.bench import numpy_baseline, suite, torch_baseline
-from fastnet.bench.suite import (
-    CONFIGS,
-    GOALS,
-    Config,
-    GemmFloor,
-    add_arguments,
-    blas_peak_gflops,
-    environment,
-    format_environment,
-    format_memory,
-    format_table,
-    format_threads_table,
-    gemm_flops,
-    main,
-    make_data,
-    measure_fit_memory,
-    run,
-    run_from_args,
-    run_threads_scaling,
-)
+from fastnet.bench.suite import *  # noqa: F401,F403  (the public names, listed in suite.__all__)
 
-__all__ = [
-    "CONFIGS",
-    "GOALS",
-    "Config",
-    "GemmFloor",
-    "add_arguments",
-    "blas_peak_gflops",
-    "environment",
-    "format_environment",
-    "format_memory",
-    "format_table",
-    "format_threads_table",
-    "gemm_flops",
-    "main",
-    "make_data",
-    "measure_fit_memory",
-    "numpy_baseline",
-    "run",
-    "run_from_args",
-    "run_threads_scaling",
-    "suite",
-    "torch_baseline",
-]
+__all__ = [*suite.__all__, "numpy_baseline", "suite", "torch_baseline"]
