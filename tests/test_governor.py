@@ -1,0 +1,135 @@
+"""The per-step thread governor (fastnet/_governor.py), driven by synthetic
+step times: which team size it picks, when it looks again, and that its
+choice never changes a result."""
+import numpy as np
+import pytest
+
+import fastnet
+from fastnet import _governor
+from fastnet._governor import ThreadGovernor
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    _governor.reset()
+    yield
+    _governor.reset()
+
+
+def drive(gov, steps, cost):
+    """Run `steps` steps; cost(n_threads, i) -> seconds.  Returns the team
+    sizes used, step by step."""
+    used = []
+    for i in range(steps):
+        n = gov.threads()
+        gov.record(n, cost(n, i))
+        used.append(n)
+    return used
+
+
+def with_wakeup(fast_team, slow_first=5.0):
+    """Step costs: 1 thread 190 us, the team 130 us (or 400 us when not
+    fast_team); the first team step after a 1-thread step pays a wake-up."""
+    last = {"n": 1}
+
+    def cost(n, i):
+        t = 190e-6 if n == 1 else (130e-6 if fast_team else 400e-6)
+        if n != 1 and last["n"] == 1:
+            t *= slow_first
+        last["n"] = n
+        return t
+    return cost
+
+
+def test_one_thread_configured_never_probes():
+    gov = ThreadGovernor("k", configured=1)
+    assert set(drive(gov, 50, lambda n, i: 1e-4)) == {1}
+
+
+def test_wakeup_step_does_not_decide_against_the_team():
+    # Before the fix, the team's first (wake-up) step alone made it "hopeless".
+    gov = ThreadGovernor("k", configured=2)
+    used = drive(gov, 40, with_wakeup(fast_team=True))
+    assert used[-1] == 2
+    assert _governor.decisions()[("k", 2)][0] == 2
+
+
+def test_slower_team_falls_back_to_one_thread():
+    gov = ThreadGovernor("k", configured=2)
+    used = drive(gov, 40, with_wakeup(fast_team=False))
+    assert used[-1] == 1
+    # the team arm was cut short once it was clearly slower
+    assert used.count(2) < 8
+
+
+def test_recheck_counts_steps_across_fits():
+    # 32-step fits: the re-check after 64 steps must still come, in the
+    # third fit, instead of never (each fit used to restart the count).
+    cost = with_wakeup(fast_team=False)
+    drive(ThreadGovernor("k", configured=2), 32, cost)      # probes, picks 1
+    assert _governor.decisions()[("k", 2)][0] == 1
+    probes = 0
+    for _ in range(6):
+        used = drive(ThreadGovernor("k", configured=2), 32, cost)
+        probes += used.count(2) > 0
+    assert probes >= 1
+    # and a decision that keeps being confirmed is checked less often
+    assert _governor.decisions()[("k", 2)][1] > 64
+
+
+def test_load_change_switches_back_and_forth():
+    state = {"busy": False}
+
+    def cost(n, i):
+        if n == 1:
+            return 190e-6
+        return 5e-3 if state["busy"] else 130e-6
+
+    gov = ThreadGovernor("k", configured=2)
+    drive(gov, 30, cost)
+    assert gov.threads() == 2
+    state["busy"] = True            # another process takes a core
+    used = drive(gov, 30, cost)
+    assert used[-1] == 1
+    assert used.count(2) <= 8       # a few slow steps, then a probe
+    state["busy"] = False           # it goes away: found at the next re-check
+    used = drive(gov, 200, cost)
+    assert used[-1] == 2
+
+
+def test_shapes_are_decided_separately():
+    drive(ThreadGovernor("small", configured=2), 40, with_wakeup(fast_team=False))
+    drive(ThreadGovernor("large", configured=2), 40, with_wakeup(fast_team=True))
+    d = _governor.decisions()
+    assert d[("small", 2)][0] == 1 and d[("large", 2)][0] == 2
+
+
+def test_team_size_changes_never_change_results():
+    # Whatever the governor picks step by step, the weights are the same bits.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((600, 12)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+
+    def train(threads_of_step):
+        _governor.reset()
+        original = ThreadGovernor.threads
+        counter = {"i": 0}
+
+        def threads(self):
+            counter["i"] += 1
+            return threads_of_step(counter["i"])
+        ThreadGovernor.threads = threads
+        try:
+            with fastnet.threads(2):
+                m = fastnet.MLP([12, 32, 32, 2], dropout=0.3, seed=3)
+                m.fit(X, y, epochs=3, batch_size=32, optimizer="sgd", lr=0.05, verbose=0)
+        finally:
+            ThreadGovernor.threads = original
+        return m.get_weights()
+
+    a = train(lambda i: 1)
+    b = train(lambda i: 2)
+    c = train(lambda i: 1 + (i * 7919) % 2)
+    for wa, wb, wc in zip(a, b, c):
+        np.testing.assert_array_equal(wa, wb)
+        np.testing.assert_array_equal(wa, wc)
