@@ -65,7 +65,9 @@ typedef struct {
 } FN(fn_bn_forward_args);
 
 /* Per-feature sums over n rows of x (n x f): of x when mean is NULL, else of
- * (x - mean)^2; in row order, in double, into out[0:f]. */
+ * (x - mean)^2 with mean rounded to fn_real; the batch-norm forward's own
+ * summation order (fn_real partials over fixed row blocks, added in double),
+ * into out[0:f]. */
 void FN(fn_bn_sums_team)(fn_int n, fn_int f, const fn_real *x, const double *mean,
                          double *out);
 

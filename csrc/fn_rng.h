@@ -53,10 +53,13 @@ static inline uint32_t fn_dropout_bits(uint64_t key, uint32_t c)
 static inline void fn_dropout_keep_row(uint64_t key, uint32_t threshold, fn_int row, fn_int f,
                                        fn_int j0, fn_int j1, uint8_t *keep)
 {
-    const uint32_t base = (uint32_t)(row * f);
+    /* 32-bit counters throughout: the loop then vectorises to 8 lanes with
+     * no 64-bit index arithmetic */
+    const uint32_t first = (uint32_t)(row * f + j0), count = (uint32_t)(j1 - j0);
+    const uint32_t lo = (uint32_t)key, hi = (uint32_t)(key >> 32);
     FN_SIMD
-    for (fn_int j = j0; j < j1; j++)
-        keep[j - j0] = (uint8_t)(fn_dropout_bits(key, base + (uint32_t)j) < threshold);
+    for (uint32_t j = 0; j < count; j++)
+        keep[j] = (uint8_t)(fn_hash32(fn_hash32((first + j) ^ lo) ^ hi) < threshold);
 }
 
 #endif
