@@ -15,21 +15,35 @@ Two details matter on a quiet machine as much as on a busy one:
 
 - The first step after switching team size pays for waking the sleeping
   OpenMP workers (measured here: 410 us against 130 us for a toy step), so
-  each probe arm discards its first step.
-- The decision and the step count since it are kept per network shape for
-  the whole process, so a re-check happens after as many steps whether they
-  come from one long ``fit`` or from many one-epoch fits.
+  each probe arm discards its first step, unless that step is long enough
+  (over _PROBE_SECONDS) for the wake-up not to matter.
+- The decision, the step count since it and a probe in progress are kept
+  per network shape for the whole process: a re-check happens after as many
+  steps whether they come from one long ``fit`` or from many one-epoch fits,
+  and a probe longer than one fit (a 4-step epoch of a wide network) is
+  finished by the next fit instead of restarted on its one-thread arm.
 """
 from fastnet import _parallel
 
 _PROBE_SECONDS = 0.02        # wall time a probe window aims for, per arm
 _MIN_WINDOW = 3              # timed steps per probe arm (after its warm-up step)
 _MAX_WINDOW = 8
+_LONG_STEP_WINDOW = 2        # ... for steps of over _PROBE_SECONDS each
 _FIRST_RECHECK = 64          # steps before the first re-check
 _MAX_RECHECK = 4096
 _SLOW = 3.0                  # a team step this many times the reference is "slow"
 _SLOW_STEPS = 3              # this many slow steps among the last 8 start a re-check
 _cache = {}                  # per (shape, configured threads): _Decision
+
+
+class _Probe:
+    """Timing of the two arms (one thread, then the configured team)."""
+
+    def __init__(self, configured):
+        self.arms = [1, configured]  # arms still to time, current first
+        self.times = {}
+        self.warm = False            # current arm's warm-up step done
+        self.window = 0
 
 
 class _Decision:
@@ -40,6 +54,8 @@ class _Decision:
         self.recheck = 0            # steps between checks; 0: never checked
         self.since = 0              # steps since the last check
         self.reference = None       # the faster arm's median step time
+        self.probe = None           # a _Probe in progress, or None
+        self.recent = []            # last steps' "slow" flags
 
 
 class ThreadGovernor:
@@ -52,72 +68,69 @@ class ThreadGovernor:
     def __init__(self, key, configured=None):
         self.configured = configured or _parallel.get_num_threads()
         self._state = _cache.setdefault((key, self.configured), _Decision(self.configured))
-        self._probe = None          # arms still to time, current first
-        self._times = {}
-        self._warm = False          # current arm's warm-up step done
-        self._window = 0
-        self._recent = []           # last steps' "slow" flags
-        if self.configured > 1 and self._state.recheck == 0:
+        if self.configured > 1 and self._state.recheck == 0 and self._state.probe is None:
             self._start_probe()
 
     def threads(self):
         if self.configured <= 1:
             return 1
-        if self._probe:
-            return self._probe[0]
-        return self._state.choice
+        probe = self._state.probe
+        return probe.arms[0] if probe is not None else self._state.choice
 
     def record(self, n, seconds):
         if self.configured <= 1:
             return
-        if self._probe:
-            self._record_probe(n, seconds)
-            return
         s = self._state
+        if s.probe is not None:
+            self._record_probe(s.probe, n, seconds)
+            return
         s.since += 1
         if s.choice != 1 and s.reference is not None:
-            self._recent = self._recent[-7:] + [seconds > _SLOW * s.reference]
-        if s.since >= s.recheck or sum(self._recent) >= _SLOW_STEPS:
+            s.recent = s.recent[-7:] + [seconds > _SLOW * s.reference]
+        if s.since >= s.recheck or sum(s.recent) >= _SLOW_STEPS:
             self._start_probe()
 
-    def _record_probe(self, n, seconds):
-        if not self._warm:           # wake-up step of this arm: not timed
-            self._warm = True
+    def _record_probe(self, probe, n, seconds):
+        if n != probe.arms[0]:       # not the arm being timed (cannot happen in fit)
             return
-        times = self._times.setdefault(n, [])
+        if not probe.warm:
+            probe.warm = True
+            if seconds < _PROBE_SECONDS:     # wake-up step of this arm: not timed
+                return
+        times = probe.times.setdefault(n, [])
         times.append(seconds)
-        if not self._window:
-            self._window = max(_MIN_WINDOW,
-                               min(_MAX_WINDOW, int(_PROBE_SECONDS / max(seconds, 1e-6))))
+        if not probe.window:
+            probe.window = (_LONG_STEP_WINDOW if seconds >= _PROBE_SECONDS else
+                            max(_MIN_WINDOW, min(_MAX_WINDOW,
+                                                 int(_PROBE_SECONDS / max(seconds, 1e-6)))))
         # the team is far slower than one thread: no need to time it further
-        hopeless = (n != 1 and len(times) >= 2 and 1 in self._times
-                    and min(times) > 2 * self._median(1))
-        if len(times) >= self._window or hopeless:
-            self._probe.pop(0)
-            self._warm = False
-            if not self._probe:
-                self._decide()
+        hopeless = (n != 1 and len(times) >= 2 and 1 in probe.times
+                    and min(times) > 2 * _median(probe.times[1]))
+        if len(times) >= probe.window or hopeless:
+            probe.arms.pop(0)
+            probe.warm = False
+            if not probe.arms:
+                self._decide(probe)
 
-    def _median(self, n):
-        t = sorted(self._times.get(n, [float("inf")]))
-        return t[len(t) // 2]
-
-    def _decide(self):
+    def _decide(self, probe):
         s = self._state
-        one, many = self._median(1), self._median(self.configured)
-        stable = s.recheck > 0 and s.choice == (1 if one < 0.9 * many else self.configured)
-        s.choice = 1 if one < 0.9 * many else self.configured
+        one, many = _median(probe.times[1]), _median(probe.times[self.configured])
+        choice = 1 if one < 0.9 * many else self.configured
+        stable = s.recheck > 0 and s.choice == choice
+        s.choice = choice
         s.reference = min(one, many)
         s.recheck = min(_MAX_RECHECK, 2 * s.recheck) if stable else _FIRST_RECHECK
         s.since = 0
-        self._probe = None
-        self._recent = []
+        s.probe = None
+        s.recent = []
 
     def _start_probe(self):
-        self._probe = [1, self.configured]
-        self._times = {}
-        self._warm = False
-        self._window = 0
+        self._state.probe = _Probe(self.configured)
+
+
+def _median(times):
+    t = sorted(times)
+    return t[len(t) // 2]
 
 
 def reset():

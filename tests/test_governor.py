@@ -77,6 +77,20 @@ def test_recheck_counts_steps_across_fits():
     assert _governor.decisions()[("k", 2)][1] > 64
 
 
+def test_probe_longer_than_a_fit_is_finished_by_the_next_fit():
+    # A wide network's epoch is 4 steps of ~0.3 s (1 thread: ~0.5 s).  Each
+    # fit used to restart the probe on its one-thread arm, so every step of
+    # every fit ran on one thread.
+    cost = lambda n, i: 0.5 if n == 1 else 0.3  # noqa: E731
+    used = []
+    for _ in range(4):
+        used += drive(ThreadGovernor("wide", configured=2), 4, cost)
+    assert _governor.decisions()[("wide", 2)] == (2, 64)
+    # steps this long are timed from the first one (a wake-up is negligible)
+    assert used[:4] == [1, 1, 2, 2]
+    assert set(used[4:]) == {2}
+
+
 def test_load_change_switches_back_and_forth():
     state = {"busy": False}
 
