@@ -99,8 +99,9 @@ uint32_t fn_dropout_threshold(double rate);
 uint32_t fn_dropout_random_bits(const fn_dropout *d, uint32_t element);
 /* Elements of packing scratch a product with k rows and n columns of B needs. */
 fn_int fn_gemm_pack_size(fn_int k, fn_int n, int dtype_bits);
-/* Doubles of reduction scratch a sum over `count` elements needs. */
-fn_int fn_reduce_scratch_size(fn_int count);
+/* Doubles of reduction scratch for a loss over `rows` rows and for a sum
+ * over `elements` elements. */
+fn_int fn_reduce_scratch_size(fn_int rows, fn_int elements);
 
 #define FN_DTYPE 32
 #include "fn_api.h"

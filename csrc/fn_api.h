@@ -117,7 +117,7 @@ void FN(fn_dropout_backward_team)(fn_int count, const fn_real *dout,
  * [0, c), weights NULL meaning 1.  loss = sum w_i l_i / sum w_i, and dlogits
  * (NULL: not computed) is its gradient.  total > 0 replaces sum w_i as the
  * divisor (a batch split over processes divides by the whole batch's).  `scratch` holds
- * fn_reduce_scratch_size(n) doubles.  res->loss and res->correct are set
+ * fn_reduce_scratch_size(n, 0) doubles.  res->loss and res->correct are set
  * by one thread; every thread may read them after the call. */
 void FN(fn_softmax_xent_team)(fn_int n, fn_int c, const fn_real *logits,
                               const int64_t *labels, const fn_real *weights,
@@ -146,7 +146,7 @@ typedef struct {
  * Does not advance o->step (the caller does, once per step). */
 void FN(fn_optim_update_team)(const FN(fn_optim) *o, fn_int count, fn_real *param,
                               const fn_real *grad, double grad_scale);
-/* Sum of squares in a fixed order; scratch: fn_reduce_scratch_size(count)
+/* Sum of squares in a fixed order; scratch: fn_reduce_scratch_size(0, count)
  * doubles.  Every thread gets the result. */
 double FN(fn_sumsq_team)(fn_int count, const fn_real *x, double *scratch);
 /* fn_optim_update_team with grad_scale 1 that also returns the sum of squares

@@ -6,9 +6,11 @@
 #include "fn_internal.h"
 #include "fn_math.h"
 
-fn_int fn_reduce_scratch_size(fn_int count)
+fn_int fn_reduce_scratch_size(fn_int rows, fn_int elements)
 {
-    return 2 * FN_MAX(count, FN_CEIL_DIV(count, FN_CHUNK)) + 8;
+    /* a loss keeps two values per row; a chunked sum one per chunk, plus
+     * the total */
+    return FN_MAX(2 * rows, FN_CEIL_DIV(elements, FN_CHUNK) + 1) + 8;
 }
 
 #define FN_DTYPE 32

@@ -110,7 +110,7 @@ static fn_ws_totals fn_walk_finish(fn_walk *w, const fn_int *sizes, fn_int max_b
     t.pack = fn_take(&w->used, w->pack, w->bits);
     t.workspace = w->used;
     t.masks = FN_MAX(w->mask_used, 1);
-    t.scratch = fn_reduce_scratch_size(FN_MAX(max_batch, n_params));
+    t.scratch = fn_reduce_scratch_size(max_batch, n_params);
     return t;
 }
 

@@ -232,7 +232,7 @@ def softmax_cross_entropy(const floating[:, ::1] logits, const int64_t[::1] labe
     """(loss, dlogits, correct) of the (weighted) mean softmax cross-entropy."""
     cdef fn_int n = logits.shape[0], c = logits.shape[1]
     dlogits = np.empty((n, c), dtype=_dtype(<floating>0)) if need_grad else None
-    scratch = np.empty(fn_reduce_scratch_size(n), dtype=np.float64)
+    scratch = np.empty(fn_reduce_scratch_size(n, 0), dtype=np.float64)
     cdef floating[:, ::1] dl
     cdef floating *dlp = NULL
     if dlogits is not None:
@@ -270,7 +270,7 @@ def mse(const floating[:, ::1] pred, const floating[:, ::1] targets,
     """(loss, dpred) of the (weighted) mean squared error."""
     cdef fn_int n = pred.shape[0], d = pred.shape[1]
     dpred = np.empty((n, d), dtype=_dtype(<floating>0)) if need_grad else None
-    scratch = np.empty(fn_reduce_scratch_size(n), dtype=np.float64)
+    scratch = np.empty(fn_reduce_scratch_size(n, 0), dtype=np.float64)
     cdef floating[:, ::1] dp
     cdef floating *dpp = NULL
     if dpred is not None:
@@ -314,7 +314,7 @@ def optimizer_update(floating[::1] param, const floating[::1] grad, floating[::1
 def sum_of_squares(const floating[::1] x):
     """Sum of squares in a fixed order (bit-identical for any thread count)."""
     cdef fn_int count = x.shape[0]
-    scratch = np.empty(fn_reduce_scratch_size(count), dtype=np.float64)
+    scratch = np.empty(fn_reduce_scratch_size(0, count), dtype=np.float64)
     cdef double[::1] s = scratch
     cdef double total[1]
     cdef double t

@@ -62,7 +62,7 @@ cdef extern from "fastnet.h" nogil:
     uint32_t fn_dropout_threshold(double rate)
     uint32_t fn_dropout_random_bits(const fn_dropout *d, uint32_t element)
     fn_int fn_gemm_pack_size(fn_int k, fn_int n, int dtype_bits)
-    fn_int fn_reduce_scratch_size(fn_int count)
+    fn_int fn_reduce_scratch_size(fn_int rows, fn_int elements)
 
     # ---- float32 -----------------------------------------------------------
     ctypedef struct fn_gemm_args_f32:
