@@ -1019,3 +1019,13 @@ def test_weighted_validation_loss_and_accuracy():
         model.fit(X, y, epochs=1, validation_data=(Xv, yv, np.zeros(40)), verbose=0)
     with pytest.raises(ValueError, match="validation_data"):
         model.fit(X, y, epochs=1, validation_data=(Xv, yv, wv[:5]), verbose=0)
+
+
+def test_training_workspace_scales_with_the_batch_not_the_parameters():
+    # One layer of a million weights, batches of 8: the engine needs the
+    # batch's activations and one packing buffer the size of W, not scratch
+    # per parameter (it once held two doubles per parameter, 16 MB here).
+    m = fastnet.MLP([1000, 1000, 10], seed=0)
+    engine = m._engine(8, "cross_entropy")
+    w_bytes = 1000 * 1000 * m.dtype.itemsize
+    assert engine.workspace_bytes < 1.2 * w_bytes
