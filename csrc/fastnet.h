@@ -92,6 +92,8 @@ void fn_mlp_workspace_size(int n_layers, const fn_int *sizes, const fn_mlp_confi
 int fn_build_openmp(void);
 const char *fn_build_compiler(void);
 int fn_build_multiversion(void);
+/* 1 when the CPU (and OS) run AVX-512 F/DQ/BW/VL code. */
+int fn_cpu_has_avx512(void);
 
 /* Largest keep-threshold for a dropout rate in (0, 1). */
 uint32_t fn_dropout_threshold(double rate);

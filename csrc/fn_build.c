@@ -14,6 +14,19 @@ const char *fn_build_compiler(void)
 #endif
 }
 
+int fn_cpu_has_avx512(void)
+{
+    /* The instruction sets BLIS' own 'skx' kernels need (libgcc's check
+     * includes the OS saving the wide registers). */
+#if defined(__GNUC__) && defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}
+
 int fn_build_multiversion(void)
 {
     /* 1 when hot loops carry an AVX2+FMA clone picked at load time */

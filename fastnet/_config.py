@@ -37,13 +37,16 @@ def _blis_description():
         lib.bli_info_get_version_str.restype = ctypes.c_char_p
         lib.bli_arch_string.restype = ctypes.c_char_p
         version = lib.bli_info_get_version_str().decode()
-        arch = lib.bli_arch_string(lib.bli_arch_query_id()).decode()
+        own = lib.bli_arch_string(lib.bli_arch_query_id()).decode()
+        arch = _parallel.blis_kernels() + " kernels"
+        if not arch.startswith(own + " "):
+            arch += f"; BLIS alone picks {own}"
         try:
             from importlib.metadata import version as _dist_version
             package = _dist_version("blis")
         except Exception:
             package = getattr(blis, "__version__", "?")
-        return f"BLIS {version} ({arch} kernels) via cython-blis {package}"
+        return f"BLIS {version} ({arch}) via cython-blis {package}"
     except Exception:  # the description is informative only
         return "BLIS via cython-blis"
 

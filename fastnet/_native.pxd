@@ -59,6 +59,7 @@ cdef extern from "fastnet.h" nogil:
     int fn_build_openmp()
     const char *fn_build_compiler()
     int fn_build_multiversion()
+    int fn_cpu_has_avx512()
     uint32_t fn_dropout_threshold(double rate)
     uint32_t fn_dropout_random_bits(const fn_dropout *d, uint32_t element)
     fn_int fn_gemm_pack_size(fn_int k, fn_int n, int dtype_bits)
