@@ -6,15 +6,19 @@
  *   tile of a fixed grid of `blas->grid` output tiles, with the bias and
  *   activation applied to each tile while it is still in cache;
  * - small products (the typical MLP layer) take a register-blocked kernel
- *   here: B is read in panels of NR columns (packed when strided or ragged),
- *   A is broadcast element by element, and each MR x NR tile of C stays in
+ *   here: B is read in panels of PW columns (packed when strided or ragged),
+ *   A is broadcast element by element, and each MR x PW tile of C stays in
  *   registers across the whole k loop, then gets the epilogue before its
- *   single store.  No BLAS call overhead, no second pass over C.
+ *   single store.  No BLAS call overhead, no second pass over C.  A tile is
+ *   one pass of 64-byte vectors on a CPU with AVX-512, else two passes of
+ *   32-byte vectors over its halves (NR columns each).
  * Either way every element of C is summed over k by one thread, in a fixed
- * order. */
+ * order, with one multiply-add per step: the tile shape and the vector
+ * width never change a result. */
 #ifndef FN_DTYPE
 
 #include <limits.h>
+#include <stdlib.h>
 #include "fn_internal.h"
 #include "fn_act.h"
 
@@ -26,9 +30,30 @@
 
 fn_int fn_gemm_pack_size(fn_int k, fn_int n, int dtype_bits)
 {
-    const fn_int nr = dtype_bits == 32 ? 16 : 8;
-    return FN_MAX(k, 1) * FN_CEIL_DIV(FN_MAX(n, 1), nr) * nr;
+    const fn_int pw = dtype_bits == 32 ? 32 : 16;   /* PW below */
+    return FN_MAX(k, 1) * FN_CEIL_DIV(FN_MAX(n, 1), pw) * pw;
 }
+
+/* The AVX-512 tiles need GCC's target attribute and its CPU check. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) \
+    && !defined(FN_NO_MULTIVERSION)
+#define FN_GEMM_WIDE 1
+#define FN_TARGET_AVX512 __attribute__((target("arch=x86-64-v4")))
+static int fn_gemm_wide_ok(void)
+{
+    static int ok = -1;    /* benign race: every thread computes the same value */
+    if (ok < 0) {
+        /* FASTNET_NO_AVX512=1: the 32-byte kernel (tests compare the two) */
+        const char *off = getenv("FASTNET_NO_AVX512");
+        __builtin_cpu_init();
+        ok = !(off && off[0] == '1') && __builtin_cpu_supports("avx512f")
+             && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    }
+    return ok;
+}
+#else
+#define FN_GEMM_WIDE 0
+#endif
 
 #define FN_DTYPE 32
 #include "fn_gemm.c"
@@ -42,7 +67,8 @@ fn_int fn_gemm_pack_size(fn_int k, fn_int n, int dtype_bits)
 #include "fn_real.h"
 #include "fn_act.h"
 
-#define NR (2 * FN_VLEN)
+#define NR (2 * FN_VLEN)          /* columns of a 32-byte-vector tile */
+#define PW (2 * NR)               /* columns of a packed panel, a 64-byte-vector tile */
 typedef fn_real FN(vec) __attribute__((vector_size(32)));
 typedef fn_ivec_elem FN(ivec) __attribute__((vector_size(32)));
 
@@ -155,48 +181,131 @@ static void FN(small_tile)(fn_int mr, fn_int k, const fn_real *a, fn_int a_rs, f
 #undef FN_TILE_CASE
 }
 
-/* Copy columns [j0, j0 + NR) of B into a zero-padded k x NR panel. */
+#if FN_GEMM_WIDE
+typedef fn_real FN(wvec) __attribute__((vector_size(64)));
+typedef fn_ivec_elem FN(wivec) __attribute__((vector_size(64)));
+
+/* A full mr x PW tile in 64-byte vectors, two per row: the same
+ * multiply-adds, in the same order, as two micro_tile passes over its
+ * halves. */
+FN_INLINE void FN(micro_tile_wide)(const int mr, fn_int k, const fn_real *a, fn_int a_rs,
+                                   fn_int a_cs, const fn_real *b, fn_int ldb, fn_real *c,
+                                   fn_int ldc, int accumulate, const fn_real *bias, int act)
+{
+    enum { WV = PW / 2 };         /* elements per 64-byte vector */
+    const FN(wvec) zero = {0};
+    FN(wvec) c00 = zero, c01 = zero, c10 = zero, c11 = zero, c20 = zero, c21 = zero;
+    FN(wvec) c30 = zero, c31 = zero, c40 = zero, c41 = zero, c50 = zero, c51 = zero;
+    for (fn_int p = 0; p < k; p++) {
+        FN(wvec) b0, b1;
+        memcpy(&b0, b + p * ldb, sizeof b0);
+        memcpy(&b1, b + p * ldb + WV, sizeof b1);
+        const fn_real *ap = a + p * a_cs;
+#define FN_ROW_FMA(r) \
+        if (mr > r) { const fn_real ar = ap[r * a_rs]; c##r##0 += ar * b0; c##r##1 += ar * b1; }
+        FN_ROW_FMA(0) FN_ROW_FMA(1) FN_ROW_FMA(2) FN_ROW_FMA(3) FN_ROW_FMA(4) FN_ROW_FMA(5)
+#undef FN_ROW_FMA
+    }
+    FN(wvec) tile[2 * FN_GEMM_MR], bias0, bias1;
+#define FN_ROW_PARK(r) if (mr > r) { tile[2 * r] = c##r##0; tile[2 * r + 1] = c##r##1; }
+    FN_ROW_PARK(0) FN_ROW_PARK(1) FN_ROW_PARK(2) FN_ROW_PARK(3) FN_ROW_PARK(4) FN_ROW_PARK(5)
+#undef FN_ROW_PARK
+    if (bias) {
+        memcpy(&bias0, bias, sizeof bias0);
+        memcpy(&bias1, bias + WV, sizeof bias1);
+    }
+    for (int r = 0; r < 2 * mr; r++) {
+        fn_real *cr = c + (r / 2) * ldc + (r % 2) * WV;
+        FN(wvec) v = tile[r];
+        if (accumulate) {
+            FN(wvec) old;
+            memcpy(&old, cr, sizeof old);
+            v += old;
+        }
+        if (bias) v += r % 2 ? bias1 : bias0;
+        if (act == FN_ACT_RELU) {
+            const FN(wivec) negative = v < zero;     /* false for NaN: NaN is kept */
+            v = (FN(wvec))((FN(wivec))v & ~negative);
+        }
+        memcpy(cr, &v, sizeof v);
+        if (act == FN_ACT_TANH || act == FN_ACT_SIGMOID)
+            for (fn_int j = 0; j < WV; j++) cr[j] = FN(fn_activate)(cr[j], act);
+    }
+}
+
+FN_TARGET_AVX512
+static void FN(small_tile_wide)(fn_int mr, fn_int k, const fn_real *a, fn_int a_rs,
+                                fn_int a_cs, const fn_real *b, fn_int ldb, fn_real *c,
+                                fn_int ldc, int accumulate, const fn_real *bias, int act)
+{
+#define FN_TILE_CASE(R) \
+    case R: \
+        FN(micro_tile_wide)(R, k, a, a_rs, a_cs, b, ldb, c, ldc, accumulate, bias, act); \
+        break;
+    switch (mr) {
+    FN_TILE_CASE(6) FN_TILE_CASE(5) FN_TILE_CASE(4)
+    FN_TILE_CASE(3) FN_TILE_CASE(2) FN_TILE_CASE(1)
+    default: break;
+    }
+#undef FN_TILE_CASE
+}
+#endif
+
+/* Copy columns [j0, j0 + PW) of B into a zero-padded k x PW panel. */
 static void FN(pack_panel)(const FN(fn_gemm_args) *g, fn_int j0, fn_real *dst)
 {
-    const fn_int width = FN_MIN(NR, g->n - j0);
-    if (width < NR) memset(dst, 0, sizeof(fn_real) * (size_t)(g->k * NR));
+    const fn_int width = FN_MIN(PW, g->n - j0);
+    if (width < PW) memset(dst, 0, sizeof(fn_real) * (size_t)(g->k * PW));
     if (g->b_rs == 1 && g->b_cs != 1) {
         /* B is a transpose: walk its contiguous direction. */
         for (fn_int j = 0; j < width; j++) {
             const fn_real *src = g->b + (j0 + j) * g->b_cs;
-            for (fn_int p = 0; p < g->k; p++) dst[p * NR + j] = src[p];
+            for (fn_int p = 0; p < g->k; p++) dst[p * PW + j] = src[p];
         }
     } else {
         for (fn_int p = 0; p < g->k; p++) {
             const fn_real *src = g->b + p * g->b_rs + j0 * g->b_cs;
-            for (fn_int j = 0; j < width; j++) dst[p * NR + j] = src[j * g->b_cs];
+            for (fn_int j = 0; j < width; j++) dst[p * PW + j] = src[j * g->b_cs];
         }
     }
 }
 
 static void FN(gemm_small_team)(const FN(fn_gemm_args) *g)
 {
-    const fn_int n_panels = FN_CEIL_DIV(g->n, NR);
-    const fn_int full_panels = g->n / NR;
+    const fn_int n_panels = FN_CEIL_DIV(g->n, PW);
+    const fn_int full_panels = g->n / PW;
     const int pack_all = g->b_cs != 1;
     const fn_int first_packed = pack_all ? 0 : full_panels;
     if (first_packed < n_panels) {
         FN_OMP_FOR
         for (fn_int p = first_packed; p < n_panels; p++)
-            FN(pack_panel)(g, p * NR, g->pack + p * g->k * NR);
+            FN(pack_panel)(g, p * PW, g->pack + p * g->k * PW);
     }
+#if FN_GEMM_WIDE
+    const int wide = fn_gemm_wide_ok();
+#endif
     const fn_int row_blocks = FN_CEIL_DIV(g->m, FN_GEMM_MR);
     FN_OMP_FOR
     for (fn_int t = 0; t < row_blocks * n_panels; t++) {
-        const fn_int i0 = (t / n_panels) * FN_GEMM_MR, p = t % n_panels, j0 = p * NR;
+        const fn_int i0 = (t / n_panels) * FN_GEMM_MR, p = t % n_panels, j0 = p * PW;
+        const fn_int mr = FN_MIN(FN_GEMM_MR, g->m - i0), width = FN_MIN(PW, g->n - j0);
+        const fn_real *a = g->a + i0 * g->a_rs, *bias = g->bias ? g->bias + j0 : NULL;
+        fn_real *c = g->c + i0 * g->ldc + j0;
         const fn_real *b;
         fn_int ldb;
-        if (p >= first_packed) { b = g->pack + p * g->k * NR; ldb = NR; }
+        if (p >= first_packed) { b = g->pack + p * g->k * PW; ldb = PW; }
         else { b = g->b + j0; ldb = g->b_rs; }
-        FN(small_tile)(FN_MIN(FN_GEMM_MR, g->m - i0), g->k, g->a + i0 * g->a_rs, g->a_rs,
-                       g->a_cs, b, ldb, g->c + i0 * g->ldc + j0, g->ldc,
-                       FN_MIN(NR, g->n - j0), g->accumulate, g->bias ? g->bias + j0 : NULL,
-                       g->act);
+#if FN_GEMM_WIDE
+        if (wide && width == PW) {
+            FN(small_tile_wide)(mr, g->k, a, g->a_rs, g->a_cs, b, ldb, c, g->ldc,
+                                g->accumulate, bias, g->act);
+            continue;
+        }
+#endif
+        for (fn_int h = 0; h < width; h += NR)
+            FN(small_tile)(mr, g->k, a, g->a_rs, g->a_cs, b + h, ldb, c + h, g->ldc,
+                           FN_MIN(NR, width - h), g->accumulate, bias ? bias + h : NULL,
+                           g->act);
     }
 }
 
@@ -274,4 +383,5 @@ void FN(fn_gemm_team)(const fn_blas *blas, const FN(fn_gemm_args) *g)
 }
 
 #undef NR
+#undef PW
 #endif

@@ -136,3 +136,48 @@ def test_concurrent_calls_from_python_threads(rng):
             concurrent = list(pool.map(lambda c: as_tuple(c[0].call(c[1])), cases))
             for (kernel, _), got, want in zip(cases, concurrent, sequential):
                 _same({1: want, 2: got, 4: got}, f"concurrent {kernel.name}")
+
+
+_VECTOR_WIDTH_SCRIPT = """
+import hashlib, sys
+import numpy as np
+import fastnet, fastnet.functional as F
+from fastnet import _parallel
+_parallel.use_blas(False)            # every product on the built-in kernel
+digest = hashlib.sha256()
+rng = np.random.default_rng(5)
+for dtype in ("float32", "float64"):
+    for m, k, n in [(64, 64, 64), (13, 70, 100), (6, 3, 32), (128, 128, 10), (5, 9, 48)]:
+        x = rng.standard_normal((m, k)).astype(dtype)
+        W = rng.standard_normal((k, n)).astype(dtype)
+        b = rng.standard_normal(n).astype(dtype)
+        dout = rng.standard_normal((m, n)).astype(dtype)
+        for act in (None, "relu"):
+            y = F.linear_forward(x, W, b, activation=act)
+            for a in (y,) + tuple(F.linear_backward(dout, x, W, y if act else None,
+                                                     activation=act)):
+                digest.update(np.ascontiguousarray(a).tobytes())
+X = rng.standard_normal((300, 20)).astype(np.float32)
+y = (X[:, 0] > 0).astype(np.int64)
+for activation in ("relu", "tanh"):
+    model = fastnet.MLP([20, 64, 48, 2], activation=activation, dropout=0.2, seed=1)
+    model.fit(X, y, epochs=2, batch_size=32, optimizer="sgd", lr=0.05, verbose=0)
+    digest.update(model.params.tobytes())
+sys.stdout.write(digest.hexdigest())
+"""
+
+
+def test_avx512_and_avx2_tiles_give_the_same_bits():
+    """The built-in kernel's 64-byte-vector tiles (on an AVX-512 CPU) do the
+    same multiply-adds in the same order as its 32-byte ones: products and a
+    whole fit have the same bits with FASTNET_NO_AVX512=1.  (On a CPU without
+    AVX-512 both runs take the 32-byte path and the test is trivially true.)"""
+    import os
+    import subprocess
+    import sys
+
+    def digest(extra):
+        return subprocess.run([sys.executable, "-c", _VECTOR_WIDTH_SCRIPT],
+                              env=dict(os.environ, **extra), capture_output=True, text=True,
+                              check=True).stdout
+    assert digest({}) == digest({"FASTNET_NO_AVX512": "1"})
