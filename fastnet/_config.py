@@ -66,6 +66,6 @@ def build_info():
         "blas": (_blis_description() + ", single-threaded per output tile of large products"
                  "; small products use fastnet's register-blocked kernel"),
         "gemm_grid": _parallel.grid(),
-        "simd_dispatch": "x86-64-v3 (AVX2+FMA) clone + baseline, chosen at load"
-                         if _parallel.multiversioned() else "baseline only",
+        "simd_dispatch": ("x86-64-v4 (AVX-512), x86-64-v3 (AVX2+FMA) and baseline clones,"
+                          " chosen at load" if _parallel.multiversioned() else "baseline only"),
     }
