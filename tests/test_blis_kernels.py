@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import child_env
 
 import fastnet
 import fastnet.functional as F
@@ -44,11 +45,10 @@ def test_kernel_set_follows_the_cpu():
     assert _parallel.blis_kernels() == expected
 
 
-def test_blis_own_choice_can_be_kept():
+def test_blis_own_choice_can_be_kept(tmp_path):
     code = ("import fastnet._parallel as p, sys; sys.stdout.write(p.blis_kernels())")
-    env = dict(os.environ, FASTNET_BLIS_ARCH="auto")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], env=child_env(FASTNET_BLIS_ARCH="auto"),
+                         cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert out == blis_own_choice()
 
 
@@ -75,16 +75,15 @@ sys.stdout.write(json.dumps(out))
 """
 
 
-def _products(env_extra):
-    env = dict(os.environ, **env_extra)
-    out = subprocess.run([sys.executable, "-c", _PRODUCT], env=env, capture_output=True,
-                         text=True, check=True).stdout
+def _products(cwd, env_extra):
+    out = subprocess.run([sys.executable, "-c", _PRODUCT], env=child_env(**env_extra), cwd=cwd,
+                         capture_output=True, text=True, check=True).stdout
     return json.loads(out)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_both_kernel_sets_agree_with_reference(dtype):
-    chosen, own = _products({}), _products({"FASTNET_BLIS_ARCH": "auto"})
+def test_both_kernel_sets_agree_with_reference(dtype, tmp_path):
+    chosen, own = _products(tmp_path, {}), _products(tmp_path, {"FASTNET_BLIS_ARCH": "auto"})
     rng = np.random.default_rng(7)
     for d in ("float32", "float64"):          # replay the draws of _PRODUCT
         x = rng.standard_normal((300, 700)).astype(d)

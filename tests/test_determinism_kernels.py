@@ -7,10 +7,13 @@ statistics of batch norm, the BLIS path of large products and the ordered
 sum of squares, must have the same bits whatever
 fastnet._parallel.set_num_threads says.
 """
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from _kernel_reference import KERNEL_IDS, KERNELS, as_tuple, ref_linear_backward, ref_linear_forward
-from conftest import assert_close, assert_same_bits, blas, num_threads
+from conftest import assert_close, assert_same_bits, blas, child_env, num_threads
 
 import fastnet.functional as F
 from fastnet import _kernels
@@ -167,17 +170,13 @@ sys.stdout.write(digest.hexdigest())
 """
 
 
-def test_avx512_and_avx2_tiles_give_the_same_bits():
+def test_avx512_and_avx2_tiles_give_the_same_bits(tmp_path):
     """The built-in kernel's 64-byte-vector tiles (on an AVX-512 CPU) do the
     same multiply-adds in the same order as its 32-byte ones: products and a
     whole fit have the same bits with FASTNET_NO_AVX512=1.  (On a CPU without
     AVX-512 both runs take the 32-byte path and the test is trivially true.)"""
-    import os
-    import subprocess
-    import sys
-
     def digest(extra):
         return subprocess.run([sys.executable, "-c", _VECTOR_WIDTH_SCRIPT],
-                              env=dict(os.environ, **extra), capture_output=True, text=True,
-                              check=True).stdout
+                              env=child_env(**extra), cwd=tmp_path, capture_output=True,
+                              text=True, check=True).stdout
     assert digest({}) == digest({"FASTNET_NO_AVX512": "1"})
