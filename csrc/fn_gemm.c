@@ -23,6 +23,9 @@
 #include "fn_act.h"
 
 #define FN_GEMM_MR 6
+/* Dispatch a row count 1..FN_GEMM_MR to CASE(r), a compile-time constant. */
+#define FN_SWITCH_MR(mr, CASE) \
+    switch (mr) { CASE(6) CASE(5) CASE(4) CASE(3) CASE(2) CASE(1) default: break; }
 /* Small-path limits, from benchmarks/test_bench_kernels.py on AMD EPYC
  * (Zen 1): beyond them BLIS' cache blocking wins. */
 #define FN_GEMM_SMALL_MAX_K 384
@@ -173,11 +176,7 @@ static void FN(small_tile)(fn_int mr, fn_int k, const fn_real *a, fn_int a_rs, f
         else \
             FN(micro_tile)(R, 2, k, a, a_rs, a_cs, b, ldb, c, ldc, nr, accumulate, bias, act); \
         break;
-    switch (mr) {
-    FN_TILE_CASE(6) FN_TILE_CASE(5) FN_TILE_CASE(4)
-    FN_TILE_CASE(3) FN_TILE_CASE(2) FN_TILE_CASE(1)
-    default: break;
-    }
+    FN_SWITCH_MR(mr, FN_TILE_CASE)
 #undef FN_TILE_CASE
 }
 
@@ -242,11 +241,7 @@ static void FN(small_tile_wide)(fn_int mr, fn_int k, const fn_real *a, fn_int a_
     case R: \
         FN(micro_tile_wide)(R, k, a, a_rs, a_cs, b, ldb, c, ldc, accumulate, bias, act); \
         break;
-    switch (mr) {
-    FN_TILE_CASE(6) FN_TILE_CASE(5) FN_TILE_CASE(4)
-    FN_TILE_CASE(3) FN_TILE_CASE(2) FN_TILE_CASE(1)
-    default: break;
-    }
+    FN_SWITCH_MR(mr, FN_TILE_CASE)
 #undef FN_TILE_CASE
 }
 #endif
