@@ -50,9 +50,18 @@ FN_INLINE double FN(exp_shifted)(fn_int c, const fn_real *z, fn_real m, fn_real 
     for (fn_int j0 = 0; j0 < c; j0 += FN_XENT_BLOCK) {
         const fn_int w = FN_MIN(FN_XENT_BLOCK, c - j0);
         fn_real *out = e ? e + j0 : tmp;
-        for (fn_int j = 0; j < w; j++) out[j] = FN_EXP_NONPOS(z[j0 + j] - m);
+        fn_int j = 0;
+#if FN_DTYPE == 32
+        for (; j + 8 <= w; j += 8) {
+            fn_v8sf v;
+            memcpy(&v, z + j0 + j, sizeof v);
+            v = fn_exp_nonpos_v8sf(v - m);
+            memcpy(out + j, &v, sizeof v);
+        }
+#endif
+        for (; j < w; j++) out[j] = FN_EXP_NONPOS(z[j0 + j] - m);
         double s = 0;
-        for (fn_int j = 0; j < w; j++) s += out[j];
+        for (j = 0; j < w; j++) s += out[j];
         total += s;
     }
     return total;

@@ -34,6 +34,34 @@ static inline float fn_exp_nonpos_f32(float x)
     return x != x ? x : y;
 }
 
+/* fn_exp_nonpos_f32 on eight lanes, in GCC vector extensions: GCC does not
+ * vectorise the scalar loop (the clamp before the float-to-int conversion
+ * leaves control flow in it).  The same operations in the same order, so
+ * the same bits lane by lane (tests/test_functional.py checks it). */
+typedef float fn_v8sf __attribute__((vector_size(32)));
+typedef int32_t fn_v8si __attribute__((vector_size(32)));
+
+static inline fn_v8sf fn_exp_nonpos_v8sf(fn_v8sf x)
+{
+    const fn_v8sf lo = (fn_v8sf){0} + -87.33654475f;
+    const fn_v8si below = x < lo, nan = x != x;
+    const fn_v8sf xc = (fn_v8sf)(((fn_v8si)lo & below) | ((fn_v8si)x & ~below));
+    const fn_v8sf t = xc * 1.44269504088896341f;
+    const fn_v8si ni = __builtin_convertvector(t - 0.5f, fn_v8si);
+    const fn_v8sf n = __builtin_convertvector(ni, fn_v8sf);
+    const fn_v8sf r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
+    fn_v8sf p = (fn_v8sf){0} + 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const fn_v8sf scale = (fn_v8sf)((ni + 127) << 23);
+    const fn_v8si y = (fn_v8si)(p * scale) & ~below;
+    return (fn_v8sf)(((fn_v8si)x & nan) | (y & ~nan));
+}
+
 static inline double fn_exp_nonpos_f64(double x) { return exp(x); }
 
 #endif

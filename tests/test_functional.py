@@ -684,6 +684,23 @@ def test_softmax_cross_entropy_extreme_logits(dtype):
     assert_close(d, tgrad, dtype=dtype, scale=refs[1][1])
 
 
+def test_softmax_exp_vector_lanes_match_the_scalar_tail(rng):
+    """float32 exps run eight at a time in vector code and the tail of a row
+    one at a time: both must give the same bits.  Column 8 (the scalar
+    tail) repeats a column of the vector part, so their gradients must be
+    identical, over values from 0 to below exp's float range."""
+    n = 4000
+    z = np.empty((n, 9), dtype=np.float32)
+    z[:, :8] = rng.uniform(-100.0, 0.0, size=(n, 8)).astype(np.float32)
+    z[:, 0] = 0.0                                     # the row maximum
+    near = np.float32(-87.33654475)                   # exp's clamp
+    z[: n // 4, 1:8] = near + rng.uniform(-1e-4, 1e-4, size=(n // 4, 7)).astype(np.float32)
+    copy = rng.integers(1, 8, size=n)
+    z[:, 8] = z[np.arange(n), copy]
+    _, d = F.softmax_cross_entropy(z, np.zeros(n, dtype=np.int64))
+    assert_same_bits(d[:, 8], d[np.arange(n), copy], "tail vs vector lanes")
+
+
 def test_softmax_cross_entropy_label_dtypes(rng):
     logits = rng.standard_normal((6, 4))
     y = rng.integers(0, 4, 6)
