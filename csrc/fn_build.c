@@ -16,8 +16,9 @@ const char *fn_build_compiler(void)
 
 int fn_cpu_has_avx512(void)
 {
-    /* The instruction sets BLIS' own 'skx' kernels need (libgcc's check
-     * includes the OS saving the wide registers). */
+    /* The instruction sets BLIS' own 'skx' kernels and fastnet's 64-byte
+     * GEMM tiles need (libgcc's check includes the OS saving the wide
+     * registers). */
 #if defined(__GNUC__) && defined(__x86_64__)
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")

@@ -48,9 +48,7 @@ static int fn_gemm_wide_ok(void)
     if (ok < 0) {
         /* FASTNET_NO_AVX512=1: the 32-byte kernel (tests compare the two) */
         const char *off = getenv("FASTNET_NO_AVX512");
-        __builtin_cpu_init();
-        ok = !(off && off[0] == '1') && __builtin_cpu_supports("avx512f")
-             && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+        ok = !(off && off[0] == '1') && fn_cpu_has_avx512();
     }
     return ok;
 }

@@ -155,7 +155,9 @@ cdef _choose_blis_kernels():
     cdef void *cntx
     for arch in range(64):           # BLIS's arch_t ids differ between versions
         s = name(arch)
-        if s != NULL and s == b"skx":
+        if s == NULL:                # past the named kernel sets
+            return
+        if s == b"skx":
             cntx = lookup(arch)
             if cntx != NULL:
                 _sgemm_ex, _dgemm_ex, _blis_cntx = sgemm_ex, dgemm_ex, cntx
