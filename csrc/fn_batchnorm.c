@@ -27,6 +27,7 @@
 
 #include "fn_real.h"
 #include "fn_act.h"
+#include "fn_dropout_row.h"
 
 #define FN_BN_WIDTH ((fn_int)(FN_COL_BLOCK_BYTES / sizeof(fn_real)))
 #define FN_BN_ROWS 8
@@ -69,7 +70,7 @@ FN_INLINE void FN(bn_block_sums)(const fn_real *restrict x, const fn_int n, cons
 FN_INLINE void FN(bn_forward_block)(const FN(fn_bn_forward_args) *a, fn_int j0, const fn_int w,
                                     const int act, uint32_t threshold)
 {
-    const fn_int n = a->n, f = a->f, j1 = j0 + w;
+    const fn_int n = a->n, f = a->f;
     const fn_real *restrict x = a->x + j0;
     fn_real *restrict out = a->out + j0;
     fn_real *restrict xhat = a->xhat ? a->xhat + j0 : NULL;
@@ -147,14 +148,9 @@ FN_INLINE void FN(bn_forward_block)(const FN(fn_bn_forward_args) *a, fn_int j0, 
         const fn_real keep_scale = (fn_real)(1.0 / (1.0 - a->dropout.rate));
         uint8_t *restrict mask = a->mask + j0;
         fn_real *restrict dropped = a->dropped + j0;
-        for (fn_int i = 0; i < n; i++) {
-            uint8_t *restrict mi = mask + i * f;
-            const fn_real *restrict oi = out + i * f;
-            fn_real *restrict di = dropped + i * f;
-            fn_dropout_keep_row(key, threshold, a->dropout.row0 + i, f, j0, j1, mi);
-            FN_SIMD
-            for (fn_int j = 0; j < w; j++) di[j] = oi[j] * ((fn_real)mi[j] * keep_scale);
-        }
+        for (fn_int i = 0; i < n; i++)
+            FN(fn_dropout_row)(key, threshold, a->dropout.row0 + i, f, j0, w, out + i * f,
+                               keep_scale, dropped + i * f, mask + i * f);
     }
 }
 

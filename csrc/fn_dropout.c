@@ -28,6 +28,7 @@ uint32_t fn_dropout_random_bits(const fn_dropout *d, uint32_t element)
 #else
 
 #include "fn_real.h"
+#include "fn_dropout_row.h"
 
 FN_MULTIVERSION
 static void FN(dropout_rows)(fn_int i0, fn_int i1, fn_int f, const fn_real *x, fn_int ldx,
@@ -36,13 +37,9 @@ static void FN(dropout_rows)(fn_int i0, fn_int i1, fn_int f, const fn_real *x, f
 {
     const fn_real scale = (fn_real)(1.0 / (1.0 - d->rate));
     const uint64_t key = fn_dropout_key(d);
-    for (fn_int i = i0; i < i1; i++) {
-        uint8_t *m = mask + i * f;
-        fn_dropout_keep_row(key, threshold, d->row0 + i, f, 0, f, m);
-        FN_SIMD
-        for (fn_int j = 0; j < f; j++)
-            out[i * f + j] = x[i * ldx + j] * ((fn_real)m[j] * scale);
-    }
+    for (fn_int i = i0; i < i1; i++)
+        FN(fn_dropout_row)(key, threshold, d->row0 + i, f, 0, f, x + i * ldx, scale,
+                           out + i * f, mask + i * f);
 }
 
 void FN(fn_dropout_team)(fn_int n, fn_int f, const fn_real *x, fn_int ldx,

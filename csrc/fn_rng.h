@@ -6,7 +6,7 @@
  *
  *   key  = splitmix64(seed ^ splitmix64(layer << 32 | step))
  *   u    = h(h(c ^ key_lo) ^ key_hi),  c = (i * f + j) mod 2^32
- *   keep = u < floor((1 - rate) * 2^32)
+ *   keep = u < floor((1 - rate) * 2^32)      (applied by fn_dropout_row.h)
  *
  * splitmix64 is Steele, Lea & Flood's finaliser (OOPSLA 2014); h is the
  * 32-bit "lowbias32" integer hash found by Wellons' hash-prospector (two
@@ -47,19 +47,6 @@ static inline uint64_t fn_dropout_key(const fn_dropout *d)
 static inline uint32_t fn_dropout_bits(uint64_t key, uint32_t c)
 {
     return fn_hash32(fn_hash32(c ^ (uint32_t)key) ^ (uint32_t)(key >> 32));
-}
-
-/* keep[j - j0] = 1 when element (row, j) of a row of `f` survives, j in [j0, j1). */
-static inline void fn_dropout_keep_row(uint64_t key, uint32_t threshold, fn_int row, fn_int f,
-                                       fn_int j0, fn_int j1, uint8_t *keep)
-{
-    /* 32-bit counters throughout: the loop then vectorises to 8 lanes with
-     * no 64-bit index arithmetic */
-    const uint32_t first = (uint32_t)(row * f + j0), count = (uint32_t)(j1 - j0);
-    const uint32_t lo = (uint32_t)key, hi = (uint32_t)(key >> 32);
-    FN_SIMD
-    for (uint32_t j = 0; j < count; j++)
-        keep[j] = (uint8_t)(fn_hash32(fn_hash32((first + j) ^ lo) ^ hi) < threshold);
 }
 
 #endif
