@@ -244,17 +244,70 @@ static void FN(small_tile_wide)(fn_int mr, fn_int k, const fn_real *a, fn_int a_
 }
 #endif
 
+/* r[q][i] -> r[i][q] for a square block of FN_VLEN vectors (unpack, then
+ * pair, then swap halves: the AVX unpcklps / shufps / vperm2f128 pattern). */
+FN_INLINE void FN(transpose_block)(FN(vec) r[FN_VLEN])
+{
+#if FN_DTYPE == 32
+    const FN(ivec) lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+    const FN(ivec) pair_lo = {0, 1, 8, 9, 4, 5, 12, 13}, pair_hi = {2, 3, 10, 11, 6, 7, 14, 15};
+    const FN(ivec) half_lo = {0, 1, 2, 3, 8, 9, 10, 11}, half_hi = {4, 5, 6, 7, 12, 13, 14, 15};
+    FN(vec) t[8], u[8];
+    for (int q = 0; q < 8; q += 2) {
+        t[q] = __builtin_shuffle(r[q], r[q + 1], lo);
+        t[q + 1] = __builtin_shuffle(r[q], r[q + 1], hi);
+    }
+    for (int q = 0; q < 8; q += 4) {
+        u[q] = __builtin_shuffle(t[q], t[q + 2], pair_lo);
+        u[q + 1] = __builtin_shuffle(t[q], t[q + 2], pair_hi);
+        u[q + 2] = __builtin_shuffle(t[q + 1], t[q + 3], pair_lo);
+        u[q + 3] = __builtin_shuffle(t[q + 1], t[q + 3], pair_hi);
+    }
+    for (int q = 0; q < 4; q++) {
+        r[q] = __builtin_shuffle(u[q], u[q + 4], half_lo);
+        r[q + 4] = __builtin_shuffle(u[q], u[q + 4], half_hi);
+    }
+#else
+    const FN(ivec) lo = {0, 4, 2, 6}, hi = {1, 5, 3, 7};
+    const FN(ivec) half_lo = {0, 1, 4, 5}, half_hi = {2, 3, 6, 7};
+    const FN(vec) t0 = __builtin_shuffle(r[0], r[1], lo), t1 = __builtin_shuffle(r[0], r[1], hi);
+    const FN(vec) t2 = __builtin_shuffle(r[2], r[3], lo), t3 = __builtin_shuffle(r[2], r[3], hi);
+    r[0] = __builtin_shuffle(t0, t2, half_lo);
+    r[1] = __builtin_shuffle(t1, t3, half_lo);
+    r[2] = __builtin_shuffle(t0, t2, half_hi);
+    r[3] = __builtin_shuffle(t1, t3, half_hi);
+#endif
+}
+
 /* Copy columns [j0, j0 + PW) of B into a zero-padded k x PW panel. */
+FN_MULTIVERSION
 static void FN(pack_panel)(const FN(fn_gemm_args) *g, fn_int j0, fn_real *dst)
 {
     const fn_int width = FN_MIN(PW, g->n - j0);
     if (width < PW) memset(dst, 0, sizeof(fn_real) * (size_t)(g->k * PW));
     if (g->b_rs == 1 && g->b_cs != 1) {
-        /* B is a transpose: walk its contiguous direction. */
-        for (fn_int j = 0; j < width; j++) {
+        /* B is a transpose (the backward's W^T): its columns are contiguous,
+         * so read FN_VLEN of them a vector at a time and transpose blocks. */
+        fn_int j = 0;
+        for (; j + FN_VLEN <= width; j += FN_VLEN) {
+            const fn_real *src = g->b + (j0 + j) * g->b_cs;
+            fn_int p = 0;
+            for (; p + FN_VLEN <= g->k; p += FN_VLEN) {
+                FN(vec) r[FN_VLEN];
+                for (int q = 0; q < FN_VLEN; q++) r[q] = FN(vload)(src + q * g->b_cs + p);
+                FN(transpose_block)(r);
+                for (int q = 0; q < FN_VLEN; q++) FN(vstore)(dst + (p + q) * PW + j, r[q]);
+            }
+            for (; p < g->k; p++)
+                for (int q = 0; q < FN_VLEN; q++) dst[p * PW + j + q] = src[q * g->b_cs + p];
+        }
+        for (; j < width; j++) {
             const fn_real *src = g->b + (j0 + j) * g->b_cs;
             for (fn_int p = 0; p < g->k; p++) dst[p * PW + j] = src[p];
         }
+    } else if (g->b_cs == 1) {
+        for (fn_int p = 0; p < g->k; p++)
+            memcpy(dst + p * PW, g->b + p * g->b_rs + j0, sizeof(fn_real) * (size_t)width);
     } else {
         for (fn_int p = 0; p < g->k; p++) {
             const fn_real *src = g->b + p * g->b_rs + j0 * g->b_cs;
