@@ -75,13 +75,14 @@ void FN(fn_optim_update_team)(const FN(fn_optim) *o, fn_int count, fn_real *para
 FN_MULTIVERSION
 static double FN(sumsq_chunk)(const fn_real *x, fn_int s, fn_int e)
 {
-    /* four interleaved partial sums, added in a fixed order */
-    double acc[4] = {0, 0, 0, 0};
+    /* eight interleaved partial sums (one 64-byte or two 32-byte vectors of
+     * doubles, the same bits either way), added pairwise in a fixed order */
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     fn_int i = s;
-    for (; i + 4 <= e; i += 4)
-        for (int l = 0; l < 4; l++) acc[l] += (double)x[i + l] * (double)x[i + l];
+    for (; i + 8 <= e; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += (double)x[i + l] * (double)x[i + l];
     for (; i < e; i++) acc[0] += (double)x[i] * (double)x[i];
-    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
 /* Sum of the per-chunk partial sums in chunk order, shared with the team. */
