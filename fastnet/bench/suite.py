@@ -69,6 +69,10 @@ DROPOUT = 0.3
 LR = 0.01
 MOMENTUM = 0.9
 COOLDOWN = 0.15      # s between measurements: lets other thread pools stop spinning
+# A sample is as many back-to-back epochs as last this long (timeit's autorange):
+# a 2 ms epoch timed alone right after the cool-down sleep mostly measures a
+# cold core (measured here: toy 2.5-4.3 ms that way, 1.7-1.9 ms back to back).
+MIN_SAMPLE_SECONDS = 0.05
 
 
 def _config(config):
@@ -213,10 +217,24 @@ class _CpuMonitor:
 
 # ---- timing ---------------------------------------------------------------------------
 
-def _timed(fn):
+def _timed(fn, number=1):
+    """Mean seconds of `number` back-to-back calls of fn."""
     t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - t0) / number
+
+
+def epochs_per_sample(fn, min_seconds=MIN_SAMPLE_SECONDS):
+    """Calls of fn per timing sample: the first of 1, 2, 5, 10, 20, 50, ...
+    whose back-to-back run lasts at least `min_seconds` (as timeit.autorange)."""
+    number = 1
+    while True:
+        for step in (1, 2, 5):
+            n = number * step
+            if n * _timed(fn, n) >= min_seconds or n >= 1000:
+                return n
+        number *= 10
 
 
 def _fastnet_runner(cfg, X, y, threads):
@@ -249,11 +267,15 @@ def _say(progress, msg):
 
 
 def _measure(runners, repeats, cooldown, progress, label):
-    """Warm each runner up once, then `repeats` interleaved rounds (rotating
-    the order); returns {name: [seconds, ...]} and the others' CPU load."""
+    """Warm each runner up (and size its samples with epochs_per_sample), then
+    `repeats` interleaved rounds (rotating the order), each sample the mean
+    of that many back-to-back calls; returns {name: [seconds, ...]} and the
+    others' CPU load."""
+    number = {}
     for name, fn in runners.items():
         _say(progress, f"{label}: warm-up {name}")
         fn()
+        number[name] = epochs_per_sample(fn)
         time.sleep(cooldown)
     times = {name: [] for name in runners}
     names = list(runners)
@@ -262,7 +284,7 @@ def _measure(runners, repeats, cooldown, progress, label):
             for name in names[r % len(names):] + names[:r % len(names)]:
                 gc.collect()
                 time.sleep(cooldown)
-                times[name].append(_timed(runners[name]))
+                times[name].append(_timed(runners[name], number[name]))
             _say(progress, f"{label}: round {r + 1}/{repeats}: " + ", ".join(
                 f"{n} {times[n][-1]:.4g}s" for n in names))
     return times, mon.others
