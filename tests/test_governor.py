@@ -62,6 +62,15 @@ def test_slower_team_falls_back_to_one_thread():
     assert used.count(2) < 8
 
 
+@pytest.mark.parametrize("team_time, expected", [(180e-6, 1), (160e-6, 2)])
+def test_near_tie_goes_to_one_thread(team_time, expected):
+    # one thread 190 us: a team at 180 us (5 % faster) is not worth a second
+    # core, one at 160 us (16 % faster) is
+    gov = ThreadGovernor("k", configured=2)
+    drive(gov, 40, lambda n, i: 190e-6 if n == 1 else team_time)
+    assert _governor.decisions()[("k", 2)][0] == expected
+
+
 def test_recheck_counts_steps_across_fits():
     # 32-step fits: the re-check after 64 steps must still come, in the
     # third fit, instead of never (each fit used to restart the count).
