@@ -224,6 +224,10 @@ void FN(fn_mlp_bind)(FN(fn_mlp) *net, FN(fn_layer) *layers, int n_layers, const 
 void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
                                 const FN(fn_batch) *batch, const FN(fn_optim) *opt,
                                 double clip_norm, fn_result *res);
+/* The same, run by a team of `threads` that it starts itself. */
+void FN(fn_mlp_train_step)(int threads, const fn_blas *blas, FN(fn_mlp) *net,
+                           const FN(fn_batch) *batch, const FN(fn_optim) *opt,
+                           double clip_norm, fn_result *res);
 /* The end of a training step on the gradients in net->grads (e.g. after
  * they were summed over processes): global norm, clipping to clip_norm
  * (<= 0: none) and one update; res->grad_norm gets the norm. */

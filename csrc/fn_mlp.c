@@ -358,6 +358,13 @@ void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
     FN(fn_mlp_apply_update_team)(net, opt, clip_norm, res);
 }
 
+void FN(fn_mlp_train_step)(int threads, const fn_blas *blas, FN(fn_mlp) *net,
+                           const FN(fn_batch) *batch, const FN(fn_optim) *opt,
+                           double clip_norm, fn_result *res)
+{
+    FN_RUN_TEAM(threads, FN(fn_mlp_train_step_team)(blas, net, batch, opt, clip_norm, res));
+}
+
 void FN(fn_mlp_apply_update_team)(FN(fn_mlp) *net, const FN(fn_optim) *opt,
                                   double clip_norm, fn_result *res)
 {

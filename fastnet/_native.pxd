@@ -206,9 +206,9 @@ cdef extern from "fastnet.h" nogil:
                          const fn_int *sizes, const fn_mlp_config *cfg, fn_int max_batch,
                          float *params, float *grads, float *buffers, float *workspace,
                          uint8_t *masks, double *scratch)
-    void fn_mlp_train_step_team_f32(const fn_blas *blas, fn_mlp_f32 *net,
-                                    const fn_batch_f32 *batch, const fn_optim_f32 *opt,
-                                    double clip_norm, fn_result *res)
+    void fn_mlp_train_step_f32(int threads, const fn_blas *blas, fn_mlp_f32 *net,
+                               const fn_batch_f32 *batch, const fn_optim_f32 *opt,
+                               double clip_norm, fn_result *res)
     void fn_mlp_apply_update_team_f32(fn_mlp_f32 *net, const fn_optim_f32 *opt,
                                        double clip_norm, fn_result *res)
     void fn_mlp_forward_team_f32(const fn_blas *blas, fn_mlp_f32 *net, const float *x,
@@ -355,9 +355,9 @@ cdef extern from "fastnet.h" nogil:
                          const fn_int *sizes, const fn_mlp_config *cfg, fn_int max_batch,
                          double *params, double *grads, double *buffers, double *workspace,
                          uint8_t *masks, double *scratch)
-    void fn_mlp_train_step_team_f64(const fn_blas *blas, fn_mlp_f64 *net,
-                                    const fn_batch_f64 *batch, const fn_optim_f64 *opt,
-                                    double clip_norm, fn_result *res)
+    void fn_mlp_train_step_f64(int threads, const fn_blas *blas, fn_mlp_f64 *net,
+                               const fn_batch_f64 *batch, const fn_optim_f64 *opt,
+                               double clip_norm, fn_result *res)
     void fn_mlp_apply_update_team_f64(fn_mlp_f64 *net, const fn_optim_f64 *opt,
                                        double clip_norm, fn_result *res)
     void fn_mlp_forward_team_f64(const fn_blas *blas, fn_mlp_f64 *net, const double *x,

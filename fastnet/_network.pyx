@@ -244,12 +244,8 @@ cdef class Engine:
             b32.row0 = row0
             self.o32.lr = lr
             self.o32.step = self.opt_step
-            if nt == 1:     # no team of one: libgomp's barriers would each cost a syscall
-                with nogil:
-                    fn_mlp_train_step_team_f32(&blas, n32, b32, o32, clip_norm, &res)
-            else:
-                with nogil, parallel(num_threads=nt):
-                    fn_mlp_train_step_team_f32(&blas, n32, b32, o32, clip_norm, &res)
+            with nogil:     # the C side starts the team (none for one thread)
+                fn_mlp_train_step_f32(nt, &blas, n32, b32, o32, clip_norm, &res)
         else:
             b64.index = batch_index
             b64.n = n
@@ -260,12 +256,8 @@ cdef class Engine:
             b64.row0 = row0
             self.o64.lr = lr
             self.o64.step = self.opt_step
-            if nt == 1:     # no team of one: libgomp's barriers would each cost a syscall
-                with nogil:
-                    fn_mlp_train_step_team_f64(&blas, n64, b64, o64, clip_norm, &res)
-            else:
-                with nogil, parallel(num_threads=nt):
-                    fn_mlp_train_step_team_f64(&blas, n64, b64, o64, clip_norm, &res)
+            with nogil:     # the C side starts the team (none for one thread)
+                fn_mlp_train_step_f64(nt, &blas, n64, b64, o64, clip_norm, &res)
         self.b32.index = index
         self.b64.index = index
         if self._reduce_error is not None:
