@@ -75,12 +75,19 @@ void FN(fn_optim_update_team)(const FN(fn_optim) *o, fn_int count, fn_real *para
 FN_MULTIVERSION
 static double FN(sumsq_chunk)(const fn_real *x, fn_int s, fn_int e)
 {
-    /* eight interleaved partial sums (one 64-byte or two 32-byte vectors of
-     * doubles, the same bits either way), added pairwise in a fixed order */
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    /* eight interleaved partial sums, added pairwise in a fixed order; in
+     * GCC vector code, as the auto-vectoriser left the lanes scalar (one
+     * 64-byte or two 32-byte vectors of doubles: the same bits either way) */
+    typedef double dvec __attribute__((vector_size(64)));
+    typedef fn_real rvec __attribute__((vector_size(8 * sizeof(fn_real))));
+    dvec acc = {0};
     fn_int i = s;
-    for (; i + 8 <= e; i += 8)
-        for (int l = 0; l < 8; l++) acc[l] += (double)x[i + l] * (double)x[i + l];
+    for (; i + 8 <= e; i += 8) {
+        rvec v;
+        memcpy(&v, x + i, sizeof v);
+        const dvec d = __builtin_convertvector(v, dvec);
+        acc += d * d;
+    }
     for (; i < e; i++) acc[0] += (double)x[i] * (double)x[i];
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
