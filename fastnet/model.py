@@ -7,6 +7,7 @@ views.  Training runs through :class:`fastnet._network.Engine`, which
 allocates the workspaces of one batch once per :meth:`MLP.fit` and enters
 native code once per mini-batch.
 """
+import functools
 import json
 import math
 import numbers
@@ -936,7 +937,9 @@ def _sample_weights(value, n, dtype, name):
     return weights
 
 
+@functools.lru_cache(maxsize=64)
 def _dropout_seed(run_seed):
+    # cached: SeedSequence hashing costs ~1 % of a small one-epoch fit
     return int(np.random.SeedSequence([run_seed, 0xD209]).generate_state(1, np.uint64)[0])
 
 
