@@ -381,13 +381,26 @@ static int FN(blas_layout)(fn_int rs, fn_int cs, int *trans, fn_int *ld)
 static void FN(gemm_blas_team)(const fn_blas *blas, const FN(fn_gemm_args) *g, int ta,
                                fn_int lda, int tb, fn_int ldb)
 {
-    /* Grid: `grid` tiles, rows split first while row blocks stay >= 64. */
+    /* Grid: `grid` tiles of at least 64 rows and 16 columns.  Each tile's
+     * gemm packs its own rows of A and columns of B, so A is packed gn times
+     * and B gm times.  With B row-major (the forward), take the split
+     * gm x gn = grid that packs the fewest elements: wide's 512 x 2048 x
+     * 2048 splits by columns, 6M elements packed instead of 9M, 5-7 %
+     * faster.  A transposed B (W^T in the backward) splits rows first, as a
+     * column split measured slower there (256 x 512 x 512: 1.1 -> 1.6 ms). */
     const fn_int parts = FN_MAX(blas->grid, 1);
-    fn_int gm = 1;
-    for (fn_int d = parts; d >= 1; d--)
-        if (parts % d == 0 && g->m / d >= 64) { gm = d; break; }
-    fn_int gn = parts / gm;
-    gn = FN_MAX(1, FN_MIN(gn, g->n / 16));
+    fn_int gm = 1, gn = 1;
+    int found = 0;
+    double best = 0;
+    for (fn_int d = parts; d >= 1; d--) {
+        if (parts % d) continue;
+        const fn_int rows = d, cols = parts / d;
+        if ((rows > 1 && g->m / rows < 64) || (cols > 1 && g->n / cols < 16)) continue;
+        const double cost = tb ? -(double)rows
+                               : (double)cols * (double)g->m * (double)g->k
+                                 + (double)rows * (double)g->k * (double)g->n;
+        if (!found || cost < best) { found = 1; best = cost; gm = rows; gn = cols; }
+    }
     FN_OMP_FOR
     for (fn_int t = 0; t < gm * gn; t++) {
         const fn_int ti = t / gn, tj = t % gn;
