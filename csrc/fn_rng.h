@@ -28,15 +28,16 @@ static inline uint64_t fn_splitmix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
-static inline uint32_t fn_hash32(uint32_t x)
-{
-    x ^= x >> 16;
-    x *= 0x7FEB352Du;
-    x ^= x >> 15;
-    x *= 0x846CA68Bu;
-    x ^= x >> 16;
-    return x;
-}
+/* lowbias32 on a uint32_t or on a GCC vector of them (same steps, lane by lane) */
+#define FN_LOWBIAS32(x) \
+    ((x) ^= (x) >> 16, (x) *= 0x7FEB352Du, (x) ^= (x) >> 15, (x) *= 0x846CA68Bu, \
+     (x) ^= (x) >> 16, (x))
+
+static inline uint32_t fn_hash32(uint32_t x) { return FN_LOWBIAS32(x); }
+
+/* Sixteen lanes: one 64-byte vector on AVX-512, two 32-byte ones on AVX2. */
+typedef uint32_t fn_u32x16 __attribute__((vector_size(64)));
+static inline fn_u32x16 fn_hash32x16(fn_u32x16 x) { return FN_LOWBIAS32(x); }
 
 static inline uint64_t fn_dropout_key(const fn_dropout *d)
 {
