@@ -225,8 +225,9 @@ FN_INLINE void FN(bn_backward_block)(const FN(fn_bn_backward_args) *a, fn_int j0
         sum_dy[j] = sum_dy_xhat[j] = 0;
     }
     const fn_real keep_scale = (fn_real)(mask ? 1.0 / (1.0 - a->rate) : 1.0);
-    fn_real dy[FN_BN_WIDTH], xh[FN_BN_WIDTH];
-    /* Pass 1: dy (stored in dx) and its two reductions. */
+    /* Pass 1: dy (stored in dx) and its two reductions.  One loop per row,
+     * everything kept in registers (staging dy and xhat in local arrays
+     * between two loops cost a store and a reload of each). */
     for (fn_int i0 = 0; i0 < (phase == 2 ? 0 : n); i0 += FN_BN_ROWS) {
         const fn_int i1 = FN_MIN(n, i0 + FN_BN_ROWS);
         fn_real part_dy[FN_BN_WIDTH], part_dy_xhat[FN_BN_WIDTH];
@@ -239,14 +240,10 @@ FN_INLINE void FN(bn_backward_block)(const FN(fn_bn_backward_args) *a, fn_int j0
                 fn_real v = dout[r + j];
                 if (has_mask) v *= (fn_real)mask[r + j] * keep_scale;
                 if (act != FN_ACT_NONE) v *= FN(fn_act_grad)(act_out[r + j], act);
-                dy[j] = v;
-                xh[j] = has_xhat ? xhat_in[r + j] : (x[r + j] - mean[j]) * invstd[j];
-            }
-            FN_SIMD
-            for (fn_int j = 0; j < w; j++) {
-                dx[r + j] = dy[j];
-                part_dy[j] += dy[j];
-                part_dy_xhat[j] += dy[j] * xh[j];
+                const fn_real xh = has_xhat ? xhat_in[r + j] : (x[r + j] - mean[j]) * invstd[j];
+                dx[r + j] = v;
+                part_dy[j] += v;
+                part_dy_xhat[j] += v * xh;
             }
         }
         FN_SIMD
@@ -287,10 +284,10 @@ FN_INLINE void FN(bn_backward_block)(const FN(fn_bn_backward_args) *a, fn_int j0
     for (fn_int i = 0; i < n; i++) {
         const fn_int r = i * f;
         FN_SIMD
-        for (fn_int j = 0; j < w; j++)
-            xh[j] = has_xhat ? xhat_in[r + j] : (x[r + j] - mean[j]) * invstd[j];
-        FN_SIMD
-        for (fn_int j = 0; j < w; j++) dx[r + j] = k0[j] * (dx[r + j] - k1[j] - xh[j] * k2[j]);
+        for (fn_int j = 0; j < w; j++) {
+            const fn_real xh = has_xhat ? xhat_in[r + j] : (x[r + j] - mean[j]) * invstd[j];
+            dx[r + j] = k0[j] * (dx[r + j] - k1[j] - xh * k2[j]);
+        }
     }
 }
 
