@@ -75,21 +75,24 @@ void FN(fn_optim_update_team)(const FN(fn_optim) *o, fn_int count, fn_real *para
 FN_MULTIVERSION
 static double FN(sumsq_chunk)(const fn_real *x, fn_int s, fn_int e)
 {
-    /* eight interleaved partial sums, added pairwise in a fixed order; in
-     * GCC vector code, as the auto-vectoriser left the lanes scalar (one
-     * 64-byte or two 32-byte vectors of doubles: the same bits either way) */
+    /* 32 interleaved partial sums in four vectors of eight doubles (four
+     * independent multiply-add chains), added in a fixed order; in GCC vector
+     * code, as the auto-vectoriser left the lanes scalar (one 64-byte or two
+     * 32-byte vectors each: the same bits either way) */
     typedef double dvec __attribute__((vector_size(64)));
     typedef fn_real rvec __attribute__((vector_size(8 * sizeof(fn_real))));
-    dvec acc = {0};
+    dvec acc[4] = {{0}, {0}, {0}, {0}};
     fn_int i = s;
-    for (; i + 8 <= e; i += 8) {
-        rvec v;
-        memcpy(&v, x + i, sizeof v);
-        const dvec d = __builtin_convertvector(v, dvec);
-        acc += d * d;
-    }
-    for (; i < e; i++) acc[0] += (double)x[i] * (double)x[i];
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i + 32 <= e; i += 32)
+        for (int q = 0; q < 4; q++) {
+            rvec v;
+            memcpy(&v, x + i + 8 * q, sizeof v);
+            const dvec d = __builtin_convertvector(v, dvec);
+            acc[q] += d * d;
+        }
+    for (; i < e; i++) acc[0][0] += (double)x[i] * (double)x[i];
+    const dvec t = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
 }
 
 /* Sum of the per-chunk partial sums in chunk order, shared with the team. */
