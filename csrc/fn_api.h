@@ -224,7 +224,8 @@ void FN(fn_mlp_bind)(FN(fn_mlp) *net, FN(fn_layer) *layers, int n_layers, const 
 void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
                                 const FN(fn_batch) *batch, const FN(fn_optim) *opt,
                                 double clip_norm, fn_result *res);
-/* The same, run by a team of `threads` that it starts itself. */
+/* Each _team entry point here has a twin without the suffix that takes a
+ * thread count and starts the team itself (FN_RUN_TEAM: none for one). */
 void FN(fn_mlp_train_step)(int threads, const fn_blas *blas, FN(fn_mlp) *net,
                            const FN(fn_batch) *batch, const FN(fn_optim) *opt,
                            double clip_norm, fn_result *res);
@@ -233,7 +234,11 @@ void FN(fn_mlp_train_step)(int threads, const fn_blas *blas, FN(fn_mlp) *net,
  * (<= 0: none) and one update; res->grad_norm gets the norm. */
 void FN(fn_mlp_apply_update_team)(FN(fn_mlp) *net, const FN(fn_optim) *opt,
                                   double clip_norm, fn_result *res);
+void FN(fn_mlp_apply_update)(int threads, FN(fn_mlp) *net, const FN(fn_optim) *opt,
+                             double clip_norm, fn_result *res);
 /* Inference forward (running statistics, no dropout) of n rows of x
  * into out (n x n_out); workspaces must hold n rows. */
 void FN(fn_mlp_forward_team)(const fn_blas *blas, FN(fn_mlp) *net,
                              const fn_real *x, fn_int n, fn_real *out);
+void FN(fn_mlp_forward)(int threads, const fn_blas *blas, FN(fn_mlp) *net,
+                        const fn_real *x, fn_int n, fn_real *out);

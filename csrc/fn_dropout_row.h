@@ -41,7 +41,7 @@ FN_INLINE void FN(fn_dropout_row)(uint64_t key, uint32_t threshold, fn_int row, 
         memcpy(out + j, &v, sizeof v);
     }
     for (; j < n; j++) {
-        const int kept = fn_hash32(fn_hash32((first + j) ^ lo) ^ hi) < threshold;
+        const int kept = fn_dropout_bits(key, first + j) < threshold;
         keep[j] = (uint8_t)kept;
         out[j] = x[j] * (kept ? scale : (fn_real)0);
     }

@@ -395,4 +395,16 @@ void FN(fn_mlp_forward_team)(const fn_blas *blas, FN(fn_mlp) *net, const fn_real
     }
 }
 
+void FN(fn_mlp_apply_update)(int threads, FN(fn_mlp) *net, const FN(fn_optim) *opt,
+                             double clip_norm, fn_result *res)
+{
+    FN_RUN_TEAM(threads, FN(fn_mlp_apply_update_team)(net, opt, clip_norm, res));
+}
+
+void FN(fn_mlp_forward)(int threads, const fn_blas *blas, FN(fn_mlp) *net, const fn_real *x,
+                        fn_int n, fn_real *out)
+{
+    FN_RUN_TEAM(threads, FN(fn_mlp_forward_team)(blas, net, x, n, out));
+}
+
 #endif

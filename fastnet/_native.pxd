@@ -209,10 +209,10 @@ cdef extern from "fastnet.h" nogil:
     void fn_mlp_train_step_f32(int threads, const fn_blas *blas, fn_mlp_f32 *net,
                                const fn_batch_f32 *batch, const fn_optim_f32 *opt,
                                double clip_norm, fn_result *res)
-    void fn_mlp_apply_update_team_f32(fn_mlp_f32 *net, const fn_optim_f32 *opt,
-                                       double clip_norm, fn_result *res)
-    void fn_mlp_forward_team_f32(const fn_blas *blas, fn_mlp_f32 *net, const float *x,
-                                 fn_int n, float *out)
+    void fn_mlp_apply_update_f32(int threads, fn_mlp_f32 *net, const fn_optim_f32 *opt,
+                                  double clip_norm, fn_result *res)
+    void fn_mlp_forward_f32(int threads, const fn_blas *blas, fn_mlp_f32 *net, const float *x,
+                            fn_int n, float *out)
 
     # ---- float64 -----------------------------------------------------------
     ctypedef struct fn_gemm_args_f64:
@@ -358,10 +358,10 @@ cdef extern from "fastnet.h" nogil:
     void fn_mlp_train_step_f64(int threads, const fn_blas *blas, fn_mlp_f64 *net,
                                const fn_batch_f64 *batch, const fn_optim_f64 *opt,
                                double clip_norm, fn_result *res)
-    void fn_mlp_apply_update_team_f64(fn_mlp_f64 *net, const fn_optim_f64 *opt,
-                                       double clip_norm, fn_result *res)
-    void fn_mlp_forward_team_f64(const fn_blas *blas, fn_mlp_f64 *net, const double *x,
-                                 fn_int n, double *out)
+    void fn_mlp_apply_update_f64(int threads, fn_mlp_f64 *net, const fn_optim_f64 *opt,
+                                  double clip_norm, fn_result *res)
+    void fn_mlp_forward_f64(int threads, const fn_blas *blas, fn_mlp_f64 *net, const double *x,
+                            fn_int n, double *out)
 
 cdef extern from "fn_omp.h" nogil:
     int fn_omp_max_threads()

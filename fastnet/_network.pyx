@@ -6,13 +6,13 @@ An Engine binds a model's flat parameter, gradient and buffer arrays, plus
 workspaces sized for one batch (allocated once, here), to the C network
 struct of csrc/fn_mlp.c.  `step()` then enters native code once per
 mini-batch: gather rows, forward, loss, backward, gradient norm, clipping
-and optimizer update run in a single OpenMP parallel region without the GIL.
+and optimizer update run in a single OpenMP parallel region (none on one
+thread) without the GIL.
 """
 import numpy as np
 
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cython cimport floating
-from cython.parallel cimport parallel
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memset
 
@@ -315,13 +315,13 @@ cdef class Engine:
         if self.bits == 32:
             o32.lr = lr
             o32.step = self.opt_step
-            with nogil, parallel(num_threads=nt):
-                fn_mlp_apply_update_team_f32(n32, o32, clip_norm, &res)
+            with nogil:
+                fn_mlp_apply_update_f32(nt, n32, o32, clip_norm, &res)
         else:
             o64.lr = lr
             o64.step = self.opt_step
-            with nogil, parallel(num_threads=nt):
-                fn_mlp_apply_update_team_f64(n64, o64, clip_norm, &res)
+            with nogil:
+                fn_mlp_apply_update_f64(nt, n64, o64, clip_norm, &res)
         self.opt_step += 1
         return res.grad_norm
 
@@ -419,11 +419,11 @@ cdef void _forward(Engine e, const floating[:, ::1] x, floating[:, ::1] out):
     cdef fn_mlp_f64 *n64 = &e.n64
     for s in range(0, n, e.max_batch):
         m = min(e.max_batch, n - s)
-        with nogil, parallel(num_threads=nt):
+        with nogil:     # the C side starts the team (none for one thread)
             if floating is float:
-                fn_mlp_forward_team_f32(&blas, n32, &x[s, 0], m, &out[s, 0])
+                fn_mlp_forward_f32(nt, &blas, n32, &x[s, 0], m, &out[s, 0])
             else:
-                fn_mlp_forward_team_f64(&blas, n64, &x[s, 0], m, &out[s, 0])
+                fn_mlp_forward_f64(nt, &blas, n64, &x[s, 0], m, &out[s, 0])
 
 
 cdef void _reduce_callback(void *ctx, double *values, fn_int count) noexcept nogil:
