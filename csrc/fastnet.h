@@ -104,6 +104,8 @@ fn_int fn_gemm_pack_size(fn_int k, fn_int n, int dtype_bits);
 /* Doubles of reduction scratch for a loss over `rows` rows and for a sum
  * over `elements` elements. */
 fn_int fn_reduce_scratch_size(fn_int rows, fn_int elements);
+/* Doubles of scratch the batch-norm kernels need for n rows of f features. */
+fn_int fn_bn_work_size(fn_int n, fn_int f, int dtype_bits);
 
 #define FN_DTYPE 32
 #include "fn_api.h"

@@ -62,14 +62,15 @@ typedef struct {
      * unbiasing).  NULL / 0: this batch's own. */
     const double *stats;
     fn_int stat_n;
+    double *work;                    /* fn_bn_work_size(n, f, bits) doubles */
 } FN(fn_bn_forward_args);
 
 /* Per-feature sums over n rows of x (n x f): of x when mean is NULL, else of
  * (x - mean)^2 with mean rounded to fn_real; the batch-norm forward's own
  * summation order (fn_real partials over fixed row blocks, added in double),
- * into out[0:f]. */
+ * into out[0:f].  work: fn_bn_work_size(n, f, bits) doubles. */
 void FN(fn_bn_sums_team)(fn_int n, fn_int f, const fn_real *x, const double *mean,
-                         double *out);
+                         double *out, double *work);
 
 void FN(fn_bn_forward_team)(const FN(fn_bn_forward_args) *a);
 
@@ -96,6 +97,7 @@ typedef struct {
     int phase;
     double *sums;
     fn_int stat_n;
+    double *work;                    /* fn_bn_work_size(n, f, bits) doubles */
 } FN(fn_bn_backward_args);
 
 void FN(fn_bn_backward_team)(const FN(fn_bn_backward_args) *a);

@@ -58,7 +58,7 @@ fn_int fn_mlp_layout(int n_layers, const fn_int *sizes, int batch_norm,
  * Sub-buffers start on 64-byte boundaries. */
 typedef struct {
     int bits;
-    fn_int used, mask_used, widest, pack;
+    fn_int used, mask_used, widest, pack, bn_work;
 } fn_walk;
 
 typedef struct {
@@ -91,6 +91,7 @@ static fn_layer_ws fn_walk_layer(fn_walk *w, int l, int n_layers, const fn_int *
     if (bn) {
         o.mean = fn_take(&w->used, fan_out, w->bits);
         o.var = fn_take(&w->used, fan_out, w->bits);
+        w->bn_work = FN_MAX(w->bn_work, fn_bn_work_size(max_batch, fan_out, w->bits));
     }
     w->widest = FN_MAX(w->widest, fan_out);
     if (l > 0) w->widest = FN_MAX(w->widest, fan_in);
@@ -110,7 +111,9 @@ static fn_ws_totals fn_walk_finish(fn_walk *w, const fn_int *sizes, fn_int max_b
     t.pack = fn_take(&w->used, w->pack, w->bits);
     t.workspace = w->used;
     t.masks = FN_MAX(w->mask_used, 1);
-    t.scratch = fn_reduce_scratch_size(max_batch, n_params);
+    /* the loss, the gradient norm and batch norm run one after another:
+     * they share the scratch */
+    t.scratch = FN_MAX(fn_reduce_scratch_size(max_batch, n_params), w->bn_work);
     return t;
 }
 
@@ -118,7 +121,7 @@ void fn_mlp_workspace_size(int n_layers, const fn_int *sizes, const fn_mlp_confi
                            fn_int max_batch, fn_int n_params, int dtype_bits,
                            fn_int *workspace, fn_int *mask_bytes, fn_int *scratch)
 {
-    fn_walk w = {dtype_bits, 0, 0, 1, 1};
+    fn_walk w = {dtype_bits, 0, 0, 1, 1, 0};
     for (int l = 0; l < n_layers; l++) fn_walk_layer(&w, l, n_layers, sizes, cfg, max_batch);
     const fn_ws_totals t = fn_walk_finish(&w, sizes, max_batch, n_params);
     *workspace = t.workspace;
@@ -143,7 +146,7 @@ void FN(fn_mlp_bind)(FN(fn_mlp) *net, FN(fn_layer) *layers, int n_layers, const 
                      double *scratch)
 {
 #define FN_AT(base, off) ((off) >= 0 ? (base) + (off) : NULL)
-    fn_walk w = {FN_DTYPE, 0, 0, 1, 1};
+    fn_walk w = {FN_DTYPE, 0, 0, 1, 1, 0};
     fn_int p = 0, q = 0;
     for (int l = 0; l < n_layers; l++) {
         FN(fn_layer) *L = &layers[l];
@@ -246,13 +249,13 @@ static void FN(layer_forward)(const fn_blas *blas, const FN(fn_mlp) *net, int l,
             .momentum = net->bn_momentum, .xhat = training ? L->xhat : NULL,
             .act = net->act, .out = L->act,
             .dropout = dropout ? *d : (fn_dropout){0},
-            .mask = L->mask, .dropped = L->out,
+            .mask = L->mask, .dropped = L->out, .work = net->scratch,
         };
         if (training && net->reduce) {
             double *s = net->bn_sums;
-            FN(fn_bn_sums_team)(n, L->fan_out, L->xhat, NULL, s);
+            FN(fn_bn_sums_team)(n, L->fan_out, L->xhat, NULL, s, net->scratch);
             FN(sum_over_processes)(net, s, L->fan_out, stat_n);
-            FN(fn_bn_sums_team)(n, L->fan_out, L->xhat, s, s + L->fan_out);
+            FN(fn_bn_sums_team)(n, L->fan_out, L->xhat, s, s + L->fan_out, net->scratch);
             FN(sum_over_processes)(net, s + L->fan_out, L->fan_out, stat_n);
             a.stats = s;
             a.stat_n = stat_n;
@@ -336,7 +339,7 @@ void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
                 .n = n, .f = P->fan_out, .dout = dh, .mask = mask, .rate = net->dropout,
                 .act = net->act, .act_out = P->act, .xhat = P->xhat, .var = P->var,
                 .eps = net->bn_eps, .gamma = P->gamma,
-                .dx = dh, .dgamma = P->dgamma, .dbeta = P->dbeta,
+                .dx = dh, .dgamma = P->dgamma, .dbeta = P->dbeta, .work = net->scratch,
             };
             if (net->reduce) {   /* synchronised: sum the two reductions over processes */
                 a.phase = 1;

@@ -135,6 +135,7 @@ def batch_norm(const floating[:, ::1] x, const floating[::1] gamma,
     cdef floating[::1] mv = mean, vv = var
     cdef floating *rm = _out1(running_mean)
     cdef floating *rv = _out1(running_var)
+    cdef double[::1] work = np.empty(fn_bn_work_size(n, f, 8 * sizeof(floating)))
     cdef int nt = threads_for_elements(<double>n * f)
     cdef fn_bn_forward_args_f32 a32
     cdef fn_bn_forward_args_f64 a64
@@ -144,7 +145,7 @@ def batch_norm(const floating[:, ::1] x, const floating[::1] gamma,
         a32.running_mean = rm; a32.running_var = rv; a32.momentum = momentum
         a32.xhat = NULL; a32.act = FN_ACT_NONE; a32.out = &o[0, 0]
         a32.dropout.rate = 0; a32.mask = NULL; a32.dropped = NULL
-        a32.stats = NULL; a32.stat_n = 0
+        a32.stats = NULL; a32.stat_n = 0; a32.work = &work[0]
         with nogil, parallel(num_threads=nt):
             fn_bn_forward_team_f32(&a32)
     else:
@@ -153,7 +154,7 @@ def batch_norm(const floating[:, ::1] x, const floating[::1] gamma,
         a64.running_mean = rm; a64.running_var = rv; a64.momentum = momentum
         a64.xhat = NULL; a64.act = FN_ACT_NONE; a64.out = &o[0, 0]
         a64.dropout.rate = 0; a64.mask = NULL; a64.dropped = NULL
-        a64.stats = NULL; a64.stat_n = 0
+        a64.stats = NULL; a64.stat_n = 0; a64.work = &work[0]
         with nogil, parallel(num_threads=nt):
             fn_bn_forward_team_f64(&a64)
     if not training:
@@ -173,6 +174,7 @@ def batch_norm_backward(const floating[:, ::1] dout, const floating[:, ::1] x,
     dbeta = np.empty(f, dtype=dtype)
     cdef floating[:, ::1] dxv = dx
     cdef floating[::1] dg = dgamma, dbv = dbeta
+    cdef double[::1] work = np.empty(fn_bn_work_size(n, f, 8 * sizeof(floating)))
     cdef int nt = threads_for_elements(<double>n * f)
     cdef fn_bn_backward_args_f32 a32
     cdef fn_bn_backward_args_f64 a64
@@ -181,7 +183,7 @@ def batch_norm_backward(const floating[:, ::1] dout, const floating[:, ::1] x,
         a32.act = FN_ACT_NONE; a32.act_out = NULL; a32.xhat = NULL; a32.x = &x[0, 0]
         a32.mean = &mean[0]; a32.var = &var[0]; a32.eps = eps; a32.gamma = &gamma[0]
         a32.dx = &dxv[0, 0]; a32.dgamma = &dg[0]; a32.dbeta = &dbv[0]
-        a32.phase = 0; a32.sums = NULL; a32.stat_n = 0
+        a32.phase = 0; a32.sums = NULL; a32.stat_n = 0; a32.work = &work[0]
         with nogil, parallel(num_threads=nt):
             fn_bn_backward_team_f32(&a32)
     else:
@@ -189,7 +191,7 @@ def batch_norm_backward(const floating[:, ::1] dout, const floating[:, ::1] x,
         a64.act = FN_ACT_NONE; a64.act_out = NULL; a64.xhat = NULL; a64.x = &x[0, 0]
         a64.mean = &mean[0]; a64.var = &var[0]; a64.eps = eps; a64.gamma = &gamma[0]
         a64.dx = &dxv[0, 0]; a64.dgamma = &dg[0]; a64.dbeta = &dbv[0]
-        a64.phase = 0; a64.sums = NULL; a64.stat_n = 0
+        a64.phase = 0; a64.sums = NULL; a64.stat_n = 0; a64.work = &work[0]
         with nogil, parallel(num_threads=nt):
             fn_bn_backward_team_f64(&a64)
     return dx, dgamma, dbeta

@@ -64,6 +64,7 @@ cdef extern from "fastnet.h" nogil:
     uint32_t fn_dropout_random_bits(const fn_dropout *d, uint32_t element)
     fn_int fn_gemm_pack_size(fn_int k, fn_int n, int dtype_bits)
     fn_int fn_reduce_scratch_size(fn_int rows, fn_int elements)
+    fn_int fn_bn_work_size(fn_int n, fn_int f, int dtype_bits)
 
     # ---- float32 -----------------------------------------------------------
     ctypedef struct fn_gemm_args_f32:
@@ -99,6 +100,7 @@ cdef extern from "fastnet.h" nogil:
         float *dropped
         const double *stats
         fn_int stat_n
+        double *work
 
     ctypedef struct fn_bn_backward_args_f32:
         fn_int n, f
@@ -119,6 +121,7 @@ cdef extern from "fastnet.h" nogil:
         int phase
         double *sums
         fn_int stat_n
+        double *work
 
     ctypedef struct fn_optim_f32:
         int kind
@@ -248,6 +251,7 @@ cdef extern from "fastnet.h" nogil:
         double *dropped
         const double *stats
         fn_int stat_n
+        double *work
 
     ctypedef struct fn_bn_backward_args_f64:
         fn_int n, f
@@ -268,6 +272,7 @@ cdef extern from "fastnet.h" nogil:
         int phase
         double *sums
         fn_int stat_n
+        double *work
 
     ctypedef struct fn_optim_f64:
         int kind
