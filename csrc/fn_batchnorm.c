@@ -32,6 +32,28 @@ fn_int fn_bn_work_size(fn_int n, fn_int f, int dtype_bits)
     return 2 * FN_MAX(f, 1) + FN_CEIL_DIV(reals, 64 / dtype_bits) + 8;
 }
 
+/* A synchronised batch norm's reductions travel as one array of f values,
+ * then f others: split into (or join from) two arrays, features [j0, j1). */
+static inline void fn_bn_split_pair(const double *restrict pair, fn_int f, fn_int j0,
+                                    fn_int j1, double *restrict first, double *restrict second)
+{
+    FN_SIMD
+    for (fn_int j = j0; j < j1; j++) {
+        first[j] = pair[j];
+        second[j] = pair[f + j];
+    }
+}
+
+static inline void fn_bn_join_pair(const double *restrict first, const double *restrict second,
+                                   fn_int f, fn_int j0, fn_int j1, double *restrict pair)
+{
+    FN_SIMD
+    for (fn_int j = j0; j < j1; j++) {
+        pair[j] = first[j];
+        pair[f + j] = second[j];
+    }
+}
+
 #define FN_DTYPE 32
 #include "fn_batchnorm.c"
 #undef FN_DTYPE
@@ -121,6 +143,15 @@ static void FN(bn_partials_team)(fn_int n, fn_int f, const fn_real *x, const fn_
     }
 }
 
+/* dst[j] = src[j] rounded to fn_real, for j in [j0, j1), when dst is given. */
+FN_INLINE void FN(round_into)(fn_real *restrict dst, const double *restrict src, fn_int j0,
+                              fn_int j1)
+{
+    if (!dst) return;
+    FN_SIMD
+    for (fn_int j = j0; j < j1; j++) dst[j] = (fn_real)src[j];
+}
+
 /* out[j] = (sum over chunks, in order, of part[c * f + j]) / divide_by, in
  * double, for the features [j0, j1); also rounded to fn_real into
  * `rounded` when given. */
@@ -137,10 +168,7 @@ static void FN(bn_combine)(const fn_real *restrict part, fn_int chunks, fn_int f
     }
     FN_SIMD
     for (fn_int j = j0; j < j1; j++) out[j] /= divide_by;
-    if (rounded) {
-        FN_SIMD
-        for (fn_int j = j0; j < j1; j++) rounded[j] = (fn_real)out[j];
-    }
+    FN(round_into)(rounded, out, j0, j1);
 }
 
 #define FN_FOR_FEATURE_BLOCKS(f, j0, j1) \
@@ -250,12 +278,7 @@ static void FN(bn_feature_constants)(const FN(fn_bn_forward_args) *a, const FN(b
     double *restrict mean = w->sum_a, *restrict var = w->sum_b;
     fn_real *restrict col = w->col;
     if (a->training && a->stats) {
-        const double *restrict stats = a->stats;
-        FN_SIMD
-        for (fn_int j = j0; j < j1; j++) {
-            mean[j] = stats[j];
-            var[j] = stats[f + j];
-        }
+        fn_bn_split_pair(a->stats, f, j0, j1, mean, var);
     } else if (a->training) {
         FN(bn_combine)(w->part_b, w->chunks, f, j0, j1, (double)a->n, var, NULL);
     } else {
@@ -271,15 +294,8 @@ static void FN(bn_feature_constants)(const FN(fn_bn_forward_args) *a, const FN(b
     const fn_real *restrict gamma = a->gamma, *restrict beta = a->beta;
     const double eps = a->eps;
     if (a->training) {
-        fn_real *restrict mean_out = a->mean, *restrict var_out = a->var;
-        if (mean_out) {
-            FN_SIMD
-            for (fn_int j = j0; j < j1; j++) mean_out[j] = (fn_real)mean[j];
-        }
-        if (var_out) {
-            FN_SIMD
-            for (fn_int j = j0; j < j1; j++) var_out[j] = (fn_real)var[j];
-        }
+        FN(round_into)(a->mean, mean, j0, j1);
+        FN(round_into)(a->var, var, j0, j1);
         if (a->running_mean) {
             fn_real *restrict rm = a->running_mean, *restrict rv = a->running_var;
             const double m = a->momentum;
@@ -485,31 +501,14 @@ static void FN(bn_backward_features)(const FN(fn_bn_backward_args) *a, const FN(
     double *restrict sum_dy = w->sum_a, *restrict sum_dy_xhat = w->sum_b;
     fn_real *restrict col = w->col;
     if (a->phase == 2) {
-        const double *restrict sums = a->sums;
-        FN_SIMD
-        for (fn_int j = j0; j < j1; j++) {
-            sum_dy[j] = sums[j];
-            sum_dy_xhat[j] = sums[f + j];
-        }
+        fn_bn_split_pair(a->sums, f, j0, j1, sum_dy, sum_dy_xhat);
     } else {
         FN(bn_combine)(w->part_a, w->chunks, f, j0, j1, 1.0, sum_dy, NULL);
         FN(bn_combine)(w->part_b, w->chunks, f, j0, j1, 1.0, sum_dy_xhat, NULL);
-        fn_real *restrict dgamma = a->dgamma, *restrict dbeta = a->dbeta;
-        if (dgamma) {
-            FN_SIMD
-            for (fn_int j = j0; j < j1; j++) dgamma[j] = (fn_real)sum_dy_xhat[j];
-        }
-        if (dbeta) {
-            FN_SIMD
-            for (fn_int j = j0; j < j1; j++) dbeta[j] = (fn_real)sum_dy[j];
-        }
+        FN(round_into)(a->dgamma, sum_dy_xhat, j0, j1);
+        FN(round_into)(a->dbeta, sum_dy, j0, j1);
         if (a->phase == 1) {
-            double *restrict sums = a->sums;
-            FN_SIMD
-            for (fn_int j = j0; j < j1; j++) {
-                sums[j] = sum_dy[j];
-                sums[f + j] = sum_dy_xhat[j];
-            }
+            fn_bn_join_pair(sum_dy, sum_dy_xhat, f, j0, j1, a->sums);
             return;
         }
         if (a->xhat) FN(bn_backward_stats)(a, col, j0, j1);    /* not done before pass 1 */
