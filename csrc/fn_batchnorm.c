@@ -171,6 +171,8 @@ static void FN(bn_combine)(const fn_real *restrict part, fn_int chunks, fn_int f
     FN(round_into)(rounded, out, j0, j1);
 }
 
+/* Work-sharing loop over the feature blocks of f features: the statement
+ * that follows runs once per block with j0, j1 its features [j0, j1). */
 #define FN_FOR_FEATURE_BLOCKS(f, j0, j1) \
     FN_OMP_FOR \
     for (fn_int blk_ = 0; blk_ < FN_CEIL_DIV(f, FN_BN_WIDTH); blk_++) \
@@ -184,8 +186,7 @@ void FN(fn_bn_sums_team)(fn_int n, fn_int f, const fn_real *x, const double *mea
     fn_real *shift = NULL;
     if (mean) {
         shift = w.col;
-        FN_FOR_FEATURE_BLOCKS(f, j0, j1)
-            for (fn_int j = j0; j < j1; j++) shift[j] = (fn_real)mean[j];
+        FN_FOR_FEATURE_BLOCKS(f, j0, j1) FN(round_into)(shift, mean, j0, j1);
     }
     FN(bn_partials_team)(n, f, x, shift, w.part_a);
     FN_FOR_FEATURE_BLOCKS(f, j0, j1)
