@@ -25,8 +25,9 @@
 #define FN_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define FN_CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
 
-/* Column blocks of per-feature reductions: 128 bytes of a row.  Each column
- * is reduced over the rows, in row order, by exactly one thread. */
+/* Column blocks of per-feature reductions: 128 bytes of a row.  A column's
+ * sum over the rows has one fixed order: in row order by one thread, or
+ * (batch norm) per 8-row chunk, then the chunks' partials in chunk order. */
 #define FN_COL_BLOCK_BYTES 128
 /* Elements per chunk of flat elementwise loops and of ordered reductions. */
 #define FN_CHUNK 4096
