@@ -12,7 +12,9 @@
  * order (features).  That is as accurate for batch statistics, keeps the
  * inner loops in single-precision vectors, and fixes the summation order by
  * the shape alone.  A chunk's column block of full width has its width as a
- * compile-time constant, so its partial sums stay in registers.
+ * compile-time constant, so its partial sums stay in registers.  On one
+ * thread the same schedule runs as is: a feature-block-major order for the
+ * backward measured no faster (toy, digits).
  *
  * The team kernels take a caller's scratch of fn_bn_work_size(n, f, bits)
  * doubles (the per-chunk partials and per-feature constants). */
@@ -343,8 +345,8 @@ void FN(fn_bn_forward_team)(const FN(fn_bn_forward_args) *a)
 /* Pass 1 over one chunk's column block: dy (the incoming gradient taken
  * back through dropout and the activation) into dx, and the chunk's
  * partial sums of dy and dy * xhat.  One loop per row, everything kept in
- * registers.  Pointers are at the block's first column; invstd_mean holds
- * invstd then mean (w each, f apart) when xhat is recomputed. */
+ * registers.  invstd and mean (read when xhat is recomputed) are at the
+ * block's first column. */
 FN_INLINE void FN(bn_backward_chunk_block)(const FN(fn_bn_backward_args) *a, fn_int i0,
                                            fn_int rows, fn_int j0, const fn_int w,
                                            const fn_real *restrict invstd,
@@ -385,38 +387,34 @@ FN_INLINE void FN(bn_backward_chunk_block)(const FN(fn_bn_backward_args) *a, fn_
     }
 }
 
-FN_INLINE void FN(bn_backward_chunks)(const FN(fn_bn_backward_args) *a, const FN(bn_work) *w,
-                                      fn_int c0, fn_int c1, fn_int j_lo, fn_int j_hi,
-                                      const int act, const int has_mask, const int has_xhat)
+FN_INLINE void FN(bn_backward_chunk)(const FN(fn_bn_backward_args) *a, const FN(bn_work) *w,
+                                     fn_int c, const int act, const int has_mask,
+                                     const int has_xhat)
 {
-    const fn_int f = a->f;
+    const fn_int f = a->f, i0 = c * FN_BN_ROWS, rows = FN_MIN(FN_BN_ROWS, a->n - i0);
     const fn_real *invstd = w->col + f, *mean = w->col;
-    for (fn_int c = c0; c < c1; c++) {
-        const fn_int i0 = c * FN_BN_ROWS, rows = FN_MIN(FN_BN_ROWS, a->n - i0);
-        for (fn_int j0 = j_lo; j0 < j_hi; j0 += FN_BN_WIDTH) {
-            fn_real *pd = w->part_a + c * f + j0, *px = w->part_b + c * f + j0;
-            if (j_hi - j0 >= FN_BN_WIDTH)
-                FN(bn_backward_chunk_block)(a, i0, rows, j0, FN_BN_WIDTH, invstd + j0,
-                                            mean + j0, act, has_mask, has_xhat, pd, px);
-            else
-                FN(bn_backward_chunk_block)(a, i0, rows, j0, j_hi - j0, invstd + j0,
-                                            mean + j0, act, has_mask, has_xhat, pd, px);
-        }
+    for (fn_int j0 = 0; j0 < f; j0 += FN_BN_WIDTH) {
+        fn_real *pd = w->part_a + c * f + j0, *px = w->part_b + c * f + j0;
+        if (f - j0 >= FN_BN_WIDTH)
+            FN(bn_backward_chunk_block)(a, i0, rows, j0, FN_BN_WIDTH, invstd + j0, mean + j0,
+                                        act, has_mask, has_xhat, pd, px);
+        else
+            FN(bn_backward_chunk_block)(a, i0, rows, j0, f - j0, invstd + j0, mean + j0, act,
+                                        has_mask, has_xhat, pd, px);
     }
 }
 
-/* Pass 1 over chunks [c0, c1), features [j_lo, j_hi).  One specialisation
- * per activation, dropout and stored-xhat combination: the inner loops carry
- * no branches. */
+/* Pass 1 over chunk c.  One specialisation per activation, dropout and
+ * stored-xhat combination: the inner loops carry no branches. */
 FN_MULTIVERSION
-static void FN(bn_backward_chunks_any)(const FN(fn_bn_backward_args) *a, const FN(bn_work) *w,
-                                       fn_int c0, fn_int c1, fn_int j_lo, fn_int j_hi)
+static void FN(bn_backward_chunk_any)(const FN(fn_bn_backward_args) *a, const FN(bn_work) *w,
+                                      fn_int c)
 {
 #define FN_BN_BWD(ACT) \
-    if (a->mask && a->xhat) FN(bn_backward_chunks)(a, w, c0, c1, j_lo, j_hi, ACT, 1, 1); \
-    else if (a->mask) FN(bn_backward_chunks)(a, w, c0, c1, j_lo, j_hi, ACT, 1, 0); \
-    else if (a->xhat) FN(bn_backward_chunks)(a, w, c0, c1, j_lo, j_hi, ACT, 0, 1); \
-    else FN(bn_backward_chunks)(a, w, c0, c1, j_lo, j_hi, ACT, 0, 0);
+    if (a->mask && a->xhat) FN(bn_backward_chunk)(a, w, c, ACT, 1, 1); \
+    else if (a->mask) FN(bn_backward_chunk)(a, w, c, ACT, 1, 0); \
+    else if (a->xhat) FN(bn_backward_chunk)(a, w, c, ACT, 0, 1); \
+    else FN(bn_backward_chunk)(a, w, c, ACT, 0, 0);
     switch (a->act) {
     case FN_ACT_RELU: FN_BN_BWD(FN_ACT_RELU) break;
     case FN_ACT_TANH: FN_BN_BWD(FN_ACT_TANH) break;
@@ -458,14 +456,14 @@ FN_INLINE void FN(bn_backward_finish_block)(const FN(fn_bn_backward_args) *a,
 
 FN_MULTIVERSION
 static void FN(bn_backward_finish_rows)(const FN(fn_bn_backward_args) *a, const fn_real *col,
-                                        fn_int i0, fn_int i1, fn_int j_lo, fn_int j_hi)
+                                        fn_int i0, fn_int i1)
 {
 #define FN_BN_FINISH(W) \
     if (a->xhat) FN(bn_backward_finish_block)(a, col, i0, i1, j0, W, 1); \
     else FN(bn_backward_finish_block)(a, col, i0, i1, j0, W, 0);
-    for (fn_int j0 = j_lo; j0 < j_hi; j0 += FN_BN_WIDTH) {
-        if (j_hi - j0 >= FN_BN_WIDTH) { FN_BN_FINISH(FN_BN_WIDTH) }
-        else { FN_BN_FINISH(j_hi - j0) }
+    for (fn_int j0 = 0; j0 < a->f; j0 += FN_BN_WIDTH) {
+        if (a->f - j0 >= FN_BN_WIDTH) { FN_BN_FINISH(FN_BN_WIDTH) }
+        else { FN_BN_FINISH(a->f - j0) }
     }
 #undef FN_BN_FINISH
 }
@@ -538,32 +536,18 @@ void FN(fn_bn_backward_team)(const FN(fn_bn_backward_args) *a)
     const FN(bn_work) w = FN(bn_work_layout)(a->work, n, f);
     const int pass1 = a->phase != 2, pass2 = a->phase != 1;
     const int stats_first = !a->xhat || a->phase == 2;
-    if (fn_omp_team_size() == 1) {
-        /* One thread: the same operations feature block by feature block,
-         * both passes while the block is in cache (the row-split schedule
-         * below sweeps the whole batch twice: toy's backward 40 % slower) */
-        for (fn_int j0 = 0; j0 < f; j0 += FN_BN_WIDTH) {
-            const fn_int j1 = FN_MIN(f, j0 + FN_BN_WIDTH);
-            if (stats_first) FN(bn_backward_stats)(a, w.col, j0, j1);
-            if (pass1) FN(bn_backward_chunks_any)(a, &w, 0, w.chunks, j0, j1);
-            FN(bn_backward_features)(a, &w, j0, j1);
-            if (pass2) FN(bn_backward_finish_rows)(a, w.col, 0, n, j0, j1);
-        }
-        return;
-    }
     if (stats_first) {
         FN_FOR_FEATURE_BLOCKS(f, j0, j1) FN(bn_backward_stats)(a, w.col, j0, j1);
     }
     if (pass1) {
         FN_OMP_FOR
-        for (fn_int c = 0; c < w.chunks; c++) FN(bn_backward_chunks_any)(a, &w, c, c + 1, 0, f);
+        for (fn_int c = 0; c < w.chunks; c++) FN(bn_backward_chunk_any)(a, &w, c);
     }
     FN_FOR_FEATURE_BLOCKS(f, j0, j1) FN(bn_backward_features)(a, &w, j0, j1);
     if (!pass2) return;
     FN_OMP_FOR
     for (fn_int c = 0; c < w.chunks; c++)
-        FN(bn_backward_finish_rows)(a, w.col, c * FN_BN_ROWS, FN_MIN(n, (c + 1) * FN_BN_ROWS),
-                                    0, f);
+        FN(bn_backward_finish_rows)(a, w.col, c * FN_BN_ROWS, FN_MIN(n, (c + 1) * FN_BN_ROWS));
 }
 
 #undef FN_FOR_FEATURE_BLOCKS

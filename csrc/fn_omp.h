@@ -36,16 +36,6 @@ static inline int fn_omp_thread_num(void)
 #endif
 }
 
-/* Threads of the enclosing team (1 outside a parallel region). */
-static inline int fn_omp_team_size(void)
-{
-#ifdef _OPENMP
-    return omp_get_num_threads();
-#else
-    return 1;
-#endif
-}
-
 /* Vectorise the next loop (its iterations are independent); needs
  * -fopenmp or -fopenmp-simd, else it is ignored. */
 #define FN_SIMD FN_PRAGMA_SIMD(omp simd)
