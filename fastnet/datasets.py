@@ -13,6 +13,7 @@ Every loader raises ``ValueError`` (or ``FileNotFoundError``) with a message
 naming the file and the problem; nothing is unpickled.
 """
 import codecs
+import collections
 import csv
 import io
 import math
@@ -116,9 +117,9 @@ def load_file(path, label_column=None, *, header="auto"):
         Whether the first row of a ``.csv`` names the columns.  "auto": it
         does when it is not all numbers, or when it reads ``0,1,...,k-1`` or
         ``1,2,...,k`` (the names pandas' ``to_csv`` writes for unnamed
-        columns) and the rows below hold non-integers or none of them has
-        its label; such a row that could still be data is read as data,
-        with a warning.
+        columns) and the rows below hold non-integers, or none of them has
+        its label while every label below occurs twice or more; such a row
+        that could still be data is read as data, with a warning.
 
     Returns
     -------
@@ -294,8 +295,9 @@ def _first_row_is_header(path, first, rest, label_column):
         label = int(label_column) % len(first)
     if any(not _is_int(f) for row in rest for f in row):
         return True                       # the data holds non-integers, the row does not
-    if all(len(row) <= label or row[label].strip() != first[label] for row in rest):
-        return True                       # as data, its label would be a class of one row
+    counts = collections.Counter(row[label].strip() for row in rest if len(row) > label)
+    if first[label] not in counts and counts and min(counts.values()) >= 2:
+        return True                       # as data, its label alone would be a class of one
     warnings.warn(f"{path}: the first row ({','.join(first)}) could name the columns (pandas "
                   "writes 0,1,... for unnamed ones) but is read as data; pass header=True "
                   "(--header yes) if it is a header, header=False (--header no) to silence "

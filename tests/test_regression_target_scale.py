@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 sk = pytest.importorskip("fastnet.sklearn")
+pytestmark = pytest.mark.filterwarnings("ignore:.*max_iter:UserWarning")
 
 
 def _data():
