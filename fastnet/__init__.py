@@ -10,6 +10,7 @@ thread count.
 >>> model = fastnet.MLP([64, 128, 128, 10], dropout=0.3)
 >>> history = model.fit(X, y, epochs=50, validation_split=0.2, early_stopping=10)
 """
+from fastnet import _check_build  # noqa: F401  (a clear error in an unbuilt tree)
 from fastnet._version import __version__
 from fastnet._config import build_info, get_num_threads, set_num_threads, threads
 from fastnet import (callbacks, diagnostics, functional, health, init,  # noqa: F401

@@ -94,9 +94,9 @@ def real_number(value, name, low=None, high=None, low_open=False, high_open=Fals
         bad = bad or value < low or (low_open and value == low)
     if high is not None:
         bad = bad or value > high or (high_open and value == high)
-    if bad:
-        lb = "(" if low_open else "["
-        hb = ")" if high_open else "]"
+    if bad:      # an end without a bound is open: infinities are refused
+        lb = "(" if low_open or low is None else "["
+        hb = ")" if high_open or high is None else "]"
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
         raise ValueError(f"{name} must be in {lb}{lo}, {hi}{hb}, got {value}")

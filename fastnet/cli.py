@@ -7,23 +7,33 @@ Subcommands::
     fastnet lr-find    learning-rate range test: which lr to train with
     fastnet bench      time fastnet against NumPy and PyTorch
 
-:func:`main` takes the argument list and returns the exit code: 0 on success,
-2 for a bad option, a bad or missing file, or data that cannot be trained on
-(with a one-line message on stderr and no traceback), 130 on Ctrl-C.
+:func:`main` takes the argument list and returns the exit code:
+
+* 0: success (also when stdout was closed early, e.g. by ``| head``: the
+  rest of the output is dropped, the files are still written);
+* 2: a bad option, a bad or missing file, data that cannot be trained on, an
+  output directory that cannot be written (found before training), or a
+  model too large for this machine's memory -- with a one-line message on
+  stderr and no traceback;
+* 130: Ctrl-C.  One Ctrl-C during training stops after the current batch and
+  still saves the model and history (restored to the best epoch) before
+  exiting 130; a second one stops at once, saving nothing.
 """
 import argparse
 import contextlib
+import errno
 import json
 import math
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
 __all__ = ["build_parser", "main"]
 
-PLOT_HINT = "install fastnet[plot] for the PNG (pip install 'fastnet[plot]')"
+PLOT_HINT = "matplotlib is not installed (fastnet depends on it: pip install matplotlib)"
 
 DEFAULTS = {
     "layers": "256,128",
@@ -141,8 +151,18 @@ examples:
   fastnet lr-find --optimizer adamw      # then: fastnet train --lr <suggested>
 
 Run 'fastnet COMMAND --help' for the options of a command.
-Exit status: 0 success, 2 bad option/file/data (one-line message), 130 Ctrl-C.
+Exit status: 0 success (also when stdout is closed early, e.g. by | head);
+2 bad option, file, data, output directory or a model too large for memory
+(a one-line message, found before training); 130 Ctrl-C (one Ctrl-C during
+training still saves the model and history, restored to the best epoch).
 """
+
+
+def _add_header_argument(p):
+    p.add_argument("--header", choices=("auto", "yes", "no"), default="auto",
+                   help="whether the first row of a .csv names the columns (default auto: "
+                        "yes when it is not all numbers, or reads 0,1,2,... / 1,2,3,... as "
+                        "pandas writes unnamed columns over data it cannot be a row of)")
 
 
 def _add_data_and_model_arguments(p):
@@ -154,6 +174,7 @@ def _add_data_and_model_arguments(p):
     p.add_argument("--label-column", metavar="NAME",
                    help="label column of a .csv: a header name or a 0-based index "
                         "(default: the column named 'label', else the last one)")
+    _add_header_argument(p)
     p.add_argument("--layers", type=_layer_list, default=_layer_list(d["layers"]),
                    metavar="W1,W2,...",
                    help=f"hidden layer widths (default {d['layers']})")
@@ -257,6 +278,7 @@ def build_parser():
                            "(default: the bundled digits)")
     diag.add_argument("--label-column", metavar="NAME",
                       help="label column of a .csv (as for train)")
+    _add_header_argument(diag)
     diag.set_defaults(func=cmd_diagnose)
 
     # ---- lr-find ---------------------------------------------------------------
@@ -306,6 +328,11 @@ def build_parser():
 
 def main(argv=None):
     """Run the command line with `argv` (default ``sys.argv[1:]``); return the exit code."""
+    with _stdout_may_close():
+        return _run(argv)
+
+
+def _run(argv):
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -314,18 +341,69 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 0
+    prog = f"fastnet {args.command}"
     try:
         return args.func(args) or 0
     except (CommandError, ValueError, OSError, TypeError) as exc:
-        _error(f"fastnet {args.command}", exc)
+        _error(prog, exc)
+        return 2
+    except MemoryError:
+        _error(prog, CommandError("out of memory: try smaller --layers or --batch-size"))
         return 2
     except KeyboardInterrupt:
-        print(f"fastnet {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 
+class _DroppingClosedStdout:
+    """sys.stdout that drops its output once the reader has gone (``| head``), so that a
+    closed pipe never interrupts training or the writing of its results."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.closed_early = False
+
+    def _closed(self):
+        self.closed_early = True
+        # the interpreter flushes the real stream at exit: let that go nowhere quietly
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def write(self, text):
+        if not self.closed_early:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._closed()
+        return len(text)
+
+    def flush(self):
+        if not self.closed_early:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._closed()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _stdout_may_close():
+    stdout = sys.stdout
+    sys.stdout = guarded = _DroppingClosedStdout(stdout)
+    try:
+        yield
+    finally:
+        guarded.flush()
+        sys.stdout = stdout
+
+
 def _error(prog, exc):
-    if isinstance(exc, FileNotFoundError) and exc.filename:
+    if isinstance(exc, FileNotFoundError) and exc.filename \
+            and exc.strerror in (None, os.strerror(errno.ENOENT)):
         message = f"no such file: {exc.filename}"
     elif isinstance(exc, OSError) and exc.strerror and exc.filename:
         message = f"{exc.filename}: {exc.strerror}"
@@ -349,16 +427,23 @@ def _threads(n):
 # data
 # ---------------------------------------------------------------------------
 
-def _load_data(path, label_column):
-    """(X, y, classes, description) from a file, or the bundled digits."""
+def _load_data(args):
+    """(X, y, classes, description) from ``--data``, or the bundled digits."""
     from fastnet import datasets
-    if path is None:
-        if label_column is not None:
-            raise CommandError("--label-column needs --data")
+    if args.data is None:
+        for option, given in (("--label-column", args.label_column is not None),
+                              ("--header", args.header != "auto")):
+            if given:
+                raise CommandError(f"{option} needs --data")
         X, y = datasets.load_digits()
         return X, y, np.arange(10), "digits (bundled with fastnet, pixels / 16)"
-    X, y, classes = datasets.load_file(path, label_column)
-    return X, y, classes, path
+    header = {"auto": "auto", "yes": True, "no": False}[args.header]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        X, y, classes = datasets.load_file(args.data, args.label_column, header=header)
+    for warning in caught:
+        print(f"fastnet {args.command}: warning: {warning.message}", file=sys.stderr)
+    return X, y, classes, args.data
 
 
 def _class_names(classes):
@@ -405,6 +490,75 @@ def _describe_run(args, sizes):
     return ", ".join(parts)
 
 
+def _output_dir(option, path, first_file):
+    """`path` created if needed and shown to accept new files, before any work: its
+    absolute path.  CommandError naming `option` otherwise."""
+    from fastnet import _io
+    out = os.path.abspath(path)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CommandError(f"{option} {path} exists and is not a directory")
+    try:
+        os.makedirs(out, exist_ok=True)
+        _io.check_writable(os.path.join(out, first_file))
+    except OSError as exc:
+        raise CommandError(f"{option} {path}: cannot write there ({exc.strerror or exc})") \
+            from None
+    return out
+
+
+def _check_split(n, source, test_size, val_size=None):
+    """The rows the test split (and the validation split of the rest) leave: at least 2
+    to fit on, 1 to test and 1 to validate.  CommandError naming the options otherwise."""
+    n_test = math.ceil(test_size * n)
+    n_train = n - n_test
+    n_val = 0 if val_size is None else math.ceil(val_size * n_train)
+    n_fit = n_train - n_val
+    if n_fit >= 2 and n_test >= 1 and (val_size is None or n_val >= 1):
+        return
+    options = "--test-size" if val_size is None else "--test-size and --val-size"
+    least = 3 if val_size is None else 4
+    if n < least:
+        raise CommandError(f"{source} has {n} rows: too few to hold out the test split and "
+                           + ("" if val_size is None else "the validation split and ")
+                           + f"keep 2 rows to train on ({options}); at least {least} rows "
+                           "are needed")
+    if val_size is None or n_train < 3:
+        raise CommandError(f"--test-size {test_size:g} holds out {n_test} of the {n} rows, "
+                           f"leaving {n_train}: too few to train on"
+                           + ("" if val_size is None else " and validate")
+                           + "; use a smaller --test-size")
+    raise CommandError(f"--val-size {val_size:g} holds out {n_val} of the {n_train} "
+                       f"training rows, leaving {n_fit} to train on (at least 2 are "
+                       "needed); use a smaller --val-size")
+
+
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_model_size(args, sizes):
+    """Refuse a model whose training state cannot fit in this machine's memory, before
+    allocating it (widths such as 10**20 would also overflow the native layout)."""
+    from fastnet.model import _parameter_counts
+    n_params, _ = _parameter_counts(sizes, not args.no_batch_norm)
+    # float32 parameters, gradients, two optimizer moments and the best weights kept
+    needed = 5 * 4 * n_params
+    memory = _physical_memory()
+    limit = min(memory, 2**62) if memory else 2**62
+    if needed > limit:
+        have = f"this machine has {_gib(memory)}" if memory else "more than any array holds"
+        raise CommandError(f"--layers {','.join(map(str, args.layers))}: the model {sizes} "
+                           f"has {n_params:.3g} parameters and training it needs at least "
+                           f"{_gib(needed)}; {have}")
+
+
+def _gib(n_bytes):
+    return f"{n_bytes / 2**30:.3g} GiB"
+
+
 def cmd_train(args):
     from fastnet import distributed
     # under mpirun -n N (N > 1) the ranks train together; rank 0 prints and writes files
@@ -421,8 +575,9 @@ def _train(args, ranks, root):
     from fastnet.callbacks import EarlyStopping
 
     t_start = time.perf_counter()
-    X, y, classes, source = _load_data(args.data, args.label_column)
+    X, y, classes, source = _load_data(args)
     n_classes = int(classes.size)
+    _check_split(X.shape[0], source, args.test_size, args.val_size)
     X_train, X_test, y_train, y_test = datasets.train_test_split(
         X, y, args.test_size, seed=DEFAULTS["split_seed"])
     X_fit, X_val, y_fit, y_val = datasets.train_test_split(
@@ -432,11 +587,11 @@ def _train(args, ranks, root):
         scaler, (X_fit, X_val, X_test) = _standardize(X_fit, X_val, X_test)
 
     sizes = [int(X.shape[1])] + list(args.layers) + [n_classes]
+    _check_model_size(args, sizes)
     schedule, schedule_text = _schedule(args)
     stopper = EarlyStopping(patience=args.patience) if args.patience else None
-    out = os.path.abspath(args.out)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise CommandError(f"--out {args.out} exists and is not a directory")
+    # the results must have somewhere to go before the training they record
+    out = _output_dir("--out", args.out, "model.npz") if root else None
 
     print(f"Data:      {source}: {X.shape[0]} rows, {X.shape[1]} features, "
           f"{n_classes} classes")
@@ -466,14 +621,30 @@ def _train(args, ranks, root):
         fit_seconds = time.perf_counter() - t_fit
         test = model.evaluate(X_test, y_test)
     n_correct = round(test["accuracy"] * len(y_test))
-
-    print()
     ran = history.epochs
     best = history.best_epoch
+    exit_code = 130 if history.interrupted else 0
+
+    if root:                       # saved first: nothing printed below can lose them
+        model_path = os.path.join(out, "model.npz")
+        model.save(model_path)
+        history_path = os.path.join(out, "history.json")
+        record = {
+            "data": source, "classes": _class_names(classes), "layer_sizes": sizes,
+            "options": {k: v for k, v in vars(args).items() if k not in ("func", "command")},
+            "test_accuracy": test["accuracy"], "test_loss": test["loss"],
+            "epochs": ran, "best_epoch": best, "stopped_epoch": history.stopped_epoch,
+            "diverged": history.diverged, "interrupted": history.interrupted,
+            "fit_seconds": fit_seconds, "history": history.history, "standardize": scaler,
+        }
+        with open(history_path, "w") as fh:
+            json.dump(record, fh, indent=1, default=_json_default)
+
+    print()
     if history.diverged:
         print(f"Training diverged (NaN/inf loss) after {ran} epochs; restored the best "
               "weights. Try a lower --lr.")
-    elif getattr(history, "interrupted", False):
+    elif history.interrupted:
         print(f"Interrupted (Ctrl-C) after {ran} epochs; restored the best weights (epoch "
               f"{(best or 0) + 1}).")
     elif history.stopped_epoch is not None and stopper is not None:
@@ -486,22 +657,7 @@ def _train(args, ranks, root):
           f"test loss {test['loss']:.4f}")
     print(f"Training time: {fit_seconds:.1f} s ({ran} epochs)")
     if not root:
-        return 0
-
-    os.makedirs(out, exist_ok=True)
-    model_path = os.path.join(out, "model.npz")
-    model.save(model_path)
-    history_path = os.path.join(out, "history.json")
-    record = {
-        "data": source, "classes": _class_names(classes), "layer_sizes": sizes,
-        "options": {k: v for k, v in vars(args).items() if k not in ("func", "command")},
-        "test_accuracy": test["accuracy"], "test_loss": test["loss"],
-        "epochs": ran, "best_epoch": best, "stopped_epoch": history.stopped_epoch,
-        "diverged": history.diverged, "fit_seconds": fit_seconds,
-        "history": history.history, "standardize": scaler,
-    }
-    with open(history_path, "w") as fh:
-        json.dump(record, fh, indent=1, default=_json_default)
+        return exit_code
     print(f"Saved model:   {model_path}  (fastnet.load(path) reads it back)")
     print(f"Saved history: {history_path}")
     if not args.no_plot:
@@ -512,7 +668,10 @@ def _train(args, ranks, root):
         if _plot_history(history, png, title, stopped=stopper is not None):
             print(f"Saved curves:  {png}")
     print(f"Total time: {time.perf_counter() - t_start:.1f} s")
-    return 0
+    if exit_code:
+        print(f"fastnet train: interrupted; the model and history were saved in {out}",
+              file=sys.stderr)
+    return exit_code
 
 
 def _json_default(obj):
@@ -531,18 +690,18 @@ def cmd_lr_find(args):
     import fastnet
     from fastnet import datasets
 
-    X, y, classes, source = _load_data(args.data, args.label_column)
+    if args.end_lr <= args.start_lr:
+        raise CommandError(f"--end-lr ({args.end_lr:g}) must be larger than --start-lr "
+                           f"({args.start_lr:g})")
+    X, y, classes, source = _load_data(args)
+    _check_split(X.shape[0], source, args.test_size)
     X_train, _, y_train, _ = datasets.train_test_split(X, y, args.test_size,
                                                        seed=DEFAULTS["split_seed"])
     if args.standardize:
         _, (X_train,) = _standardize(X_train)
-    if args.end_lr <= args.start_lr:
-        raise CommandError(f"--end-lr ({args.end_lr:g}) must be larger than --start-lr "
-                           f"({args.start_lr:g})")
-    out = os.path.abspath(args.out)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise CommandError(f"--out {args.out} exists and is not a directory")
     sizes = [int(X.shape[1])] + list(args.layers) + [int(classes.size)]
+    _check_model_size(args, sizes)
+    out = _output_dir("--out", args.out, "lr_find.json")
     print(f"Data:      {source}: {len(y_train)} training rows (test split held out)")
     print(f"Model:     {_describe_run(args, sizes)}")
     print(f"Range:     {args.optimizer}, lr {args.start_lr:g} .. {args.end_lr:g} over "
@@ -566,7 +725,6 @@ def cmd_lr_find(args):
     print(f"Suggested lr: {result.suggested_lr:.3g} (steepest descent of the smoothed loss)")
     print(f"Train with:   fastnet train --optimizer {args.optimizer} --lr "
           f"{result.suggested_lr:.3g}")
-    os.makedirs(out, exist_ok=True)
     record = {"data": source, "layer_sizes": sizes, "optimizer": args.optimizer,
               "lrs": result.lrs, "losses": result.losses, "smoothed": result.smoothed,
               "suggested_lr": result.suggested_lr, "diverged_at": result.diverged_at}
@@ -613,7 +771,7 @@ def _figure(*args, **kwargs):
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        print(f"No PNG: matplotlib is not installed; {PLOT_HINT}")
+        print(f"No PNG: {PLOT_HINT}")
         return None
     return Figure(*args, **kwargs)
 
@@ -672,8 +830,8 @@ def _plot_history(history, path, title, stopped=True):
 
 def cmd_diagnose(args):
     if args.model is None:
-        if args.data is not None or args.label_column is not None:
-            raise CommandError("--data and --label-column need --model")
+        if args.data is not None or args.label_column is not None or args.header != "auto":
+            raise CommandError("--data, --label-column and --header need --model")
         return _diagnose_experiments(args)
     if args.only is not None:
         raise CommandError("--only applies to the experiments, not to --model")
@@ -681,12 +839,7 @@ def cmd_diagnose(args):
 
 
 def _plot_dir(path):
-    if path is None:
-        return None
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise CommandError(f"--plot {path} exists and is not a directory")
-    os.makedirs(path, exist_ok=True)
-    return path
+    return None if path is None else _output_dir("--plot", path, "plot.png")
 
 
 def _heading(text):
@@ -1000,7 +1153,7 @@ def _diagnose_model(args):
     if model.loss != "cross_entropy":
         raise CommandError(f"{args.model} is a regression model; diagnose --model "
                            "supports classifiers")
-    X, y, classes, source = _load_data(args.data, args.label_column)
+    X, y, classes, source = _load_data(args)
     if X.shape[1] != model.layer_sizes[0]:
         raise CommandError(f"the data has {X.shape[1]} features but the model takes "
                            f"{model.layer_sizes[0]}")

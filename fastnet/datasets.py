@@ -12,10 +12,15 @@
 Every loader raises ``ValueError`` (or ``FileNotFoundError``) with a message
 naming the file and the problem; nothing is unpickled.
 """
+import codecs
+import collections
 import csv
+import io
 import math
 import numbers
 import os
+import re
+import warnings
 
 import numpy as np
 
@@ -55,6 +60,10 @@ def load_digits(*, dtype=np.float64):
 def encode_labels(y):
     """Class labels of any kind as codes 0..C-1.
 
+    Integral float labels are classes of integers; integers beyond int64 (in
+    an object array of Python ints, as :func:`load_file` gives them) keep
+    their exact values.
+
     Returns
     -------
     codes : int64 array like y
@@ -62,18 +71,29 @@ def encode_labels(y):
         The sorted distinct labels; ``classes[codes] == y``.
     """
     y = np.asarray(y)
-    if y.dtype.kind == "f":
+    integral_floats = y.dtype.kind == "f"
+    if integral_floats:
         if not np.all(np.isfinite(y)):
             raise ValueError("the labels contain NaN or infinity")
         if not np.all(y == np.round(y)):
             raise ValueError("the labels must be class labels (integers or names), "
                              "got fractional numbers")
-        y = y.astype(np.int64)
     classes, codes = np.unique(y, return_inverse=True)
+    if integral_floats:
+        classes = _integer_array([int(c) for c in classes])   # exact, also beyond int64
     return codes.astype(np.int64).reshape(-1), classes
 
 
-def load_file(path, label_column=None):
+def _integer_array(values):
+    """Python ints as int64, or as an object array when some lie beyond int64."""
+    if all(-2**63 <= v < 2**63 for v in values):
+        return np.array(values, dtype=np.int64)
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def load_file(path, label_column=None, *, header="auto"):
     """Features and class labels from a ``.npz`` or ``.csv`` file.
 
     ``.npz``
@@ -81,16 +101,25 @@ def load_file(path, label_column=None):
         (n, 8, 8)) and ``y`` (n,) (``x`` and ``Y`` are accepted too).  Read
         with pickling disabled.
     ``.csv``
-        Comma-separated numbers, one row per sample, with an optional header
-        row (detected: a first row that is not all numbers).  The label
-        column is ``label_column`` (a header name, or a 0-based index), else
-        the column named ``label`` (any case), else the last column.  Labels
-        may be integers or names; every other column must be numeric.
+        UTF-8 (or UTF-16 with a byte-order mark) text of comma-separated
+        numbers with ``.`` as the decimal point, one row per sample, with an
+        optional header row (see `header`).  The label column is
+        ``label_column`` (a header name, or a 0-based index), else the column
+        named ``label`` (any case), else the last column.  Labels may be
+        integers (kept exactly, however many digits), integral numbers or
+        names; every other column must be numeric.
 
     Parameters
     ----------
     path : str or path-like
     label_column : str or int, optional
+    header : "auto", True or False, keyword-only
+        Whether the first row of a ``.csv`` names the columns.  "auto": it
+        does when it is not all numbers, or when it reads ``0,1,...,k-1`` or
+        ``1,2,...,k`` (the names pandas' ``to_csv`` writes for unnamed
+        columns) and the rows below hold non-integers, or none of them has
+        its label while every label below occurs twice or more; such a row
+        that could still be data is read as data, with a warning.
 
     Returns
     -------
@@ -103,8 +132,9 @@ def load_file(path, label_column=None):
     FileNotFoundError
         The file does not exist.
     ValueError
-        Unknown extension, unreadable file, missing arrays or columns,
-        non-numeric features, NaN/inf, fewer than 2 rows or 2 classes.
+        Unknown extension, unreadable or non-UTF-8 file, another separator
+        than ",", missing arrays or columns, non-numeric features, NaN/inf,
+        fewer than 2 rows or 2 classes.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -112,12 +142,16 @@ def load_file(path, label_column=None):
     if os.path.isdir(path):
         raise ValueError(f"{path} is a directory, not a data file")
     ext = os.path.splitext(path)[1].lower()
+    if header not in ("auto", True, False):
+        raise ValueError(f"header must be 'auto', True or False, got {header!r}")
     if ext == ".npz":
         if label_column is not None:
             raise ValueError("--label-column applies to .csv files only")
+        if header != "auto":
+            raise ValueError("--header applies to .csv files only")
         X, labels = _read_npz(path)
     elif ext == ".csv":
-        X, labels = _read_csv(path, label_column)
+        X, labels = _read_csv(path, label_column, header)
     else:
         raise ValueError(f"{path}: unsupported file type {ext or '(none)'!r}; "
                          "use a .npz with arrays X and y or a .csv with a label column")
@@ -179,32 +213,115 @@ def _is_number(field):
     return True
 
 
-def _read_csv(path, label_column):
+_PLAIN_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def _is_int(field):
+    return _PLAIN_INT.fullmatch(field.strip()) is not None
+
+
+def _read_text(path):
+    """The text of a CSV: UTF-8 (BOM optional) or UTF-16/32 with a BOM; else ValueError."""
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                       (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if raw.startswith(bom):
+            try:
+                return raw.decode(codec)
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{path} starts with a {codec.upper()} byte-order mark but "
+                                 f"is not valid {codec.upper()} ({exc.reason})") from None
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = [row for row in csv.reader(fh) if row and any(f.strip() for f in row)]
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path} is not a text CSV file ({exc.reason})") from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        guess = "UTF-16 or UTF-32 without a byte-order mark" if b"\0" in raw[:4096] \
+            else "perhaps Latin-1 or Windows-1252"
+        raise ValueError(f"{path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line "
+                         f"{line}; {guess}): save it as UTF-8") from None
+    if "\0" in text:
+        raise ValueError(f"{path} holds NUL bytes: not UTF-8 text (UTF-16 or UTF-32 without "
+                         "a byte-order mark?): save it as UTF-8")
+    return text
+
+
+def _read_csv(path, label_column, header):
+    text = _read_text(path)
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text, newline=""))
+                if row and any(f.strip() for f in row)]
     except csv.Error as exc:
         raise ValueError(f"{path}: malformed CSV ({exc})") from None
     if not rows:
         raise ValueError(f"{path} is empty")
-    header = None
-    first_data_line = 1
-    if not all(_is_number(f) for f in rows[0]):
-        header = [f.strip() for f in rows[0]]
-        rows = rows[1:]
-        first_data_line = 2
-    if not rows:
+    try:
+        return _parse_rows(path, rows, label_column, header)
+    except ValueError as exc:
+        hint = _format_hint(text.lstrip("\ufeff\r\n").splitlines()[:5])
+        if hint is None:
+            raise
+        raise ValueError(f"{exc}; {hint}") from None
+
+
+def _format_hint(lines):
+    """What the file's first `lines` suggest, when reading them comma-separated failed."""
+    if lines[0].lstrip().startswith("#"):
+        return "line 1 starts with '#': fastnet's CSV reader takes no comment lines; remove them"
+    for separator, name in ((";", "semicolons"), ("\t", "tabs")):
+        if separator in lines[0]:
+            decimal = ", decimal=','" if any(re.search(r"[0-9],[0-9]", line)
+                                              for line in lines) else ""
+            commas = " and decimal commas" if decimal else ""
+            return (f"the fields look separated by {name}{commas}, but fastnet reads "
+                    "comma-separated values with '.' as the decimal point: re-save the file "
+                    f"that way (e.g. pandas.read_csv(path, sep={separator!r}{decimal})"
+                    ".to_csv(new_path, index=False))")
+    return None
+
+
+def _first_row_is_header(path, first, rest, label_column):
+    """The "auto" rule of :func:`load_file`'s `header`."""
+    if not all(_is_number(f) for f in first):
+        return True
+    if not all(_is_int(f) for f in first):
+        return False
+    values = [int(f) for f in first]
+    if values not in (list(range(len(values))), list(range(1, len(values) + 1))):
+        return False
+    # column names 0..k-1 or 1..k, or a data row that reads so
+    label = len(first) - 1
+    if isinstance(label_column, (int, str)) and str(label_column).lstrip("-").isdigit():
+        label = int(label_column) % len(first)
+    if any(not _is_int(f) for row in rest for f in row):
+        return True                       # the data holds non-integers, the row does not
+    counts = collections.Counter(row[label].strip() for row in rest if len(row) > label)
+    if first[label] not in counts and counts and min(counts.values()) >= 2:
+        return True                       # as data, its label alone would be a class of one
+    warnings.warn(f"{path}: the first row ({','.join(first)}) could name the columns (pandas "
+                  "writes 0,1,... for unnamed ones) but is read as data; pass header=True "
+                  "(--header yes) if it is a header, header=False (--header no) to silence "
+                  "this", UserWarning, stacklevel=5)
+    return False
+
+
+def _parse_rows(path, rows, label_column, header):
+    first = [f.strip() for f in rows[0]]
+    if header == "auto":
+        header = _first_row_is_header(path, first, rows[1:], label_column)
+    names = first if header else None
+    data = rows[1:] if header else rows
+    first_data_line = 2 if header else 1
+    if not data:
         raise ValueError(f"{path} has a header but no data rows")
-    width = len(header) if header is not None else len(rows[0])
+    width = len(names) if names is not None else len(data[0])
     if width < 2:
         raise ValueError(f"{path} has {width} column; a label column and at least one "
                          "feature column are needed")
-    label = _label_index(path, label_column, header, width)
-    features = np.empty((len(rows), width - 1), dtype=np.float64)
+    label = _label_index(path, label_column, names, width)
+    features = np.empty((len(data), width - 1), dtype=np.float64)
     labels = []
-    for i, row in enumerate(rows):
+    for i, row in enumerate(data):
         line = i + first_data_line
         if len(row) != width:
             raise ValueError(f"{path}, line {line}: {len(row)} fields, expected {width}")
@@ -217,16 +334,15 @@ def _read_csv(path, label_column):
             try:
                 values.append(float(field))
             except ValueError:
-                name = f"column {header[j]!r}" if header else f"column {j}"
+                name = f"column {names[j]!r}" if names else f"column {j}"
                 raise ValueError(f"{path}, line {line}, {name}: {field!r} is not a "
                                  "number") from None
         features[i] = values
+    if all(_is_int(v) for v in labels):
+        return features, _integer_array([int(v) for v in labels])    # exact, any size
     if all(_is_number(v) for v in labels):
-        numeric = np.array([float(v) for v in labels])
-        labels = numeric
-    else:
-        labels = np.array(labels)
-    return features, labels
+        return features, np.array([float(v) for v in labels])
+    return features, np.array(labels)
 
 
 def _label_index(path, label_column, header, width):

@@ -11,6 +11,7 @@ import functools
 import json
 import math
 import numbers
+import reprlib
 import os
 import signal
 import threading
@@ -1024,17 +1025,76 @@ class _InterruptFlag:
             self._previous = None
 
 
-def _model_from(meta, arrays, path):
+def _parameter_counts(layer_sizes, batch_norm):
+    """(n_params, n_buffers): the lengths of the flat arrays, as Python ints.
+
+    The layout ``fn_mlp_layout`` computes (per layer W, then b, or gamma and
+    beta with a running mean and variance under batch norm), counted without
+    int64 wrap-around so that absurd widths are refused before anything is
+    allocated.
+    """
+    n_params = n_buffers = 0
+    last = len(layer_sizes) - 2
+    for l, (fan_in, fan_out) in enumerate(zip(layer_sizes, layer_sizes[1:])):
+        normalised = batch_norm and l < last
+        n_params += fan_in * fan_out + (2 if normalised else 1) * fan_out
+        n_buffers += 2 * fan_out if normalised else 0
+    return n_params, n_buffers
+
+
+def _file_config(meta, path):
+    """The model config in a file's metadata, checked before anything is allocated.
+
+    Returns (config, {array name: (shape, dtype)} the config implies).
+    """
     if meta.get("format") != _FORMAT or meta.get("version") != _FORMAT_VERSION:
-        raise ValueError(f"{path} is not a fastnet model file (format {meta.get('format')!r}, "
-                         f"version {meta.get('version')!r})")
+        raise ValueError(f"{path} is not a fastnet model file (format "
+                         f"{reprlib.repr(meta.get('format'))}, version "
+                         f"{reprlib.repr(meta.get('version'))})")
     cfg = meta.get("config")
     if not isinstance(cfg, dict):
         raise ValueError(f"{path}: metadata has no model config")
     try:
-        model = MLP(cfg["layer_sizes"], activation=cfg["activation"],
-                    batch_norm=cfg["batch_norm"], dropout=cfg["dropout"], dtype=cfg["dtype"],
-                    seed=cfg["seed"])
+        sizes = cfg["layer_sizes"]
+        if not isinstance(sizes, list) or len(sizes) < 2 \
+                or not all(type(s) is int and s >= 1 for s in sizes):
+            raise ValueError(f"layer_sizes must be a list of at least 2 ints >= 1, got "
+                             f"{reprlib.repr(sizes)}")
+        for key in ("batch_norm", "targets_1d"):
+            if not isinstance(cfg.get(key, False), bool):
+                raise ValueError(f"{key} must be true or false, got "
+                                 f"{reprlib.repr(cfg[key])}")
+        dtype = cfg["dtype"]
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got "
+                             f"{reprlib.repr(dtype)}")
+        dtype = np.dtype(dtype)
+        n_params, n_buffers = _parameter_counts(sizes, cfg["batch_norm"])
+        if (n_params + _GRAD_SLOTS) * dtype.itemsize > np.iinfo(np.intp).max:
+            raise ValueError(f"layer_sizes {reprlib.repr(sizes)} give {n_params} parameters, "
+                             "more than any array can hold")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: invalid model config ({exc})") from None
+    return cfg, {"params": ((n_params,), dtype), "buffers": ((n_buffers,), dtype)}
+
+
+def _model_from(meta, arrays, path):
+    """The MLP of a file whose metadata and arrays :func:`_file_config` accepted."""
+    cfg, _ = _file_config(meta, path)
+    sizes, batch_norm = cfg["layer_sizes"], cfg["batch_norm"]
+    for name in ("params", "buffers"):
+        if not np.all(np.isfinite(arrays[name])):
+            raise ValueError(f"{path}: array {name!r} holds NaN or infinity")
+    layers = _network.layout(sizes, batch_norm)[0]
+    for l, offsets in enumerate(layers):
+        if "running_var" in offsets:
+            start = offsets["running_var"]
+            if np.any(arrays["buffers"][start:start + sizes[l + 1]] < 0):
+                raise ValueError(f"{path}: layer {l}'s running_var holds negative values (a "
+                                 "variance is >= 0)")
+    try:
+        model = MLP(sizes, activation=cfg["activation"], batch_norm=batch_norm,
+                    dropout=cfg["dropout"], dtype=cfg["dtype"], seed=cfg["seed"])
         model.loss = one_of(cfg["loss"], "loss", _network.LOSSES)
         model._targets_1d = bool(cfg.get("targets_1d", False))
         model.bn_eps = real_number(cfg.get("bn_eps", 1e-5), "bn_eps", low=0.0)
@@ -1042,16 +1102,8 @@ def _model_from(meta, arrays, path):
                                         high=1.0)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: invalid model config ({exc})") from None
-    for name, target in (("params", model.params), ("buffers", model.buffers)):
-        if name not in arrays:
-            raise ValueError(f"{path}: missing array {name!r}")
-        arr = arrays[name]
-        if arr.shape != target.shape or arr.dtype != target.dtype:
-            raise ValueError(f"{path}: array {name!r} has shape {arr.shape} and dtype "
-                             f"{arr.dtype}, the config needs {target.shape} {target.dtype}")
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{path}: array {name!r} holds NaN or infinity")
-        target[...] = arr
+    model.params[...] = arrays["params"]
+    model.buffers[...] = arrays["buffers"]
     return model
 
 
@@ -1059,8 +1111,28 @@ def load(path):
     """Read a model written by :meth:`MLP.save`.
 
     The file holds arrays and JSON only; it is read with pickling disabled,
-    so loading never runs code from the file.  A truncated, corrupted or
-    inconsistent file raises ValueError naming the problem.
+    so loading never runs code from the file.  Reading is bounded by the
+    file: the config is checked first, then each array's header against the
+    shape the config implies, before anything is allocated; only the arrays
+    a model needs are read.
+
+    Parameters
+    ----------
+    path : path-like or binary file
+
+    Returns
+    -------
+    MLP
+
+    Raises
+    ------
+    ValueError
+        Naming the file, when it is truncated, corrupted, hand-edited into
+        an inconsistent or invalid model (including NaN/inf weights or a
+        negative batch-norm running variance), or not a fastnet model (a
+        CSV, a single ``.npy`` array, a checkpoint).
+    FileNotFoundError
+        If `path` does not exist.
     """
-    meta, arrays = read_npz(path, "fastnet model")
+    meta, arrays = read_npz(path, "fastnet model", lambda meta: _file_config(meta, path)[1])
     return _model_from(meta, arrays, path)

@@ -35,7 +35,8 @@ class Optimizer:
     _hyper = ()
 
     def __init__(self, lr):
-        self.lr = real_number(lr, "lr", low=0.0)
+        # > 0, as for a constant schedule: fit(lr=0) and fit(lr=-1) report one range
+        self.lr = real_number(lr, "lr", low=0.0, low_open=True)
         self.t = 0               # updates taken
         self._buffers = []       # per parameter array: (buf1, buf2)
 

@@ -38,6 +38,8 @@ import numbers
 
 import numpy as np
 
+from fastnet._validation import real_number as _real
+
 __all__ = [
     "Constant",
     "CosineAnnealing",
@@ -125,23 +127,6 @@ def warmup_cosine(epoch, warmup_epochs, total_epochs, initial_lr, min_lr=1e-6):
 # ---------------------------------------------------------------------------
 # Argument checks
 # ---------------------------------------------------------------------------
-
-def _real(value, name, *, low=None, high=None, low_open=False, high_open=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    ok = math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        lb, hb = ("(" if low_open else "["), (")" if high_open else "]")
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        raise ValueError(f"{name} must be in {lb}{lo}, {hi}{hb}, got {value}")
-    return value
-
 
 def _int(value, name, *, low):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):

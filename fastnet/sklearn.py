@@ -61,6 +61,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 import fastnet
 from fastnet import optim as _optim
 from fastnet import schedules as _schedules
+from fastnet._validation import real_number
 from fastnet.callbacks import EarlyStopping
 
 __all__ = ["MLPClassifier", "MLPRegressor", "effective_n_threads"]
@@ -160,16 +161,31 @@ def _check_real(value, name, low=None, high=None, low_open=False, high_open=Fals
                 allow_none=False):
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) \
-            or (low is not None and (value < low or (low_open and value == low))) \
-            or (high is not None and (value > high or (high_open and value == high))):
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{name} must be in {lo}{low}, {high}{hi}, got {value}")
-    return value
+    return real_number(value, name, low, high, low_open, high_open)
+
+
+def _target_standardization(y, weights):
+    """Per-column (weighted) mean and scale that standardise the targets `y`.
+
+    The scale is the standard deviation, whatever the targets' magnitude; for a
+    column whose spread is within rounding of its mean (a constant), 1, or its
+    largest deviation from the mean when that is larger, so that the targets
+    stay within [-1, 1].  Computed on y
+    divided by a power of two near max |y|, which is exact: for ordinary targets
+    the result is bit for bit that of the direct formulas, while |y| up to the
+    float64 maximum (whose variance would overflow above ~1e154) works too.
+    """
+    unit = np.ldexp(1.0, np.frexp(np.max(np.abs(y), axis=0))[1] - 1)
+    unit[unit == 0] = 1.0
+    z = y / unit
+    mean = np.average(z, axis=0, weights=weights)
+    deviation = z - mean
+    std = np.sqrt(np.average(deviation ** 2, axis=0, weights=weights))
+    mean, std = mean * unit, std * unit
+    constant = ~(std > 1e-12 * np.abs(mean))       # also std 0 at mean 0
+    spread = np.max(np.abs(deviation), axis=0) * unit
+    std[constant] = np.maximum(1.0, spread[constant])
+    return mean, std
 
 
 def _check_choice(value, name, choices):
@@ -204,6 +220,8 @@ class _BaseMLP(BaseEstimator):
         if isinstance(sizes, numbers.Integral) and not isinstance(sizes, bool):
             sizes = (sizes,)
         try:
+            if isinstance(sizes, (str, bytes)):      # iterable, but of characters
+                raise TypeError
             sizes = list(sizes)
         except TypeError:
             raise TypeError("hidden_layer_sizes must be an int or a sequence of ints, got "
@@ -805,17 +823,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             if self.standardize_targets:
                 w = None if sample_weight is None or not np.any(sample_weight > 0) \
                     else sample_weight
-                mean = np.average(y2, axis=0, weights=w)
-                var = np.average((y2 - mean) ** 2, axis=0, weights=w)
-                scale = np.sqrt(var)
-                scale[~(scale > 1e-12 * np.maximum(1.0, np.abs(mean)))] = 1.0
+                mean, scale = _target_standardization(y2, w)
             else:
                 mean, scale = np.zeros(y2.shape[1]), np.ones(y2.shape[1])
             self.y_mean_, self.y_scale_ = mean, scale
         elif y2.shape[1] != self._n_outputs:
             raise ValueError(f"y has {y2.shape[1]} outputs but the fitted model has "
                              f"{self._n_outputs}")
-        targets = (y2 - self.y_mean_) / self.y_scale_
+        with np.errstate(over="ignore", invalid="ignore"):
+            targets = (y2 - self.y_mean_) / self.y_scale_
+        if not np.all(np.isfinite(targets)):
+            raise ValueError("y is too large to standardize: its values minus their mean "
+                             "overflow float64; divide y by a constant first")
         return targets, sample_weight
 
     def _validation_score(self, model, logs, val):

@@ -1,7 +1,10 @@
 """The command line: every subcommand through fastnet.cli.main and one case each
 through ``python -m fastnet``; error paths give exit code 2 and one line on stderr."""
+import errno
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -174,7 +177,7 @@ def test_train_without_matplotlib_still_succeeds(tmp_path, capsys, monkeypatch):
     out = tmp_path / "noplot"
     assert main(["train", "--epochs", "2", "--threads", "1", "--out", str(out), "-q"]) == 0
     text = capsys.readouterr().out
-    assert "install fastnet[plot] for the PNG" in text
+    assert "No PNG: matplotlib is not installed" in text
     assert (out / "model.npz").is_file()
     assert not (out / "training_curves.png").exists()
 
@@ -264,6 +267,209 @@ def test_python_m_fastnet_error_has_no_traceback(tmp_path):
     proc = run_module("train", "--epochs", "-3", timeout=60)
     assert proc.returncode == 2
     assert_one_line_error(proc.stderr, "--epochs")
+
+
+# ---- train keeps its results ---------------------------------------------------------------
+
+def train_child(*args, **popen):
+    """`python -m fastnet train` on the digits, unbuffered, in the background."""
+    env = child_env(MPLBACKEND="Agg", PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "fastnet", "train", "--threads", "1",
+                             "--no-plot", *args], env=env, cwd=TESTS_DIR, text=True, **popen)
+
+
+def test_train_checks_the_output_directory_before_training(tmp_path, capsys, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although the results could not be saved")
+
+    monkeypatch.setattr(fastnet.MLP, "fit", no_training)
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file" / "run", tmp_path / "file"):
+        assert main(["train", "--epochs", "1", "--out", str(out)]) == 2
+        assert_one_line_error(capsys.readouterr().err, "--out")
+
+
+def test_train_refuses_a_read_only_output_directory_before_training(tmp_path):
+    from _privileges import read_only_dir, unprivileged
+    out = read_only_dir(tmp_path / "ro")
+    argv = unprivileged([sys.executable, "-m", "fastnet", "train", "--epochs", "1", "--out",
+                         str(out), "--threads", "1"])
+    if argv is None:
+        pytest.skip("running as root without setpriv: file permissions cannot bind")
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=TESTS_DIR,
+                          env=child_env(MPLBACKEND="Agg"), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert_one_line_error(proc.stderr, "--out", "Permission denied")
+    assert "Epoch" not in proc.stdout + proc.stderr
+
+
+def test_train_saves_before_printing_the_summary(tmp_path, monkeypatch):
+    class FailingTerminal(io.StringIO):
+        def write(self, text):
+            if "Test accuracy" in text:
+                raise OSError(errno.EIO, "Input/output error")
+            return super().write(text)
+
+    monkeypatch.setattr(sys, "stdout", FailingTerminal())
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "2", "--threads", "1", "--out", str(out), "-q",
+                 "--no-plot"]) == 2
+    assert fastnet.load(out / "model.npz").layer_sizes == [64, 256, 128, 10]
+    assert json.loads((out / "history.json").read_text())["epochs"] == 2
+
+
+def test_train_survives_a_closed_stdout(tmp_path):
+    """`fastnet train | head -1`: training goes on, the files are written, exit 0."""
+    out = tmp_path / "piped"
+    child = train_child("--epochs", "4", "--out", str(out), stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE)
+    try:
+        assert child.stdout.readline().startswith("Data:")
+        child.stdout.close()                     # the reader goes away
+        _, err = child.communicate(timeout=300)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    assert "Traceback" not in err and "Broken pipe" not in err, err
+    assert fastnet.load(out / "model.npz").layer_sizes[0] == 64
+    assert json.loads((out / "history.json").read_text())["epochs"] == 4
+
+
+def test_one_ctrl_c_saves_the_run_and_exits_130(tmp_path):
+    out = tmp_path / "interrupted"
+    child = train_child("--epochs", "100000", "--patience", "0", "--out", str(out),
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        for line in child.stdout:
+            if line.startswith("Epoch 2/"):
+                break
+        child.send_signal(signal.SIGINT)
+        rest, err = child.communicate(timeout=300)
+    finally:
+        child.kill()
+    assert child.returncode == 130, err
+    assert "Interrupted (Ctrl-C)" in rest
+    assert "interrupted" in err and str(out) in err
+    record = json.loads((out / "history.json").read_text())
+    assert record["interrupted"] is True and 2 <= record["epochs"] < 100000
+    assert fastnet.load(out / "model.npz").layer_sizes[0] == 64
+
+
+def _limit_address_space():
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+
+@pytest.mark.parametrize("layers", ["1000000000", "99999999999999999999", "64,4000000000"])
+def test_train_refuses_a_model_too_large_in_one_line(layers, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "fastnet", "train", "--layers", layers,
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                          timeout=120, env=child_env(MPLBACKEND="Agg"), cwd=TESTS_DIR,
+                          preexec_fn=_limit_address_space, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert_one_line_error(proc.stderr, "--layers", "GiB")
+    assert not (tmp_path / "o").exists()
+
+
+def test_help_documents_the_exit_codes(capsys):
+    import fastnet.cli
+    assert main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for needle in ("130", "| head", "2 bad option"):
+        assert needle in text
+    doc = " ".join(fastnet.cli.__doc__.split())
+    assert "130" in doc and "| head" in doc and "One Ctrl-C" in doc
+
+
+def test_pip_install_brings_what_the_png_needs():
+    """The README's `pip install . && fastnet train` promises a PNG: matplotlib is a
+    requirement of the installed distribution, not of an extra."""
+    from importlib.metadata import requires
+    plain = [r for r in requires("fastnet") or () if "extra ==" not in r]
+    assert any(r.replace(" ", "").startswith("matplotlib") for r in plain), plain
+
+
+# ---- train: CSV data ---------------------------------------------------------------------------
+
+def _pandas_csv(path, n=80, header_names=None):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(-2, 1, (n // 2, 3)), rng.normal(2, 1, (n // 2, 3))])
+    y = np.repeat([0, 1], n // 2)
+    frame = pd.DataFrame(np.column_stack([X, y]))
+    if header_names is not None:
+        frame.columns = header_names
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def test_train_detects_a_pandas_header_and_header_option_overrides(tmp_path, capsys):
+    data = _pandas_csv(tmp_path / "p.csv")
+    args = ["train", "--data", data, "--layers", "8", "--epochs", "2", "--threads", "1",
+            "--no-plot", "-q"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert "80 rows, 3 features, 2 classes" in capsys.readouterr().out
+    assert json.loads((tmp_path / "a" / "history.json").read_text())["classes"] == [0, 1]
+    assert main([*args, "--out", str(tmp_path / "b"), "--header", "no"]) == 0
+    assert "81 rows, 3 features, 3 classes" in capsys.readouterr().out
+    assert main([*args, "--out", str(tmp_path / "c"), "--header", "maybe"]) == 2
+    assert_one_line_error(capsys.readouterr().err, "--header")
+    assert main(["train", "--header", "yes", "--epochs", "1"]) == 2
+    assert_one_line_error(capsys.readouterr().err, "--header needs --data")
+
+
+def test_train_warns_in_one_line_about_an_ambiguous_first_row(tmp_path, capsys):
+    rows = ["0,1,2"] + [f"{i % 7},{(3 * i) % 5},{i % 3}" for i in range(40)]
+    data = _write(tmp_path / "amb.csv", "\n".join(rows) + "\n")
+    assert main(["train", "--data", data, "--layers", "4", "--epochs", "1", "--threads", "1",
+                 "--no-plot", "-q", "--out", str(tmp_path / "o")]) == 0
+    cap = capsys.readouterr()
+    assert "41 rows" in cap.out
+    assert_one_line_error(cap.err.replace("warning:", "error:"), "--header yes")
+
+
+def test_train_keeps_big_integer_labels_apart(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    codes = [10000000000000000000, 20000000000000000000, 12345678901234567,
+             12345678901234568]
+    lines = [f"{rng.normal():.6f},{rng.normal():.6f},{codes[i % 4]}" for i in range(80)]
+    data = _write(tmp_path / "codes.csv", "\n".join(lines) + "\n")
+    assert main(["train", "--data", data, "--layers", "4", "--epochs", "1", "--threads", "1",
+                 "--no-plot", "-q", "--out", str(tmp_path / "o")]) == 0
+    assert "4 classes" in capsys.readouterr().out
+    record = json.loads((tmp_path / "o" / "history.json").read_text())
+    assert record["classes"] == sorted(codes)
+
+
+@pytest.mark.parametrize("rows, options, needles", [
+    (2, [], ["2 rows", "--test-size", "--val-size"]),
+    (3, [], ["3 rows", "--test-size", "--val-size"]),
+    (80, ["--val-size", "0.99"], ["--val-size 0.99"]),
+    (80, ["--test-size", "0.99"], ["--test-size 0.99"]),
+])
+def test_train_names_the_split_options_when_rows_run_out(rows, options, needles, tmp_path,
+                                                          capsys):
+    lines = [f"{i},{i % 2}" for i in range(rows)]
+    data = _write(tmp_path / "small.csv", "\n".join(lines) + "\n")
+    assert main(["train", "--data", data, *options, "--epochs", "1",
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert_one_line_error(err, *needles)
+    assert "test_size=" not in err
+
+
+def test_csv_format_problems_reach_the_command_line_in_one_line(tmp_path, capsys):
+    cases = [
+        (_write(tmp_path / "semi.csv", "a;b;label\n1,5;2;0\n3;4;1\n"), "semicolons"),
+        (_write(tmp_path / "comment.csv", "# exported\n1,2,0\n3,4,1\n"), "'#'"),
+    ]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("caf\u00e9,b,label\n1,2,0\n3,4,1\n".encode("latin-1"))
+    cases.append((str(latin), "not UTF-8"))
+    for data, needle in cases:
+        assert main(["train", "--data", data, "--epochs", "1",
+                     "--out", str(tmp_path / "o")]) == 2
+        assert_one_line_error(capsys.readouterr().err, needle)
 
 
 # ---- diagnose --------------------------------------------------------------------------------
@@ -392,7 +598,7 @@ def test_lr_find_without_matplotlib_still_succeeds(tmp_path, capsys, monkeypatch
     out = tmp_path / "noplot"
     assert main(["lr-find", "--steps", "10", "--layers", "16", "--threads", "1",
                  "--out", str(out)]) == 0
-    assert "install fastnet[plot] for the PNG" in capsys.readouterr().out
+    assert "No PNG: matplotlib is not installed" in capsys.readouterr().out
     assert (out / "lr_find.json").is_file() and not (out / "lr_find.png").exists()
 
 

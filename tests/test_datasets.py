@@ -1,4 +1,6 @@
 """fastnet.datasets: the bundled digits, the .npz/.csv loader and the stratified split."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -84,3 +86,108 @@ def test_load_npz(tmp_path):
         datasets.load_file(tmp_path / "a.npz", "label")
     with pytest.raises(FileNotFoundError):
         datasets.load_file(tmp_path / "missing.npz")
+
+
+# ---- CSV files as programs write them ---------------------------------------------------------
+
+def _two_classes(n=80, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 3))
+    return X, (X[:, 0] > 0).astype(np.int64)
+
+
+@pytest.mark.parametrize("names", [None, [1, 2, 3, 4]])
+def test_a_header_of_numbers_written_by_pandas_is_detected(tmp_path, names):
+    pd = pytest.importorskip("pandas")
+    X, y = _two_classes()
+    frame = pd.DataFrame(np.column_stack([X, y]))
+    if names is not None:
+        frame.columns = names
+    frame.to_csv(tmp_path / "p.csv", index=False)
+    Xr, yr, classes = datasets.load_file(tmp_path / "p.csv")
+    assert Xr.shape == (80, 3) and classes.tolist() == [0, 1]
+    np.testing.assert_array_equal(Xr, X)
+    np.testing.assert_array_equal(classes[yr], y)
+
+
+def test_a_header_of_numbers_over_integer_data_is_detected(tmp_path):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(1)
+    X = rng.integers(0, 17, (60, 4))
+    y = rng.integers(0, 2, 60)
+    pd.DataFrame(np.column_stack([X, y])).to_csv(tmp_path / "ints.csv", index=False)
+    Xr, _, classes = datasets.load_file(tmp_path / "ints.csv")     # header "0,1,2,3,4"
+    assert Xr.shape == (60, 4) and classes.tolist() == [0, 1]
+
+
+def test_header_option_decides_and_an_ambiguous_first_row_warns(tmp_path):
+    p = tmp_path / "amb.csv"
+    p.write_text("0,1,2\n3,4,2\n5,6,1\n7,8,1\n")    # names 0,1,2, or a row with label 2
+    with pytest.warns(UserWarning, match="header"):
+        X, _, _ = datasets.load_file(p)
+    assert X.shape == (4, 2)
+    X, _, classes = datasets.load_file(p, header=True)
+    assert X.shape == (3, 2) and classes.tolist() == [1, 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        X, _, _ = datasets.load_file(p, header=False)
+    assert X.shape == (4, 2)
+    q = tmp_path / "named.csv"
+    q.write_text("a,b,label\n1,2,0\n3,4,1\n")
+    with pytest.raises(ValueError, match="'a' is not a number"):
+        datasets.load_file(q, header=False)
+    with pytest.raises(ValueError, match="header"):
+        datasets.load_file(q, header="maybe")
+
+
+def test_integer_labels_keep_their_identity(tmp_path):
+    p = tmp_path / "codes.csv"
+    p.write_text("1,10000000000000000000\n2,20000000000000000000\n3,5\n4,5\n")
+    _, y, classes = datasets.load_file(p)
+    assert classes.tolist() == [5, 10000000000000000000, 20000000000000000000]
+    assert y.tolist() == [1, 2, 0, 0]
+    p.write_text("1,12345678901234567\n2,12345678901234568\n3,12345678901234567\n")
+    _, y, classes = datasets.load_file(p)
+    assert classes.tolist() == [12345678901234567, 12345678901234568]
+    assert y.tolist() == [0, 1, 0]
+    p.write_text("1,1e19\n2,2e19\n3,1e19\n")                 # integral floats beyond int64
+    _, y, classes = datasets.load_file(p)
+    assert classes.tolist() == [10**19, 2 * 10**19] and y.tolist() == [0, 1, 0]
+    _, y, classes = datasets.load_file(_write(tmp_path / "neg.csv", "1,-3\n2,7\n3,-3\n"))
+    assert classes.dtype == np.int64 and classes.tolist() == [-3, 7]
+
+
+def _write(path, data):
+    if isinstance(data, str):
+        path.write_text(data)
+    else:
+        path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("name, data, needles", [
+    ("semicolon.csv", "a;b;label\n1;2;0\n3;4;1\n", ["semicolons", "sep=';'"]),
+    ("semicolon_noheader.csv", "1;2;0\n3;4;1\n", ["semicolons"]),
+    ("decimal_commas.csv", "a;b;label\n1,5;2,5;0\n3,1;4,2;1\n",
+     ["semicolons and decimal commas", "decimal=','"]),
+    ("tabs.csv", "a\tb\tlabel\n1\t2\t0\n3\t4\t1\n", ["separated by tabs"]),
+    ("comment.csv", "# exported today\n1,2,0\n3,4,1\n", ["'#'", "comment"]),
+    ("comment_commas.csv", "# exported today, by me\n1,2,0\n3,4,1\n", ["'#'", "comment"]),
+    ("latin1.csv", "caf\u00e9,b,label\n1,2,0\n3,4,1\n".encode("latin-1"),
+     ["not UTF-8", "line 1", "Latin-1"]),
+    ("utf16_no_bom.csv", "a,b,label\n1,2,0\n3,4,1\n".encode("utf-16-le"), ["not UTF-8"]),
+])
+def test_csv_messages_name_the_real_problem(tmp_path, name, data, needles):
+    with pytest.raises(ValueError) as info:
+        datasets.load_file(_write(tmp_path / name, data))
+    for needle in needles:
+        assert needle in str(info.value), str(info.value)
+
+
+def test_utf16_with_a_byte_order_mark_is_decoded(tmp_path):
+    text = "caf\u00e9,b,label\n1,2,x\n3,4,y\n"
+    for codec in ("utf-16", "utf-32", "utf-8-sig"):
+        X, _, classes = datasets.load_file(_write(tmp_path / f"{codec}.csv",
+                                                  text.encode(codec)))
+        np.testing.assert_array_equal(X, [[1, 2], [3, 4]])
+        assert classes.tolist() == ["x", "y"]
