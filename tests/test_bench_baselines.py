@@ -29,6 +29,12 @@ JAX_MISSING = "jax and optax are not installed (pip install 'fastnet[bench]')"
 TINY = suite.Config("tiny", 256, 64, (4, 16, 16, 16, 3))
 TINY_PROTOCOL = suite.Protocol(cooldown=0.0, min_sample_seconds=0.002, idle_pause=0.01,
                                idle_calls=2, peak_size=256)
+_A = np.ones((64, 64), np.float32)
+
+
+def tiny_neighbour():
+    """A small stand-in for the ten 512x512 products of the neighbour figure."""
+    _A @ _A
 
 
 def _data(n=2 * BATCH, seed=1):
@@ -314,7 +320,8 @@ def test_run_measures_every_installed_contender_and_leaves_settings_alone():
         if torch_baseline.available() else None
     # torch.compile's column is the same TorchMLP(compile=True) that
     # test_two_steps_match_fastnet checks; compiling it again here would add ~5 s
-    rows = suite.run([TINY], repeats=2, with_compile=False, protocol=TINY_PROTOCOL)
+    rows = suite.run([TINY], repeats=2, with_compile=False, protocol=TINY_PROTOCOL,
+                     neighbour=tiny_neighbour)
     expected = ["fastnet", "numpy", "numpy_article"]
     if torch_baseline.available():
         expected.append("torch")
@@ -334,7 +341,8 @@ def test_run_measures_every_installed_contender_and_leaves_settings_alone():
 
 def test_run_without_optional_peers(monkeypatch):
     monkeypatch.setattr(jax_baseline, "available", lambda: False)
-    rows = suite.run([TINY], repeats=2, with_torch=False, protocol=TINY_PROTOCOL)
+    rows = suite.run([TINY], repeats=2, with_torch=False, protocol=TINY_PROTOCOL,
+                     neighbour=tiny_neighbour)
     _check_rows(rows, ["fastnet", "numpy", "numpy_article"])
     text = suite.format_table(rows)
     assert "JAX" not in text and "PyTorch" not in text

@@ -34,6 +34,13 @@ benchmark:
 
 Nothing here sets environment variables or changes NumPy's BLAS threads;
 ``threads=`` sets fastnet's and PyTorch's thread count for the run only.
+The environment line of the output lists the variables that change how the
+peers run (``OMP_*``, ``OPENBLAS_*``, ``MKL_*``, ``GOMP_*``, ``XLA_*``).  Some
+machines set ``OPENBLAS_CORETYPE`` or ``OPENBLAS_L2_SIZE``, which slow
+NumPy's products; to measure NumPy as it runs by default, unset them in the
+command that starts the bench, never inside a program::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE fastnet bench --json bench.json
 """
 import argparse
 import contextlib
@@ -490,7 +497,7 @@ def _contenders(with_torch, with_compile, with_jax):
 
 def run(configs=None, repeats=5, threads=None, with_torch=True, progress=None, *,
         with_compile=True, with_jax=True, with_neighbour=True, with_idle=True,
-        protocol=QUIET, seed=0):
+        protocol=QUIET, neighbour=None, seed=0):
     """Time one training epoch of each config for every contender, with the
     neighbour and idle figures.
 
@@ -514,6 +521,10 @@ def run(configs=None, repeats=5, threads=None, with_torch=True, progress=None, *
         Receives a line per measurement step.
     protocol : Protocol
         :data:`QUIET` (default) or :data:`QUICK` (tests, smoke runs).
+    neighbour : callable, optional
+        The user's own work run (untimed) before every epoch of the
+        neighbour figure; default :func:`neighbour_blas_work`, ten ``A @ A``
+        on 512x512 float32.
 
     Returns
     -------
@@ -537,7 +548,7 @@ def run(configs=None, repeats=5, threads=None, with_torch=True, progress=None, *
     contenders = _contenders(with_torch, with_compile, with_jax)
     _say(progress, f"BLAS peak: {protocol.peak_size}^3 sgemm")
     peak = blas_peak_gflops(protocol.peak_size)
-    work = neighbour_blas_work(seed)
+    work = neighbour_blas_work(seed) if neighbour is None else neighbour
     rows = []
     for cfg in configs:
         X, y = make_data(cfg, seed)
@@ -934,6 +945,10 @@ def _jsonable(value):
 
 def add_arguments(parser):
     """The options of ``fastnet bench`` (shared with ``python -m fastnet.bench``)."""
+    if parser.epilog is None:
+        parser.epilog = ("Nothing is set in the environment. Where OPENBLAS_CORETYPE or "
+                         "OPENBLAS_L2_SIZE is set (it slows NumPy), unset it in the command: "
+                         "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE fastnet bench")
     parser.add_argument("--configs", default=None,
                         help="comma-separated subset of " + ",".join(CONFIGS) +
                              " (default: all; with --quick: toy; env FASTNET_BENCH_CONFIGS)")
