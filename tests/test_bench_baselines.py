@@ -313,8 +313,16 @@ def _check_rows(rows, contenders):
         assert [d["rows"] for d in r["idle"][lib]] == [1, 64]
 
 
+def _thread_settings():
+    """The environment variables that steer thread pools and BLAS (jax's and torch's
+    imports set logging and cache variables of their own, which are not the bench's)."""
+    prefixes = ("OMP_", "OPENBLAS_", "MKL_", "GOMP_", "KMP_", "XLA_", "FASTNET_", "BLIS_")
+    return {k: v for k, v in os.environ.items()
+            if k.startswith(prefixes) or k.endswith("_NUM_THREADS")}
+
+
 def test_run_measures_every_installed_contender_and_leaves_settings_alone():
-    env = dict(os.environ)
+    env = _thread_settings()
     threads = fastnet.get_num_threads()
     torch_threads = torch_baseline._import_torch().get_num_threads() \
         if torch_baseline.available() else None
@@ -328,7 +336,7 @@ def test_run_measures_every_installed_contender_and_leaves_settings_alone():
     if jax_baseline.available():
         expected.append("jax")
     _check_rows(rows, expected)
-    assert dict(os.environ) == env
+    assert _thread_settings() == env
     assert fastnet.get_num_threads() == threads
     if torch_threads is not None:
         assert torch_baseline._import_torch().get_num_threads() == torch_threads
@@ -346,6 +354,22 @@ def test_run_without_optional_peers(monkeypatch):
     _check_rows(rows, ["fastnet", "numpy", "numpy_article"])
     text = suite.format_table(rows)
     assert "JAX" not in text and "PyTorch" not in text
+
+
+def test_a_peer_that_cannot_run_is_reported_not_fatal(monkeypatch):
+    monkeypatch.setattr(jax_baseline, "available", lambda: True)
+
+    def broken(cfg, X, y):
+        raise RuntimeError("no XLA backend here\nsecond line")
+    monkeypatch.setattr(suite, "_jax_epoch", broken)
+    rows = suite.run([TINY], repeats=1, with_torch=False, with_idle=False,
+                     protocol=TINY_PROTOCOL, neighbour=tiny_neighbour)
+    (row,) = rows
+    assert row["failed"] == {"jax": "RuntimeError: no XLA backend here"}
+    assert "jax" not in row["epoch_s"] and row["contenders"] == ["fastnet", "numpy",
+                                                                 "numpy_article"]
+    assert "JAX could not run on tiny: RuntimeError: no XLA backend here" in \
+        suite.format_table(rows)
 
 
 def test_format_table_shows_goals_and_the_compile_note():

@@ -478,6 +478,19 @@ def _torch_idle(net, X, protocol):
                             lambda: torch_baseline.torch_threads(1), protocol=protocol)
 
 
+def _first_epoch(make):
+    """(epoch, None) after a first epoch of an optional peer's runner, or (None,
+    error text) when building or running it fails: torch.compile needs a
+    working C++ toolchain, XLA a CPU it supports, and a peer that cannot run
+    here must not end the bench."""
+    try:
+        epoch = make()
+        epoch()
+    except Exception as exc:      # any failure of the peer's own stack
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return epoch, None
+
+
 def _ratio(a, b):
     return None if a is None or b is None or b <= 0 else a / b
 
@@ -529,8 +542,9 @@ def run(configs=None, repeats=5, threads=None, with_torch=True, progress=None, *
     Returns
     -------
     list of dict
-        Per config: config, n, batch, sizes, steps, contenders (keys in
-        table order), epoch_s ({contender or "floor": median seconds}),
+        Per config: config, n, batch, sizes, steps, contenders (the keys
+        measured, in table order), failed ({peer: error} for an optional peer
+        that imports but cannot run here), epoch_s ({contender or "floor": median seconds}),
         speedup ({peer: peer time / fastnet time}), x_floor ({contender:
         time / GEMM floor}), x_peak_floor (fastnet / FLOP floor, the epoch's
         GEMM FLOPs at the BLAS peak), after_blas_s and neighbour ({"fastnet",
@@ -560,10 +574,16 @@ def run(configs=None, repeats=5, threads=None, with_torch=True, progress=None, *
         if "torch" in contenders:
             torch_net, torch_epoch = _torch_epoch(cfg, X, y, threads)
             samplers["torch"] = _quiet(torch_epoch)
-        if "torch_compile" in contenders:
-            samplers["torch_compile"] = _quiet(_torch_epoch(cfg, X, y, threads, True)[1])
-        if "jax" in contenders:
-            samplers["jax"] = _quiet(_jax_epoch(cfg, X, y))
+        failed = {}
+        for name, make in (("torch_compile", lambda: _torch_epoch(cfg, X, y, threads, True)[1]),
+                           ("jax", lambda: _jax_epoch(cfg, X, y))):
+            if name in contenders:
+                epoch, error = _first_epoch(make)
+                if error is None:
+                    samplers[name] = _quiet(epoch)
+                else:
+                    failed[name] = error
+                    _say(progress, f"{cfg.name}: {CONTENDERS[name]} failed: {error}")
         samplers["floor"] = _quiet(GemmFloor(cfg, seed).epoch)
         if with_neighbour:
             samplers["fastnet_after_blas"] = _after_blas(fastnet_epoch, work)
@@ -571,7 +591,8 @@ def run(configs=None, repeats=5, threads=None, with_torch=True, progress=None, *
                 samplers["torch_after_blas"] = _after_blas(torch_epoch, work)
         times, number, others = _measure(samplers, repeats, protocol, progress, cfg.name)
         med = {name: statistics.median(ts) for name, ts in times.items()}
-        epoch_s = {name: med[name] for name in contenders + ["floor"]}
+        measured = [name for name in contenders if name in med]
+        epoch_s = {name: med[name] for name in measured + ["floor"]}
         idle = {}
         if with_idle:
             _say(progress, f"{cfg.name}: idle predict")
@@ -583,10 +604,11 @@ def run(configs=None, repeats=5, threads=None, with_torch=True, progress=None, *
         flops = gemm_flops(cfg)
         rows.append({
             "config": cfg.name, "n": cfg.n, "batch": cfg.batch, "sizes": list(cfg.sizes),
-            "steps": _steps(cfg), "contenders": contenders, "epoch_s": epoch_s,
-            "speedup": {name: _ratio(med[name], med["fastnet"]) for name in contenders
+            "steps": _steps(cfg), "contenders": measured, "failed": failed,
+            "epoch_s": epoch_s,
+            "speedup": {name: _ratio(med[name], med["fastnet"]) for name in measured
                         if name != "fastnet"},
-            "x_floor": {name: _ratio(med[name], med["floor"]) for name in contenders},
+            "x_floor": {name: _ratio(med[name], med["floor"]) for name in measured},
             "x_peak_floor": med["fastnet"] / (flops / 1e9 / peak),
             "after_blas_s": after,
             "neighbour": {lib: _ratio(t, med[lib]) for lib, t in after.items()},
@@ -852,6 +874,9 @@ def format_table(rows, goals=True):
     note = _compile_note(rows)
     if note:
         parts.append(note)
+    for r in rows:
+        for name, error in r.get("failed", {}).items():
+            parts.append(f"{CONTENDERS[name]} could not run on {r['config']}: {error}")
     return "\n".join(parts)
 
 
