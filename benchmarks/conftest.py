@@ -1,4 +1,4 @@
-"""pytest-benchmark suite: fastnet against NumPy (and PyTorch), side by side in one run.
+"""pytest-benchmark suite: fastnet against NumPy (and PyTorch, JAX), side by side in one run.
 
 Run with ``pytest benchmarks/`` (not part of the unit tests in ``tests/``).
 
@@ -92,7 +92,8 @@ def _training_rounds(config, name):
     return max(3, default // 2) if quick(config) else default
 
 
-TRAINING_IMPLS = ["fastnet", "fastnet@1t", "numpy", "torch", "floor"]
+TRAINING_IMPLS = ["fastnet", "fastnet@1t", "numpy", "numpy_article", "torch", "torch_compile",
+                  "jax", "floor"]
 
 
 def pytest_generate_tests(metafunc):
@@ -198,32 +199,40 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                             "vs NumPy fast idiom"], rows):
             tr.write_line(line)
     if training:
-        tr.write_sep("=", "fastnet vs NumPy vs PyTorch: one training epoch (median ratios)")
+        tr.write_sep("=", "fastnet vs its peers: one training epoch (median ratios)")
         peak = suite.blas_peak_gflops()
+        peers = [impl for impl in suite.CONTENDERS if impl != "fastnet"
+                 and any(impl in res for res in training.values())]
         rows = []
         for group, res in training.items():
             fast = res.get("fastnet")
-            goals = suite.GOALS.get(group, (None, None))
-            r_np = res["numpy"] / fast if fast and res.get("numpy") else None
-            r_t = res["torch"] / fast if fast and res.get("torch") else None
-            rows.append([group, _fmt_s(fast), _fmt_s(res.get("numpy")),
-                         _fmt_s(res.get("torch")), _fmt_s(res.get("floor")),
-                         _fmt_x(res.get("numpy"), fast), _goal(r_np, goals[0]),
-                         _fmt_x(res.get("torch"), fast), _goal(r_t, goals[1]),
-                         _fmt_x(fast, res.get("floor")),
-                         _fmt_x(fast, suite.gemm_flops(group) / 1e9 / peak),
-                         _fmt_x(res.get("fastnet@1t"), fast)])
-        for line in _table(["config", "fastnet", "NumPy", "PyTorch", "GEMM floor", "vs NumPy",
-                            "goal", "vs PyTorch", "goal", "fastnet/GEMM floor",
-                            "fastnet/FLOP floor", "2 vs 1 thread"], rows):
+            goals = suite.GOALS.get(group, {})
+            row = [group, _fmt_s(fast)] + [_fmt_s(res.get(p)) for p in peers] \
+                + [_fmt_s(res.get("floor"))]
+            for p in peers:
+                ratio = res[p] / fast if fast and res.get(p) else None
+                row.append(_fmt_x(res.get(p), fast) + (
+                    f" ({_goal(ratio, goals[p])})" if p in goals and ratio else ""))
+            row += [_fmt_x(fast, res.get("floor")),
+                    _fmt_x(fast, suite.gemm_flops(group) / 1e9 / peak),
+                    _fmt_x(res.get("fastnet@1t"), fast)]
+            rows.append(row)
+        labels = [suite.CONTENDERS[p] for p in peers]
+        for line in _table(["config", "fastnet"] + labels + ["GEMM floor"]
+                           + [f"vs {label}" for label in labels]
+                           + ["fastnet/GEMM floor", "fastnet/FLOP floor", "2 vs 1 thread"],
+                           rows):
             tr.write_line(line)
-        tr.write_line("vs X = X's median / fastnet's median; GEMM floor = the same epoch's "
-                      "matmuls alone (NumPy BLAS, preallocated outputs); FLOP floor = their "
-                      f"FLOPs at the BLAS peak measured now ({peak:.0f} GFLOP/s, 2048^3 sgemm); "
-                      "2 vs 1 thread = fastnet at 1 thread / at its default count.")
+        tr.write_line("vs X = X's median / fastnet's median (issue 15's goal in brackets); "
+                      "GEMM floor = the same epoch's matmuls alone (NumPy BLAS, preallocated "
+                      "outputs); FLOP floor = their FLOPs at the BLAS peak measured now "
+                      f"({peak:.0f} GFLOP/s, 2048^3 sgemm); 2 vs 1 thread = fastnet at 1 "
+                      "thread / at its default count.  The neighbour and idle figures are "
+                      "in `fastnet bench`.")
     if kernels or training:
         import fastnet
-        info = suite.environment(with_torch=any("torch" in r for r in training.values()))
+        info = suite.environment(with_torch=any("torch" in r for r in training.values()),
+                                 with_jax=any("jax" in r for r in training.values()))
         tr.write_line(suite.format_environment(info))
         tr.write_line(f"fastnet threads: {fastnet.get_num_threads()}. Timings on a shared "
                       "machine are provisional.")

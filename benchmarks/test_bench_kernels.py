@@ -1,9 +1,10 @@
 """Kernel benchmarks of issue 2: fastnet.functional against plain NumPy, float32.
 
 Each group (operation x shape) holds a "fastnet" and a "numpy" benchmark,
-run one after the other; dropout also has "numpy-fast", the
-``rng.random(shape) < keep`` idiom, a stronger baseline than the seed's
-binomial mask.  The conftest prints the median ratios at the end.
+run one after the other; dropout, batch norm and softmax cross-entropy also
+have "numpy-fast", the idiom of the bench's fast NumPy step (dropout:
+``rng.random(shape, dtype=np.float32) < keep`` instead of the article's
+binomial mask; batch norm and the loss: in place, without temporaries).  The conftest prints the median ratios at the end.
 
 Goals (issue 2): linear+ReLU forward+backward >= 1.3x NumPy at 64x64x64 and
 128x128x128, >= 1.0x at 256x512x512 and 512x2048x2048; batch norm
@@ -60,9 +61,10 @@ def test_linear_relu_forward_backward(benchmark, record, shape, impl):
     record("kernel", group, impl)
 
 
-@pytest.mark.parametrize("shape,impl", _cases(BN_SHAPES, ["numpy", "fastnet"]))
+@pytest.mark.parametrize("shape,impl", _cases(BN_SHAPES, ["numpy", "numpy-fast", "fastnet"]))
 def test_batch_norm_forward_backward(benchmark, record, shape, impl):
-    """The seed's batch_norm and the standard backward vs fastnet's two kernels."""
+    """The article's batch_norm and the standard backward, the in-place NumPy pair of
+    the bench's fast step, and fastnet's two kernels."""
     rng = np.random.default_rng(0)
     x, dout = _rand(rng, *shape) * 3 + 1, _rand(rng, *shape)
     gamma, beta = _rand(rng, shape[1]) * 0.1 + 1, _rand(rng, shape[1]) * 0.1
@@ -71,6 +73,9 @@ def test_batch_norm_forward_backward(benchmark, record, shape, impl):
     if impl == "numpy":
         def fn():
             return nb.batch_norm_forward_backward(x, gamma, beta, dout)
+    elif impl == "numpy-fast":
+        def fn():
+            return nb.batch_norm_forward_backward_fast(x, gamma, beta, dout)
     else:
         def fn():
             out, mean, var = F.batch_norm(x, gamma, beta)
@@ -104,7 +109,7 @@ def test_dropout_forward(benchmark, record, shape, impl):
     record("kernel", group, impl)
 
 
-@pytest.mark.parametrize("shape,impl", _cases(XENT_SHAPES, ["numpy", "fastnet"]))
+@pytest.mark.parametrize("shape,impl", _cases(XENT_SHAPES, ["numpy", "numpy-fast", "fastnet"]))
 def test_softmax_cross_entropy(benchmark, record, shape, impl):
     """Mean softmax cross-entropy of int labels and its gradient."""
     rng = np.random.default_rng(0)
@@ -115,6 +120,12 @@ def test_softmax_cross_entropy(benchmark, record, shape, impl):
     if impl == "numpy":
         def fn():
             return nb.softmax_cross_entropy(logits, y)
+    elif impl == "numpy-fast":
+        work = np.empty_like(logits)
+
+        def fn():                # the fast step's in-place loss, on its own buffer
+            np.copyto(work, logits)
+            return nb.softmax_cross_entropy_inplace(work, y), work
     else:
         def fn():
             return F.softmax_cross_entropy(logits, y)

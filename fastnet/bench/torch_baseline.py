@@ -1,15 +1,17 @@
-"""The PyTorch eager baseline: the same recipe as nn.Sequential + torch.optim.SGD.
+"""The PyTorch baselines: the same recipe as nn.Sequential + torch.optim.SGD,
+eager or through ``torch.compile``.
 
 torch is imported lazily (``available()`` tells whether it can be); fastnet
 itself never needs it.  The thread count PyTorch uses is set for the epoch
-and restored afterwards (default 2 threads, as in issue 4's goals).
+(and for :meth:`TorchMLP.predict`) and restored afterwards (default 2
+threads, as in the issues' goals).
 """
 import contextlib
 import math
 
 import numpy as np
 
-__all__ = ["TorchMLP", "available"]
+__all__ = ["TorchMLP", "available", "torch_threads", "version"]
 
 _torch = None
 
@@ -37,7 +39,8 @@ def version():
 
 
 @contextlib.contextmanager
-def _torch_threads(n):
+def torch_threads(n):
+    """Run the block with PyTorch on `n` threads (None: as it is), then restore."""
     torch = _import_torch()
     previous = torch.get_num_threads()
     if n is not None and n != previous:
@@ -51,9 +54,13 @@ def _torch_threads(n):
 
 class TorchMLP:
     """(Linear(bias=False) -> BatchNorm1d -> ReLU -> Dropout) x hidden, then Linear,
-    trained with CrossEntropyLoss and SGD(momentum) on shuffled mini-batches."""
+    trained with CrossEntropyLoss and SGD(momentum) on shuffled mini-batches.
 
-    def __init__(self, layer_sizes, dropout=0.3, seed=0, lr=0.01, momentum=0.9, num_threads=2):
+    ``compile=True`` trains ``torch.compile(model)`` (the default inductor
+    backend); the first epoch then includes the compilation."""
+
+    def __init__(self, layer_sizes, dropout=0.3, seed=0, lr=0.01, momentum=0.9, num_threads=2,
+                 compile=False):
         torch = _import_torch()
         nn = torch.nn
         self.num_threads = num_threads
@@ -70,13 +77,15 @@ class TorchMLP:
             nn.init.kaiming_normal_(last.weight, nonlinearity="relu")
             nn.init.zeros_(last.bias)
             layers.append(last)
-        self.model = nn.Sequential(*layers)
-        self.model.train()
+        self.module = nn.Sequential(*layers)
+        self.module.train()
+        self.model = torch.compile(self.module) if compile else self.module
         self.loss_fn = nn.CrossEntropyLoss()
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=momentum)
+        self.optimizer = torch.optim.SGD(self.module.parameters(), lr=lr, momentum=momentum)
 
-    def train_epoch(self, X, y, batch_size=64):
-        """One epoch; X float32 (n, d) and y int labels (n,), NumPy or torch.
+    def train_epoch(self, X, y, batch_size=64, shuffle=True):
+        """One epoch of (shuffled) mini-batches; X float32 (n, d) and y int labels
+        (n,), NumPy or torch.
 
         Returns the mean training loss."""
         torch = _import_torch()
@@ -85,8 +94,8 @@ class TorchMLP:
         n = X.shape[0]
         model, loss_fn, opt = self.model, self.loss_fn, self.optimizer
         total = 0.0
-        with _torch_threads(self.num_threads):
-            order = torch.randperm(n, generator=self.generator)
+        with torch_threads(self.num_threads):
+            order = torch.randperm(n, generator=self.generator) if shuffle else torch.arange(n)
             for start in range(0, n, batch_size):
                 idx = order[start:start + batch_size]
                 if idx.shape[0] < 2:      # batch norm needs 2 rows (fastnet skips it too)
@@ -97,3 +106,54 @@ class TorchMLP:
                 opt.step()
                 total += loss.item() * idx.shape[0]
         return total / n if math.isfinite(total) else math.nan
+
+    @contextlib.contextmanager
+    def evaluating(self):
+        """Run the block with the model in eval mode (running statistics, no
+        dropout), then back in training mode."""
+        self.module.eval()
+        try:
+            yield self
+        finally:
+            self.module.train()
+
+    def predict(self, X):
+        """Class labels of X (a torch tensor) under ``torch.no_grad``, on PyTorch's
+        current thread count; inside :meth:`evaluating` for inference proper."""
+        torch = _import_torch()
+        with torch.no_grad():
+            return self.module(X).argmax(dim=1)
+
+    def _linears_and_norms(self):
+        nn = _import_torch().nn
+        mods = list(self.module)
+        linears = [m for m in mods if isinstance(m, nn.Linear)]
+        norms = [m for m in mods if isinstance(m, nn.BatchNorm1d)]
+        return linears, norms
+
+    def get_weights(self):
+        """NumPy copies in the order of ``fastnet.MLP.get_weights`` (W as (in, out))."""
+        linears, norms = self._linears_and_norms()
+        out = []
+        for lin, bn in zip(linears, norms):
+            out += [lin.weight.T, bn.weight, bn.bias, bn.running_mean, bn.running_var]
+        out += [linears[-1].weight.T, linears[-1].bias]
+        return [t.detach().numpy().copy() for t in out]
+
+    def set_weights(self, weights):
+        """Load arrays in fastnet's order (see :meth:`get_weights`); resets the
+        optimizer's momentum."""
+        torch = _import_torch()
+        linears, norms = self._linears_and_norms()
+        targets = []
+        for lin, bn in zip(linears, norms):
+            targets += [lin.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var]
+        targets += [linears[-1].weight, linears[-1].bias]
+        weights = list(weights)
+        if len(weights) != len(targets):
+            raise ValueError(f"expected {len(targets)} arrays, got {len(weights)}")
+        with torch.no_grad():
+            for t, w in zip(targets, weights):
+                w = torch.as_tensor(np.asarray(w, dtype=np.float32))
+                t.copy_(w.T if t.dim() == 2 else w)
+        self.optimizer.state.clear()
