@@ -65,6 +65,7 @@ __all__ = [
     "EXPLODING_RATIO",
     "VANISHING_RATIO",
     "DivergenceGuard",
+    "DivergenceWatch",
     "GradientTracker",
     "LRFinderResult",
     "Rollback",
@@ -158,6 +159,31 @@ def diverged_index(smoothed, diverge_factor=4.0):
             return k
         best = min(best, value)
     return None
+
+
+class DivergenceWatch:
+    """``diverged_index(smooth_losses(losses, beta), diverge_factor)`` kept up to date
+    one loss at a time, in O(1) per loss (the same arithmetic, so the same answer).
+
+    :meth:`add` returns True for the loss at which the range test diverges.
+    """
+
+    def __init__(self, beta=0.9, diverge_factor=4.0):
+        self.beta = beta
+        self.diverge_factor = diverge_factor
+        self._avg = 0.0
+        self._count = 0
+        self._best = math.inf
+
+    def add(self, loss):
+        k, beta = self._count, self.beta
+        self._avg = beta * self._avg + (1 - beta) * loss
+        smoothed = self._avg / (1 - beta ** (k + 1))
+        self._count += 1
+        if not math.isfinite(smoothed) or (k > 0 and smoothed > self.diverge_factor * self._best):
+            return True
+        self._best = min(self._best, smoothed)
+        return False
 
 
 def suggest_lr(lrs, smoothed, diverged_at=None, skip_start=0.1):

@@ -793,6 +793,8 @@ class MLP:
         dropout_seed = _dropout_seed(run_seed)
         state = self._state()
         losses = []
+        watch = _health.DivergenceWatch(smoothing, diverge_factor)
+        diverged_at = None
         try:
             self._bind_optimizer(engine, opt)
             for k, lr in enumerate(lrs):
@@ -802,15 +804,13 @@ class MLP:
                                      .permutation(n))
                 losses.append(engine.step(b * max_batch, min(n, (b + 1) * max_batch), lr, 0.0,
                                           dropout_seed, k))
-                if _health.diverged_index(_health.smooth_losses(losses, smoothing),
-                                          diverge_factor) is not None:
+                if watch.add(losses[-1]):
+                    diverged_at = k
                     break
         finally:
             self._restore(state)
             if saved_opt is not None:
                 optimizer.load_state_dict(saved_opt)
-        diverged_at = _health.diverged_index(_health.smooth_losses(losses, smoothing),
-                                             diverge_factor)
         smoothed = _health.zero_lag_smooth(losses, smoothing)
         lrs = lrs[:len(losses)]
         return _health.LRFinderResult(lrs, losses, smoothed,
