@@ -389,7 +389,12 @@ class MLP:
             Continue from a checkpoint written by a fit with the same data and
             options; the result is bit-identical to an uninterrupted run.  A
             missing file starts from scratch (so one command line can both
-            start and resume a job).
+            start and resume a job).  The checkpoint records the shape, dtype
+            and a checksum of X, y, the sample weights and the validation
+            rows, and the options that change the result (batch_size, loss,
+            schedule, optimizer and its hyper-parameters, grad_clip, shuffle,
+            on_divergence, track_gradients, the number of MPI ranks);
+            resuming with others raises ValueError naming what differs.
         distributed : bool, "auto" or fastnet.distributed.Distributed, optional
             Data-parallel training over MPI (see :mod:`fastnet.distributed`):
             every rank calls fit with the same model, data and options,
@@ -502,6 +507,16 @@ class MLP:
                 raise ValueError(f"early stopping monitors {early_stopping.monitor!r}: pass "
                                  "validation_data or validation_split")
             callbacks.append(early_stopping)
+
+        record = None
+        if checkpoint is not None or resume_state is not None:
+            record = _checkpoint.run_record(
+                (X, labels, targets, weights), val, batch_size=batch_size, loss=loss,
+                schedule=sched, optimizer=opt, grad_clip=clip or None, shuffle=bool(shuffle),
+                on_divergence=policy, track_gradients=samples,
+                ranks=1 if dist is None else dist.size)
+        if resume_state is not None:
+            _checkpoint.check_run(resume_state, record)
 
         # ---- everything is valid: set up the engine ------------------------
         self.loss = loss
@@ -651,7 +666,7 @@ class MLP:
                     if run is None or run.root:     # one writer; the others wait for it
                         _checkpoint.write(checkpoint, self, opt, sched, callbacks, history,
                                           epoch + 1, global_step, best_value, best_state,
-                                          run_seed)
+                                          run_seed, record)
                     if run is not None:
                         run.barrier()
                 if rollback is not None and guard.learned(logs["loss"]):
