@@ -44,9 +44,15 @@ What each part computes, and why:
   model that starts out nearly perfect is not called diverged for a noisy
   batch.  With SGD at lr 1e2-1e4 the digits loss often stays finite
   (1e3-1e18) instead of turning NaN, which is why both tests are needed.
-  :class:`Rollback` restores the last good state (the end of the last
-  epoch whose training loss was below both the starting and the
-  constant-predictor loss, else the start), divides the lr and goes on.
+  :class:`Rollback` restores the last good state (the state at the start of
+  the last epoch whose training loss was below both the starting and the
+  constant-predictor loss, that loss being measured from there on, else the
+  start), divides the lr and goes on.  After a rollback each epoch's final
+  weights are evaluated on the training rows and must stay below both
+  losses, else the rollback repeats: measured on digits with SGD at lr 1e4,
+  backing off used to stop at lr 10, where the loss is finite but flat at
+  ln(10) (test accuracy 0.10); going on to lr 0.1 learns (0.94-0.97 over three
+  seeds).
 * **Class weights** (:func:`class_weights`): ``"balanced"`` is
   scikit-learn's ``n_samples / (n_classes * bincount(y))`` over the classes
   present in ``y``; a dict gives weights per label (missing labels: 1).  The
@@ -375,10 +381,15 @@ class TrainingDiverged(RuntimeError):
 
 class Rollback:
     """``fit(on_divergence=Rollback(...))``: on divergence restore the last good
-    state (weights, batch-norm statistics, optimizer state and step, taken at
-    the end of every epoch that :meth:`DivergenceGuard.learned` accepts, else
-    the state fit started from), divide the learning rate by ``factor`` and
-    redo the epoch, at most ``max_rollbacks`` times; then stop as "stop" does.
+    state (weights, batch-norm statistics, optimizer state and step: the state
+    an epoch started from when :meth:`DivergenceGuard.learned` accepts that
+    epoch's training loss, which is measured from there on; after a rollback,
+    the state an epoch ended with when its loss on the training rows, measured
+    on it, is accepted; else the state fit started from), divide the learning
+    rate by ``factor`` and redo the epoch, at most ``max_rollbacks`` times;
+    then stop as "stop" does.  After a rollback an epoch whose final weights
+    are not accepted counts as a divergence too, so the lr keeps backing off
+    while the loss stays finite but does not learn.
     ``"rollback"`` means ``Rollback()``.
 
     Parameters

@@ -57,9 +57,9 @@ class History:
     stopped_epoch : int or None
         Epoch at which a callback (e.g. early stopping) ended training.
     diverged : bool
-        The loss became NaN/inf or exploded (see
-        :class:`fastnet.health.DivergenceGuard`) and was not recovered; the
-        best weights were restored.
+        The loss or the weights became NaN/inf or the loss exploded (see
+        :class:`fastnet.health.DivergenceGuard`) and it was not recovered;
+        the best weights were restored.
     rollbacks : list of dict
         With ``on_divergence="rollback"``: one entry per backoff, with
         ``epoch``, ``step`` (optimizer step at which it diverged), ``loss``
@@ -670,16 +670,29 @@ class MLP:
             :mod:`fastnet.health`.
         on_divergence : "stop", "raise", "rollback" or fastnet.health.Rollback
             A run diverges when a batch loss is NaN/inf or above 100 x
-            ``max(first batch loss, ln(n_classes) or the target variance)``.
+            ``max(first batch loss, ln(n_classes) or the target variance)``,
+            or when an epoch leaves NaN/inf weights or batch-norm statistics
+            (e.g. a running variance overflowed by huge inputs).
             "stop" (default): restore the best weights, warn, set
-            ``History.diverged``.  "raise": the same, then raise
+            ``History.diverged``.  The best weights are those with the best
+            monitored loss *measured on them*: with validation data, the
+            weights an epoch ended with; without, the weights the epoch with
+            the lowest training loss started from (its loss is measured
+            before each update; in full-batch training it is exactly their
+            loss), so they are never worse than the starting weights.
+            "raise": the same, then raise
             :class:`fastnet.health.TrainingDiverged`.  "rollback": restore
-            the state at the end of the last good epoch (weights, batch-norm
-            statistics, optimizer state), divide the lr by 10 (the
-            schedule's lr is multiplied by the accumulated factor) and redo
-            the epoch, at most 5 times (``Rollback(factor, max_rollbacks)``
-            sets both), each logged in ``History.rollbacks``; past that,
-            as "stop".
+            the last good state (weights, batch-norm statistics, optimizer
+            state: see :class:`fastnet.health.Rollback`), divide the lr by
+            10 (the schedule's lr is multiplied by the accumulated factor)
+            and redo the epoch, at most 5 times
+            (``Rollback(factor, max_rollbacks)`` sets both), each logged in
+            ``History.rollbacks``; past that, as "stop".  After a rollback
+            every epoch's final weights are evaluated on the training rows
+            (one inference pass): an epoch that leaves them no better than
+            the starting and the constant-predictor loss counts as diverged
+            too, so backing off goes on while a finite but flat loss shows
+            that the lr is still too large.
         checkpoint : path, optional
             Write a checkpoint (model, optimizer, schedule and callback state,
             best weights, history, epoch and step counters) every
@@ -853,7 +866,12 @@ class MLP:
                                                               weights))
         rollback = policy if isinstance(policy, _health.Rollback) else None
         monitor = "val_loss" if val is not None else "loss"
-        best_value, best_state = math.inf, self._state(into=self._state_arrays(1)[0])
+        # An epoch's training loss is measured on the weights before each update, so it
+        # judges the state the epoch started from (exactly so in full-batch training),
+        # not the state after its last update; the validation loss judges the latter.
+        judge_start = monitor == "loss"
+        best_state, epoch_start = self._state_arrays(2)
+        best_value, best_state = math.inf, self._state(into=best_state)
         self.stop_training = False
         for cb in callbacks:
             cb.model = self
@@ -868,6 +886,7 @@ class MLP:
         opt_buffers = self._bind_optimizer(engine, opt)
         lr_scale = history.rollbacks[-1]["lr_scale"] if history.rollbacks else 1.0
         good = _snapshot(self, opt_buffers, engine, global_step) if rollback else None
+        watched = False        # a rollback happened: measure where each epoch ends
         try:
             interrupt.install()
             epoch = start_epoch
@@ -883,6 +902,10 @@ class MLP:
                     tracker.begin_epoch()
                 if run is not None:
                     run.begin_epoch(order)
+                if judge_start:
+                    epoch_start = self._state(into=epoch_start)
+                start_snapshot = _snapshot(self, opt_buffers, engine, global_step) \
+                    if rollback and not watched else None
                 epoch_lr = float(sched(epoch)) * lr_scale if not per_step else None
                 bar = _progress(verbose, steps, epoch, epochs)
                 t0 = time.perf_counter()
@@ -927,6 +950,16 @@ class MLP:
                                             else step_lr, val)
                     if not math.isfinite(logs[monitor]):
                         bad_loss = logs[monitor]
+                    elif self._state_problem() is not None:
+                        # e.g. a running variance overflowed while the loss stayed finite
+                        bad_loss = math.nan
+                    elif watched:
+                        # after a rollback the weights an epoch ends with must have learned
+                        # (measured on them): a backed-off lr that keeps the loss finite but
+                        # flat, or unlearns, backs off further
+                        end_loss = self._training_loss(engine, X, labels, targets, weights)
+                        if not guard.learned(end_loss):
+                            bad_loss = end_loss
                 if bad_loss is not None:
                     if rollback is not None and len(history.rollbacks) < rollback.max_rollbacks:
                         lr_now = epoch_lr if epoch_lr is not None else step_lr
@@ -937,9 +970,12 @@ class MLP:
                             "lr_scale": lr_scale})
                         global_step = _rewind(self, opt_buffers, engine, opt, good)
                         if verbose:
-                            _write(f"Epoch {epoch + 1}/{epochs}: loss {bad_loss:.3g} diverged; "
+                            what = "did not improve on the starting loss" \
+                                if watched and math.isfinite(bad_loss) else "diverged"
+                            _write(f"Epoch {epoch + 1}/{epochs}: loss {bad_loss:.3g} {what}; "
                                    f"rolled back to the last good state, lr {lr_now:.3g} -> "
                                    f"{lr_now / rollback.factor:.3g}")
+                        watched = True
                         continue
                     history.diverged = True
                     break
@@ -954,7 +990,11 @@ class MLP:
                 history.epochs = epoch + 1
                 value = logs[monitor]
                 if value < best_value:
-                    best_value, best_state = value, self._state(into=best_state)
+                    if judge_start:
+                        best_state, epoch_start = epoch_start, best_state
+                    else:
+                        best_state = self._state(into=best_state)
+                    best_value = value
                     history.best_epoch = epoch
                 if getattr(sched, "needs_metric", False):
                     metric = getattr(sched, "monitor", monitor)
@@ -976,8 +1016,11 @@ class MLP:
                                           run_seed, record)
                     if run is not None:
                         run.barrier()
-                if rollback is not None and guard.learned(logs["loss"]):
+                if watched:           # the state this epoch ended with learned (measured)
                     good = _snapshot(self, opt_buffers, engine, global_step)
+                elif rollback is not None and guard.learned(logs["loss"]):
+                    # the loss that learned was measured from the epoch's start on
+                    good = start_snapshot
                 if interrupt.raised:
                     history.interrupted = True
                     break
@@ -995,11 +1038,12 @@ class MLP:
         if history.diverged or history.interrupted:
             self._restore(best_state)
             if history.diverged and policy != "raise":
-                warnings.warn("the training loss became NaN or infinite or exploded (over "
-                              f"{guard.factor:g}x its starting loss); stopped and restored "
-                              "the best weights seen (lower the learning rate, clip "
-                              "gradients with grad_clip=..., or pass "
-                              "on_divergence='rollback')", RuntimeWarning, stacklevel=2)
+                warnings.warn("the training loss or the weights became NaN or infinite, or "
+                              f"the loss exploded (over {guard.factor:g}x its starting loss); "
+                              "stopped and restored the best weights seen (lower the "
+                              "learning rate, scale the inputs, clip gradients with "
+                              "grad_clip=..., or pass on_divergence='rollback')",
+                              RuntimeWarning, stacklevel=2)
         if tracker is not None:
             history.health = _health.history_report(history.history, self.activation)
             if verbose and history.health:
@@ -1176,6 +1220,13 @@ class MLP:
                                _network.ACTIVATIONS[self.activation], self.batch_norm,
                                self.dropout, self.bn_eps, self.bn_momentum,
                                _network.LOSSES[loss], max_batch)
+
+    def _training_loss(self, engine, X, labels, targets, weights):
+        """Loss of the weights as they are on the rows (X, ...), in inference mode."""
+        out = np.empty((X.shape[0], self._layer_sizes[-1]), dtype=self._dtype)
+        engine.forward(X, out)
+        value = self._score(out, labels, targets, weights)["loss"]
+        return value if math.isfinite(value) else math.inf
 
     def _epoch_logs(self, engine, loss, lr, val):
         logs = {"loss": engine.loss_sum / engine.rows, "lr": lr,
