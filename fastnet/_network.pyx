@@ -282,9 +282,9 @@ cdef class Engine:
         if not isinstance(order, np.ndarray) or order.ndim != 1 or order.shape[0] < 1:
             raise ValueError("Engine: order must be a non-empty 1-D int64 array")
         _check_array(order, "order", order.shape, np.int64)
-        if order.min() < 0 or order.max() >= self._n_rows:
-            raise ValueError(f"Engine: order must index rows in [0, {self._n_rows})")
         cdef const int64_t[::1] o = order
+        if not _all_below(&o[0], o.shape[0], self._n_rows):
+            raise ValueError(f"Engine: order must index rows in [0, {self._n_rows})")
         self._order = order
         self.b32.index = &o[0]
         self.b64.index = &o[0]
@@ -433,13 +433,12 @@ cdef class Engine:
         return res.grad_norm
 
     def forward(self, x, out):
-        """Inference outputs of x (running statistics, no dropout) into out."""
-        dtype = self._dtype()
-        n = x.shape[0] if isinstance(x, np.ndarray) and x.ndim == 2 else -1
-        if n < 1:
-            raise ValueError("Engine: x must be a non-empty 2-D array")
-        _check_array(x, "x", (n, self.n_in), dtype)
-        _check_array(out, "out", (n, self.n_out), dtype, writeable=True)
+        """Inference outputs of x (running statistics, no dropout) into out.
+
+        x (n, n_in) and out (n, n_out) must be C-contiguous in the engine's
+        dtype and aligned, out writeable (checked in _forward: the typed views
+        check dtype, layout and writeability, so a small call stays cheap).
+        """
         if self.bits == 32:
             _forward[float](self, x, out)
         else:
@@ -477,6 +476,15 @@ cdef void _layer_stats(void *layers, int n_layers, Py_ssize_t n, double *scratch
         for j in range(f):
             alive_count += alive[j]
         dead[l] = f - alive_count
+
+
+cdef bint _all_below(const int64_t *values, Py_ssize_t count, int64_t limit) noexcept nogil:
+    """0 <= values[i] < limit for all i (one branch-free pass)."""
+    cdef Py_ssize_t i
+    cdef uint64_t worst = 0
+    for i in range(count):     # a negative value is a huge unsigned one
+        worst = max(worst, <uint64_t>values[i])
+    return worst < <uint64_t>limit
 
 
 cdef void _set_batch(void *batch, const floating[:, ::1] x, const floating[:, ::1] targets,
@@ -524,8 +532,13 @@ cdef inline floating *_opt_ptr(floating[::1] v) noexcept:
     return &v[0]
 
 
-cdef void _forward(Engine e, const floating[:, ::1] x, floating[:, ::1] out):
+cdef int _forward(Engine e, const floating[:, ::1] x, floating[:, ::1] out) except -1:
     cdef Py_ssize_t n = x.shape[0], s, m
+    if n < 1 or x.shape[1] != e.n_in or out.shape[0] != n or out.shape[1] != e.n_out \
+            or <size_t>&x[0, 0] % sizeof(floating) or <size_t>&out[0, 0] % sizeof(floating):
+        raise ValueError(f"Engine: forward needs aligned arrays x of shape (n, {e.n_in}) and "
+                         f"out of shape (n, {e.n_out}) with n >= 1, got "
+                         f"({x.shape[0]}, {x.shape[1]}) and ({out.shape[0]}, {out.shape[1]})")
     cdef fn_blas blas = blas_table()
     cdef int nt = current_threads()
     cdef fn_mlp_f32 *n32 = &e.n32
@@ -537,6 +550,7 @@ cdef void _forward(Engine e, const floating[:, ::1] x, floating[:, ::1] out):
                 fn_mlp_forward_f32(nt, &blas, n32, &x[s, 0], m, &out[s, 0])
             else:
                 fn_mlp_forward_f64(nt, &blas, n64, &x[s, 0], m, &out[s, 0])
+    return 0
 
 
 cdef void _reduce_callback(void *ctx, double *values, fn_int count) noexcept nogil:

@@ -62,8 +62,8 @@ def finite_array(source, dtype, name):
         arr = c_array(source, dtype)
     else:
         with np.errstate(over="ignore"):     # reported below
-            arr = c_array(source, dtype)
-    if np.all(np.isfinite(arr)):
+            arr = source.astype(dtype, order="C")      # a new array: aligned
+    if np.isfinite(arr).all():
         return arr
     if source.dtype.kind in "iuf" and np.all(np.isfinite(source)):
         raise ValueError(f"{name} holds finite values too large for {arr.dtype} (largest "

@@ -132,17 +132,26 @@ class _Checked(_Attribute):
         changed = model.__dict__.get(self.slot, value) != value
         model.__dict__[self.slot] = value
         if changed:
-            model._inference.clear()
+            model._access.drop_engines()
 
 
 class _Access:
-    """Who uses a model's arrays: any number of inference calls (predict, get_weights,
-    save, copies) from any threads at once, or one call that changes them (fit, lr_find,
-    gradients, set_weights) together with inference from its own thread (callbacks).
+    """Who uses a model's arrays, and the inference engines they use.
 
-    A change from another thread waits for the inference calls already running (they
-    are short), then holds the model; inference or a second change from another thread
+    Any number of inference calls (predict, get_weights, save, copies) may run at once,
+    from any threads, or one call that changes the arrays (fit, lr_find, gradients,
+    set_weights) together with inference from its own thread (callbacks).  A change
+    from another thread waits for the inference calls already running (they are
+    short), then holds the model; inference or a second change from another thread
     meanwhile raises RuntimeError instead of reading weights in the middle of an update.
+
+    Inference engines are lent one per running call (an engine's workspace holds the
+    activations of the call using it) and kept for the next calls, at most
+    `_POOL_SIZE`, so a small predict allocates nothing; :meth:`drop_engines` discards
+    them when a setting they were built with changes.  Every engine has room for
+    ``min(rows, _PREDICT_ROWS)`` rows of the call and at most ``_PREDICT_ROWS``, so a
+    call is cut into the same row blocks whichever engine it gets (the blocks decide
+    the bits of the result).
     """
 
     def __init__(self):
@@ -152,23 +161,46 @@ class _Access:
         self._owner = None        # thread ident of the changing call
         self._what = None
         self._depth = 0
+        self._engines = []
+        self._generation = 0
 
     def _refuse(self, what):
         raise RuntimeError(f"{what}: this model is being changed by {self._what} in another "
                            f"thread; wait for it to return, or give each thread its own "
                            f"model (copy.deepcopy(model))")
 
-    def begin_read(self, what):
+    def begin_read(self, what, rows=0):
+        """Register an inference call; with `rows` > 0 return (engine or None, token):
+        a kept engine with room for the call, if there is one."""
         with self._lock:
             if self._owner is not None and self._owner != threading.get_ident():
                 self._refuse(what)
             self._readers += 1
+            if rows <= 0:
+                return None
+            rows = min(rows, _PREDICT_ROWS)
+            engines = self._engines
+            for i in range(len(engines) - 1, -1, -1):
+                if engines[i].max_batch >= rows:
+                    return engines.pop(i), self._generation
+            if engines:
+                engines.pop()       # too small: its replacement will be kept instead
+            return None, self._generation
 
-    def end_read(self):
+    def end_read(self, engine=None, token=None):
+        """End an inference call, keeping the engine it used (if still valid)."""
         with self._lock:
             self._readers -= 1
-            if self._readers == 0:
-                self._idle.notify_all()
+            if self._readers == 0 and self._owner is not None:
+                self._idle.notify_all()         # a change is waiting for the readers
+            if engine is not None and token == self._generation \
+                    and len(self._engines) < _POOL_SIZE:
+                self._engines.append(engine)
+
+    def drop_engines(self):
+        with self._lock:
+            self._engines.clear()
+            self._generation += 1
 
     @contextlib.contextmanager
     def reading(self, what):
@@ -197,45 +229,6 @@ class _Access:
                 self._depth -= 1
                 if self._depth == 0:
                     self._owner = self._what = None
-
-
-class _InferencePool:
-    """Inference engines of one model, one per running call: an engine's workspace holds
-    the activations of the call using it, so concurrent calls never share one.  Engines
-    are kept for the next calls (a small predict allocates nothing), at most
-    `_POOL_SIZE`; :meth:`clear` drops them when a setting they were built with changes.
-
-    Every engine has room for ``min(rows, _PREDICT_ROWS)`` rows of the call and at most
-    ``_PREDICT_ROWS``, so a call is cut into the same row blocks whichever engine it gets
-    (the blocks decide the bits of the result)."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._free = []
-        self._generation = 0
-
-    def take(self, rows, build):
-        """(engine, token) for a call of `rows` rows; `build(max_batch)` makes an engine."""
-        rows = min(rows, _PREDICT_ROWS)
-        with self._lock:
-            fits = [e for e in self._free if e.max_batch >= rows]
-            engine = fits[0] if fits else (self._free[-1] if self._free else None)
-            if engine is not None:
-                self._free.remove(engine)
-            token = self._generation
-        if engine is None or engine.max_batch < rows:
-            engine = build(max(rows, min(_PREDICT_ROWS, 256)))
-        return engine, token
-
-    def give(self, engine, token):
-        with self._lock:
-            if token == self._generation and len(self._free) < _POOL_SIZE:
-                self._free.append(engine)
-
-    def clear(self):
-        with self._lock:
-            self._free.clear()
-            self._generation += 1
 
 
 def _changes_model(method):
@@ -346,7 +339,6 @@ class MLP:
             raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         self._dtype = dtype
         self._access = _Access()
-        self._inference = _InferencePool()
         self.dropout = dropout
         self.seed = seed
         self.init = init
@@ -481,11 +473,12 @@ class MLP:
     def _state_problem(self):
         """Why the weights and buffers could not be saved and loaded back (NaN or
         infinity, a negative running variance), or None when they can."""
+        # called after every epoch: reductions without temporaries where possible
         for what, arr in (("params", self._params), ("buffers", self._buffers)):
-            if not np.all(np.isfinite(arr)):
+            if arr.size and not np.isfinite(arr).all():
                 return f"{what} hold NaN or infinity"
         for l, layer in enumerate(self._layers):
-            if "running_var" in layer and np.any(layer["running_var"] < 0):
+            if "running_var" in layer and layer["running_var"].min() < 0:
                 return f"layer{l}.running_var holds negative variances"
         return None
 
@@ -514,7 +507,7 @@ class MLP:
 
     # ---- copies and pickling: the views are rebuilt, the engines and locks are new ----
 
-    _DERIVED = ("_grads", "_layers", "_best", "_access", "_inference")
+    _DERIVED = ("_grads", "_layers", "_best", "_access")
 
     def __getstate__(self):
         with self._access.reading("pickling or copying"):
@@ -527,7 +520,6 @@ class MLP:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._access = _Access()
-        self._inference = _InferencePool()
         self._bind_views()
 
     def __copy__(self):
@@ -562,8 +554,7 @@ class MLP:
         """X as a finite C-contiguous (n, n_in) array of `dtype` (default: the model's);
         an array that is one already (read-only or memory-mapped too) is not copied."""
         arr = real_array(X, name)
-        if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.floating)
-                                         or np.issubdtype(arr.dtype, np.integer)):
+        if arr.dtype.kind not in "iuf":          # not bool, complex, object, ...
             raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
         n_in = self._layer_sizes[0]
         if arr.ndim != 2 or arr.shape[1] != n_in:
@@ -1244,18 +1235,16 @@ class MLP:
 
     def _outputs(self, X):
         X = self._check_x(X)
-        out = np.empty((X.shape[0], self._layer_sizes[-1]), dtype=self._dtype)
-        self._access.begin_read("predict")
+        n = X.shape[0]
+        out = np.empty((n, self._layer_sizes[-1]), dtype=self._dtype)
+        engine, token = self._access.begin_read("predict", n)
         try:
-            engine, token = self._inference.take(X.shape[0], self._inference_engine)
+            if engine is None:
+                engine = self._engine(max(min(n, _PREDICT_ROWS), 256), self.loss)
             engine.forward(X, out)
-            self._inference.give(engine, token)
         finally:
-            self._access.end_read()
+            self._access.end_read(engine, token)
         return out
-
-    def _inference_engine(self, max_batch):
-        return self._engine(max_batch, self.loss)
 
     def _score(self, outputs, labels, targets, weights=None):
         """Loss (and accuracy), both weighted by `weights` when given."""
