@@ -220,8 +220,13 @@ class _Access:
                 if self._owner is not None:
                     self._refuse(what)
                 self._owner, self._what, self._depth = me, what, 1
-                while self._readers:
-                    self._idle.wait()
+                try:
+                    while self._readers:
+                        self._idle.wait()
+                except BaseException:       # e.g. Ctrl-C while waiting: do not hold on
+                    self._owner = self._what = None
+                    self._depth = 0
+                    raise
         try:
             yield
         finally:

@@ -219,3 +219,26 @@ def test_a_setting_changed_while_threads_predict_takes_effect(change):
     expected.bn_eps = model.bn_eps
     expected.set_weights(model.get_weights())
     assert np.array_equal(model.predict_proba(X), expected.predict_proba(X))
+
+
+def test_a_change_interrupted_while_waiting_for_predictions_releases_the_model(monkeypatch):
+    model = _trained_model()
+    X = _queries()["small"][0]
+    access = model._access
+    access.begin_read("predict")          # a prediction running in "another thread"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(access._idle, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.set_weights(model.get_weights())
+    access.end_read()
+    monkeypatch.undo()
+    # nobody holds the model: other threads predict, and changes go through
+    result = []
+    thread = threading.Thread(target=lambda: result.append(model.predict(X)))
+    thread.start()
+    thread.join(timeout=60)
+    assert result and result[0].shape == (50,)
+    model.set_weights(model.get_weights())

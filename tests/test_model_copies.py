@@ -99,6 +99,26 @@ def test_a_copy_carries_the_optimizer_state_and_continues_identically(how):
     assert model.buffers.tobytes() == clone.buffers.tobytes()
 
 
+def test_deep_copies_taken_by_a_callback_keep_each_epoch_s_model():
+    # the usual way to keep the best model by hand: deepcopy it from a callback
+    X, y = _data()
+    kept = []
+
+    class Keep:
+        def on_epoch_end(self, epoch, logs):
+            kept.append((copy.deepcopy(self.model), self.model.get_weights(),
+                         self.model.predict_proba(X)))
+
+    model = fastnet.MLP([4, 16, 3], seed=3)
+    model.fit(X, y, epochs=3, batch_size=16, verbose=0, callbacks=[Keep()])
+    assert len(kept) == 3
+    for clone, weights, proba in kept:
+        assert _same_arrays(clone.get_weights(), weights)
+        assert np.array_equal(clone.predict_proba(X), proba)
+        _assert_aliases_own_arrays(clone)
+    assert not _same_arrays(kept[0][0].get_weights(), kept[2][0].get_weights())
+
+
 def test_a_pickled_bound_predict_works_like_the_original():
     # what multiprocessing.Pool.map(model.predict_proba, chunks) sends to its workers
     X, _ = _data()
