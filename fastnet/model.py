@@ -63,7 +63,9 @@ class History:
     rollbacks : list of dict
         With ``on_divergence="rollback"``: one entry per backoff, with
         ``epoch``, ``step`` (optimizer step at which it diverged), ``loss``
-        (the offending batch loss), ``lr`` (before), ``new_lr`` and
+        (the offending batch loss; after an earlier rollback also the
+        training loss of an epoch's final weights that did not learn, or
+        NaN for non-finite weights), ``lr`` (before), ``new_lr`` and
         ``lr_scale`` (the factor on the schedule's lr from then on).
     interrupted : bool
         Ctrl-C ended training after a batch; the best weights were restored.
