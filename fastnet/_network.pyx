@@ -24,12 +24,22 @@ LOSSES = {"cross_entropy": FN_LOSS_CROSS_ENTROPY, "mse": FN_LOSS_MSE}
 OPTIMIZERS = {"sgd": FN_OPT_SGD, "adam": FN_OPT_ADAM, "adamw": FN_OPT_ADAMW}
 
 
+_INT64_LIMIT = 2**62     # array sizes the layout arithmetic (fn_int) computes safely
+
+
 def layout(sizes, bint batch_norm):
     """Offsets of each layer's arrays in the flat parameter and buffer arrays.
 
     Returns (layers, n_params, n_buffers); layers[l] is a dict with keys w, b,
     gamma, beta, running_mean, running_var (absent arrays omitted).
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 sizes, a size that is not an int >= 1, or a model whose
+        parameter count would overflow the native (64-bit) index arithmetic.
     """
+    sizes = _checked_sizes(sizes)
     cdef int n_layers = len(sizes) - 1
     cdef fn_int[::1] sz = np.asarray(sizes, dtype=np.intp)
     offsets = np.empty(n_layers * 6, dtype=np.intp)
@@ -43,6 +53,36 @@ def layout(sizes, bint batch_norm):
         layers.append({name: int(offsets[6 * l + i]) for i, name in enumerate(names)
                        if offsets[6 * l + i] >= 0})
     return layers, int(n_params), int(n_buffers)
+
+
+def _checked_sizes(sizes):
+    """`sizes` as a tuple of ints >= 1 (at least 2) whose layout fits in fn_int."""
+    sizes = tuple(sizes)
+    if len(sizes) < 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
+                                 and s >= 1 for s in sizes):
+        raise ValueError(f"layer sizes must be at least 2 ints >= 1, got {list(sizes)}")
+    sizes = tuple(int(s) for s in sizes)
+    # the exact count in Python ints: fn_mlp_layout's 64-bit arithmetic would wrap
+    exact = sum(a * b + 2 * b for a, b in zip(sizes, sizes[1:]))
+    if exact > _INT64_LIMIT:
+        raise ValueError(f"layer sizes {list(sizes)} need {exact} parameters, more than "
+                         f"fastnet can index (2**62)")
+    return sizes
+
+
+def _check_array(arr, name, shape, dtype, writeable=False):
+    """ValueError unless `arr` is an aligned C-contiguous ndarray of `shape` and `dtype`
+    (and writeable): the native code trusts these sizes."""
+    ok = (isinstance(arr, np.ndarray) and arr.dtype == dtype and arr.shape == shape
+          and arr.flags.c_contiguous and arr.flags.aligned
+          and (arr.flags.writeable or not writeable))
+    if not ok:
+        got = (f"{'a read-only ' if not arr.flags.writeable else ''}"
+               f"{'' if arr.flags.c_contiguous else 'non-contiguous '}{arr.dtype} array of "
+               f"shape {arr.shape}" if isinstance(arr, np.ndarray) else type(arr).__name__)
+        raise ValueError(f"Engine: {name} must be a{' writeable' if writeable else 'n'} "
+                         f"aligned C-contiguous {np.dtype(dtype).name} array of shape "
+                         f"{shape}, got {got}")
 
 
 cdef inline floating *_data(floating[::1] v) noexcept:
@@ -75,6 +115,9 @@ cdef class Engine:
     cdef fn_optim_f64 o64
     cdef readonly int bits, n_layers
     cdef readonly Py_ssize_t max_batch, n_params
+    cdef readonly tuple sizes
+    cdef readonly Py_ssize_t n_in, n_out
+    cdef readonly int loss
     cdef readonly object workspace_bytes
     cdef bint _has_data, _has_opt, _has_order
     cdef Py_ssize_t _n_rows
@@ -91,11 +134,37 @@ cdef class Engine:
     def __cinit__(self, sizes, params, grads, buffers, int act, bint batch_norm,
                   double dropout, double bn_eps, double bn_momentum, int loss,
                   Py_ssize_t max_batch):
+        self.l32 = NULL
+        self.l64 = NULL
+        # Everything the C side indexes is checked against the layout computed
+        # here: a wrong size would be a silent out-of-bounds access.
+        sizes = _checked_sizes(sizes)
+        _, n_params, n_buffers = layout(sizes, batch_norm)
+        if not isinstance(params, np.ndarray) or params.dtype not in (np.float32, np.float64):
+            raise ValueError(f"Engine: params must be a float32 or float64 array, got "
+                             f"{getattr(params, 'dtype', type(params).__name__)}")
+        _check_array(params, "params", (n_params,), params.dtype, writeable=True)
+        _check_array(grads, "grads", (n_params,), params.dtype, writeable=True)
+        _check_array(buffers, "buffers", (n_buffers,), params.dtype, writeable=True)
+        if act not in ACTIVATIONS.values():
+            raise ValueError(f"Engine: unknown activation code {act}")
+        if loss not in LOSSES.values():
+            raise ValueError(f"Engine: unknown loss code {loss}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"Engine: dropout must be in [0, 1), got {dropout}")
+        if not 0.0 <= bn_eps < float("inf"):
+            raise ValueError(f"Engine: bn_eps must be finite and >= 0, got {bn_eps}")
+        if not 0.0 <= bn_momentum <= 1.0:
+            raise ValueError(f"Engine: bn_momentum must be in [0, 1], got {bn_momentum}")
+        if max_batch < 1 or max_batch * sum(sizes) > _INT64_LIMIT // 16:
+            raise ValueError(f"Engine: max_batch {max_batch} is out of range for layer sizes "
+                             f"{list(sizes)}")
         self.n_layers = len(sizes) - 1
         self.max_batch = max_batch
         self.bits = 32 if params.dtype == np.float32 else 64
-        self.l32 = NULL
-        self.l64 = NULL
+        self.sizes = sizes
+        self.n_in, self.n_out = sizes[0], sizes[len(sizes) - 1]
+        self.loss = loss
         cdef fn_mlp_config cfg
         cfg.act = act
         cfg.batch_norm = batch_norm
@@ -150,9 +219,30 @@ cdef class Engine:
         self.steps = 0
 
     def set_data(self, x, labels, targets, weights):
-        """Bind the training rows (validated, C-contiguous, model dtype)."""
+        """Bind the training rows (validated, C-contiguous, model dtype; never written, so
+        read-only arrays and memory maps are fine)."""
+        dtype = self._dtype()
+        if not isinstance(x, np.ndarray) or x.ndim != 2 or x.shape[0] < 1:
+            raise ValueError(f"Engine: x must be a non-empty 2-D array, got "
+                             f"{getattr(x, 'shape', type(x).__name__)}")
+        n = x.shape[0]
+        _check_array(x, "x", (n, self.n_in), dtype)
+        if self.loss == FN_LOSS_CROSS_ENTROPY:
+            if labels is None:
+                raise ValueError("Engine: cross-entropy needs labels")
+            _check_array(labels, "labels", (n,), np.int64)
+            if labels.min() < 0 or labels.max() >= self.n_out:
+                raise ValueError(f"Engine: labels must be in [0, {self.n_out})")
+        else:
+            if targets is None:
+                raise ValueError("Engine: mse needs targets")
+            _check_array(targets, "targets", (n, self.n_out), dtype)
+        if weights is not None:
+            _check_array(weights, "weights", (n,), dtype)
         self._data_refs = (x, labels, targets, weights)
-        self._n_rows = x.shape[0]
+        self._n_rows = n
+        self._order = None
+        self._has_order = False
         if self.bits == 32:
             _set_batch[float](&self.b32, x, targets, weights)
             self.b32.labels = _labels_ptr(labels)
@@ -160,6 +250,9 @@ cdef class Engine:
             _set_batch[double](&self.b64, x, targets, weights)
             self.b64.labels = _labels_ptr(labels)
         self._has_data = True
+
+    def _dtype(self):
+        return np.float32 if self.bits == 32 else np.float64
 
     def set_reducer(self, reducer):
         """Synchronised batch norm: `reducer(start, stop)` must sum
@@ -184,7 +277,14 @@ cdef class Engine:
 
     def set_order(self, order):
         """Row order of the epoch (int64 indices into the bound data)."""
+        if not self._has_data:
+            raise RuntimeError("set_data first")
+        if not isinstance(order, np.ndarray) or order.ndim != 1 or order.shape[0] < 1:
+            raise ValueError("Engine: order must be a non-empty 1-D int64 array")
+        _check_array(order, "order", order.shape, np.int64)
         cdef const int64_t[::1] o = order
+        if not _all_below(&o[0], o.shape[0], self._n_rows):
+            raise ValueError(f"Engine: order must index rows in [0, {self._n_rows})")
         self._order = order
         self.b32.index = &o[0]
         self.b64.index = &o[0]
@@ -193,6 +293,13 @@ cdef class Engine:
     def set_optimizer(self, int kind, double momentum, double beta1, double beta2, double eps,
                       double weight_decay, bint nesterov, int64_t step, buf1, buf2):
         """Bind an optimizer's hyper-parameters and state buffers (flat, n_params)."""
+        if kind not in OPTIMIZERS.values():
+            raise ValueError(f"Engine: unknown optimizer code {kind}")
+        # SGD reads its momentum buffer only with momentum; Adam(W) reads both
+        needed = (momentum != 0, False) if kind == FN_OPT_SGD else (True, True)
+        for name, buf, need in (("buf1", buf1, needed[0]), ("buf2", buf2, needed[1])):
+            if buf is not None or need:
+                _check_array(buf, name, (self.n_params,), self._dtype(), writeable=True)
         self._opt_refs = (buf1, buf2)
         self.opt_step = step
         if self.bits == 32:
@@ -326,7 +433,12 @@ cdef class Engine:
         return res.grad_norm
 
     def forward(self, x, out):
-        """Inference outputs of x (running statistics, no dropout) into out."""
+        """Inference outputs of x (running statistics, no dropout) into out.
+
+        x (n, n_in) and out (n, n_out) must be C-contiguous in the engine's
+        dtype and aligned, out writeable (checked in _forward: the typed views
+        check dtype, layout and writeability, so a small call stays cheap).
+        """
         if self.bits == 32:
             _forward[float](self, x, out)
         else:
@@ -366,8 +478,17 @@ cdef void _layer_stats(void *layers, int n_layers, Py_ssize_t n, double *scratch
         dead[l] = f - alive_count
 
 
-cdef void _set_batch(void *batch, floating[:, ::1] x, floating[:, ::1] targets,
-                     floating[::1] weights):
+cdef bint _all_below(const int64_t *values, Py_ssize_t count, int64_t limit) noexcept nogil:
+    """0 <= values[i] < limit for all i (one branch-free pass)."""
+    cdef Py_ssize_t i
+    cdef uint64_t worst = 0
+    for i in range(count):     # a negative value is a huge unsigned one
+        worst = max(worst, <uint64_t>values[i])
+    return worst < <uint64_t>limit
+
+
+cdef void _set_batch(void *batch, const floating[:, ::1] x, const floating[:, ::1] targets,
+                     const floating[::1] weights):
     cdef fn_batch_f32 *b32
     cdef fn_batch_f64 *b64
     if floating is float:
@@ -411,8 +532,13 @@ cdef inline floating *_opt_ptr(floating[::1] v) noexcept:
     return &v[0]
 
 
-cdef void _forward(Engine e, const floating[:, ::1] x, floating[:, ::1] out):
+cdef int _forward(Engine e, const floating[:, ::1] x, floating[:, ::1] out) except -1:
     cdef Py_ssize_t n = x.shape[0], s, m
+    if n < 1 or x.shape[1] != e.n_in or out.shape[0] != n or out.shape[1] != e.n_out \
+            or <size_t>&x[0, 0] % sizeof(floating) or <size_t>&out[0, 0] % sizeof(floating):
+        raise ValueError(f"Engine: forward needs aligned arrays x of shape (n, {e.n_in}) and "
+                         f"out of shape (n, {e.n_out}) with n >= 1, got "
+                         f"({x.shape[0]}, {x.shape[1]}) and ({out.shape[0]}, {out.shape[1]})")
     cdef fn_blas blas = blas_table()
     cdef int nt = current_threads()
     cdef fn_mlp_f32 *n32 = &e.n32
@@ -424,6 +550,7 @@ cdef void _forward(Engine e, const floating[:, ::1] x, floating[:, ::1] out):
                 fn_mlp_forward_f32(nt, &blas, n32, &x[s, 0], m, &out[s, 0])
             else:
                 fn_mlp_forward_f64(nt, &blas, n64, &x[s, 0], m, &out[s, 0])
+    return 0
 
 
 cdef void _reduce_callback(void *ctx, double *values, fn_int count) noexcept nogil:

@@ -13,6 +13,67 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def real_array(value, name):
+    """`value` as a NumPy array of real numbers (NumPy input is returned as is).
+
+    Sparse matrices are refused with what to do instead, and pandas objects with
+    columns of the nullable dtypes (``Int64``, ``Float32``, ...) are converted when they
+    hold no missing values and refused, naming them, when they do.  The dtype is not
+    checked here.
+    """
+    if type(value) is np.ndarray:
+        return value
+    if _is_sparse(value):
+        raise TypeError(f"{name} is a scipy.sparse matrix: sparse input is not supported "
+                        f"yet; pass {name}.toarray()")
+    if hasattr(value, "to_numpy") and hasattr(value, "isna") and hasattr(value, "dtypes"):
+        numeric = _nullable_numeric_dtype(value)
+        if numeric is not None:
+            if np.any(np.asarray(value.isna())):
+                raise ValueError(f"{name} has missing values (pandas NA); fill or drop them "
+                                 f"first")
+            return value.to_numpy(dtype=numeric)
+    return np.asarray(value)
+
+
+def _is_sparse(value):
+    return type(value).__module__.startswith("scipy.sparse") and hasattr(value, "toarray")
+
+
+def _nullable_numeric_dtype(value):
+    """For a pandas object with a nullable integer or float column (``Int64``,
+    ``Float32``, ..., which NumPy sees as objects or as floats with NaN for NA) and only
+    numeric columns otherwise: the NumPy dtype that holds them all; else None."""
+    dtypes = value.dtypes
+    dtypes = dtypes.tolist() if hasattr(dtypes, "tolist") else [dtypes]
+    if all(isinstance(d, np.dtype) for d in dtypes):
+        return None
+    numpy_dtypes = [getattr(d, "numpy_dtype", d) for d in dtypes]
+    if not all(isinstance(d, np.dtype) and d.kind in "iuf" for d in numpy_dtypes):
+        return None
+    return np.result_type(*numpy_dtypes)
+
+
+def finite_array(source, dtype, name):
+    """`source` as an aligned C-contiguous array of `dtype` (copied only if needed);
+    ValueError unless it is finite, saying so when a finite `source` overflows `dtype`
+    (rather than calling it NaN)."""
+    if source.dtype == dtype:
+        arr = c_array(source, dtype)
+    else:
+        with np.errstate(over="ignore"):     # reported below
+            arr = source.astype(dtype, order="C")      # a new array: aligned
+    if np.isfinite(arr).all():
+        return arr
+    if source.dtype.kind in "iuf" and np.all(np.isfinite(source)):
+        raise ValueError(f"{name} holds finite values too large for {arr.dtype} (largest "
+                         f"magnitude {float(np.max(np.abs(source))):.3g}, {arr.dtype} holds "
+                         f"up to {float(np.finfo(arr.dtype).max):.3g}); scale {name} down"
+                         + (" or use a float64 model (dtype='float64')"
+                            if arr.dtype == np.float32 else ""))
+    raise ValueError(f"{name} contains NaN or infinity")
+
+
 def float_array(value, name, ndim=None, dtype=None):
     """`value` as a C-contiguous float32/float64 array.
 
@@ -24,9 +85,13 @@ def float_array(value, name, ndim=None, dtype=None):
         Required dtype (the dtype of the argument it must match); a
         mismatch raises TypeError naming both.
     """
-    arr = value if type(value) is np.ndarray else np.asarray(value)
+    arr = real_array(value, name)
+    if arr.dtype.kind == "f" and not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))     # e.g. big-endian '>f4'
     if arr.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be a float32 or float64 array, got dtype {arr.dtype}")
+        raise TypeError(f"{name} must be a float32 or float64 array, got dtype {arr.dtype}"
+                        + (f"; convert it with {name}.astype(np.float32)"
+                           if arr.dtype.kind in "biuf" else ""))
     if dtype is not None and arr.dtype != dtype:
         raise TypeError(f"{name} has dtype {arr.dtype} but the other arguments are {dtype}; "
                         f"mixed float dtypes are not supported (cast {name} first)")
@@ -116,9 +181,9 @@ def seed_value(seed=None, rng=None, name="seed"):
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(seed).__name__}")
     seed = int(seed)
-    if seed < 0:
-        raise ValueError(f"{name} must be >= 0, got {seed}")
-    return seed % 2**64
+    if not 0 <= seed < 2**64:     # larger seeds would alias smaller ones: refuse them
+        raise ValueError(f"{name} must be in [0, 2**64), got {seed}")
+    return seed
 
 
 def one_of(value, name, choices):

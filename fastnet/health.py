@@ -44,9 +44,15 @@ What each part computes, and why:
   model that starts out nearly perfect is not called diverged for a noisy
   batch.  With SGD at lr 1e2-1e4 the digits loss often stays finite
   (1e3-1e18) instead of turning NaN, which is why both tests are needed.
-  :class:`Rollback` restores the last good state (the end of the last
-  epoch whose training loss was below both the starting and the
-  constant-predictor loss, else the start), divides the lr and goes on.
+  :class:`Rollback` restores the last good state (the state at the start of
+  the last epoch whose training loss was below both the starting and the
+  constant-predictor loss, that loss being measured from there on, else the
+  start), divides the lr and goes on.  After a rollback each epoch's final
+  weights are evaluated on the training rows and must stay below both
+  losses, else the rollback repeats: measured on digits with SGD at lr 1e4,
+  backing off used to stop at lr 10, where the loss is finite but flat at
+  ln(10) (test accuracy 0.10); going on to lr 0.1 learns (0.94-0.97 over three
+  seeds).
 * **Class weights** (:func:`class_weights`): ``"balanced"`` is
   scikit-learn's ``n_samples / (n_classes * bincount(y))`` over the classes
   present in ``y``; a dict gives weights per label (missing labels: 1).  The
@@ -65,6 +71,7 @@ __all__ = [
     "EXPLODING_RATIO",
     "VANISHING_RATIO",
     "DivergenceGuard",
+    "DivergenceWatch",
     "GradientTracker",
     "LRFinderResult",
     "Rollback",
@@ -158,6 +165,31 @@ def diverged_index(smoothed, diverge_factor=4.0):
             return k
         best = min(best, value)
     return None
+
+
+class DivergenceWatch:
+    """``diverged_index(smooth_losses(losses, beta), diverge_factor)`` kept up to date
+    one loss at a time, in O(1) per loss (the same arithmetic, so the same answer).
+
+    :meth:`add` returns True for the loss at which the range test diverges.
+    """
+
+    def __init__(self, beta=0.9, diverge_factor=4.0):
+        self.beta = beta
+        self.diverge_factor = diverge_factor
+        self._avg = 0.0
+        self._count = 0
+        self._best = math.inf
+
+    def add(self, loss):
+        k, beta = self._count, self.beta
+        self._avg = beta * self._avg + (1 - beta) * loss
+        smoothed = self._avg / (1 - beta ** (k + 1))
+        self._count += 1
+        if not math.isfinite(smoothed) or (k > 0 and smoothed > self.diverge_factor * self._best):
+            return True
+        self._best = min(self._best, smoothed)
+        return False
 
 
 def suggest_lr(lrs, smoothed, diverged_at=None, skip_start=0.1):
@@ -349,10 +381,15 @@ class TrainingDiverged(RuntimeError):
 
 class Rollback:
     """``fit(on_divergence=Rollback(...))``: on divergence restore the last good
-    state (weights, batch-norm statistics, optimizer state and step, taken at
-    the end of every epoch that :meth:`DivergenceGuard.learned` accepts, else
-    the state fit started from), divide the learning rate by ``factor`` and
-    redo the epoch, at most ``max_rollbacks`` times; then stop as "stop" does.
+    state (weights, batch-norm statistics, optimizer state and step: the state
+    an epoch started from when :meth:`DivergenceGuard.learned` accepts that
+    epoch's training loss, which is measured from there on; after a rollback,
+    the state an epoch ended with when its loss on the training rows, measured
+    on it, is accepted; else the state fit started from), divide the learning
+    rate by ``factor`` and redo the epoch, at most ``max_rollbacks`` times;
+    then stop as "stop" does.  After a rollback an epoch whose final weights
+    are not accepted counts as a divergence too, so the lr keeps backing off
+    while the loss stays finite but does not learn.
     ``"rollback"`` means ``Rollback()``.
 
     Parameters

@@ -7,6 +7,8 @@ views.  Training runs through :class:`fastnet._network.Engine`, which
 allocates the workspaces of one batch once per :meth:`MLP.fit` and enters
 native code once per mini-batch.
 """
+import contextlib
+import copy
 import functools
 import json
 import math
@@ -16,6 +18,7 @@ import os
 import signal
 import threading
 import time
+import types
 import warnings
 
 import numpy as np
@@ -24,13 +27,15 @@ from fastnet import _checkpoint, _network, distributed as _distributed, health a
     init as _init, optim as _optim, schedules as _schedules
 from fastnet._io import atomic_savez, read_npz
 from fastnet._governor import ThreadGovernor
-from fastnet._validation import c_array, one_of, real_number, seed_value
+from fastnet._validation import c_array, finite_array, one_of, real_array, real_number, \
+    seed_value
 
 __all__ = ["MLP", "History", "load"]
 
 _FORMAT = "fastnet-model"
 _FORMAT_VERSION = 1
 _PREDICT_ROWS = 1024          # rows per native call when predicting
+_POOL_SIZE = 4                # inference engines a model keeps for concurrent calls
 _GRAD_SLOTS = 3               # after the gradients: fastnet.distributed's per-step scalars
 
 
@@ -53,13 +58,15 @@ class History:
     stopped_epoch : int or None
         Epoch at which a callback (e.g. early stopping) ended training.
     diverged : bool
-        The loss became NaN/inf or exploded (see
-        :class:`fastnet.health.DivergenceGuard`) and was not recovered; the
-        best weights were restored.
+        The loss or the weights became NaN/inf or the loss exploded (see
+        :class:`fastnet.health.DivergenceGuard`) and it was not recovered;
+        the best weights were restored.
     rollbacks : list of dict
         With ``on_divergence="rollback"``: one entry per backoff, with
         ``epoch``, ``step`` (optimizer step at which it diverged), ``loss``
-        (the offending batch loss), ``lr`` (before), ``new_lr`` and
+        (the offending batch loss; after an earlier rollback also the
+        training loss of an epoch's final weights that did not learn, or
+        NaN for non-finite weights), ``lr`` (before), ``new_lr`` and
         ``lr_scale`` (the factor on the schedule's lr from then on).
     interrupted : bool
         Ctrl-C ended training after a batch; the best weights were restored.
@@ -84,6 +91,168 @@ class History:
                 f"stopped_epoch={self.stopped_epoch}, diverged={self.diverged})")
 
 
+class _Attribute:
+    """A model attribute kept in ``model.__dict__`` under its name with a leading "_"
+    (so that copies and pickles carry it); ``read`` turns the stored value into the one
+    handed out (e.g. a fresh list)."""
+
+    def __init__(self, read=None):
+        self.read = read
+
+    def __set_name__(self, owner, name):
+        self.name, self.slot = name, "_" + name
+
+    def __get__(self, model, owner=None):
+        if model is None:
+            return self
+        value = model.__dict__[self.slot]
+        return value if self.read is None else self.read(value)
+
+
+class _Fixed(_Attribute):
+    """Fixed when the model is built: the native engine binds arrays sized and laid out
+    for it, so it is read-only (``fix`` says what to do instead)."""
+
+    def __init__(self, fix, read=None):
+        super().__init__(read)
+        self.fix = fix
+
+    def __set__(self, model, value):
+        raise AttributeError(f"MLP.{self.name} cannot be assigned: {self.fix}")
+
+
+class _Checked(_Attribute):
+    """A setting that may change between calls: assignments are validated by `check`
+    (which returns the value to store), and the inference engines built with the old
+    value are dropped."""
+
+    def __init__(self, check):
+        super().__init__()
+        self.check = check
+
+    def __set__(self, model, value):
+        value = self.check(value)
+        changed = model.__dict__.get(self.slot, value) != value
+        model.__dict__[self.slot] = value
+        if changed:
+            model._access.drop_engines()
+
+
+class _Access:
+    """Who uses a model's arrays, and the inference engines they use.
+
+    Any number of inference calls (predict, get_weights, save, copies) may run at once,
+    from any threads, or one call that changes the arrays (fit, lr_find, gradients,
+    set_weights) together with inference from its own thread (callbacks).  A change
+    from another thread waits for the inference calls already running (they are
+    short), then holds the model; inference or a second change from another thread
+    meanwhile raises RuntimeError instead of reading weights in the middle of an update.
+
+    Inference engines are lent one per running call (an engine's workspace holds the
+    activations of the call using it) and kept for the next calls, at most
+    `_POOL_SIZE`, so a small predict allocates nothing; :meth:`drop_engines` discards
+    them when a setting they were built with changes.  Every engine has room for
+    ``min(rows, _PREDICT_ROWS)`` rows of the call and at most ``_PREDICT_ROWS``, so a
+    call is cut into the same row blocks whichever engine it gets (the blocks decide
+    the bits of the result).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._readers = 0
+        self._owner = None        # thread ident of the changing call
+        self._what = None
+        self._depth = 0
+        self._engines = []
+        self._generation = 0
+
+    def _refuse(self, what):
+        raise RuntimeError(f"{what}: this model is being changed by {self._what} in another "
+                           f"thread; wait for it to return, or give each thread its own "
+                           f"model (copy.deepcopy(model))")
+
+    def begin_read(self, what, rows=0):
+        """Register an inference call; with `rows` > 0 return (engine or None, token):
+        a kept engine with room for the call, if there is one."""
+        with self._lock:
+            if self._owner is not None and self._owner != threading.get_ident():
+                self._refuse(what)
+            self._readers += 1
+            if rows <= 0:
+                return None
+            rows = min(rows, _PREDICT_ROWS)
+            engines = self._engines
+            for i in range(len(engines) - 1, -1, -1):
+                if engines[i].max_batch >= rows:
+                    return engines.pop(i), self._generation
+            if engines:
+                engines.pop()       # too small: its replacement will be kept instead
+            return None, self._generation
+
+    def end_read(self, engine=None, token=None):
+        """End an inference call, keeping the engine it used (if still valid)."""
+        with self._lock:
+            self._readers -= 1
+            if self._readers == 0 and self._owner is not None:
+                self._idle.notify_all()         # a change is waiting for the readers
+            if engine is not None and token == self._generation \
+                    and len(self._engines) < _POOL_SIZE:
+                self._engines.append(engine)
+
+    def drop_engines(self):
+        with self._lock:
+            self._engines.clear()
+            self._generation += 1
+
+    @contextlib.contextmanager
+    def reading(self, what):
+        self.begin_read(what)
+        try:
+            yield
+        finally:
+            self.end_read()
+
+    @contextlib.contextmanager
+    def writing(self, what):
+        me = threading.get_ident()
+        with self._lock:
+            if self._owner == me:
+                self._depth += 1      # e.g. set_weights from a callback of fit
+            else:
+                if self._owner is not None:
+                    self._refuse(what)
+                self._owner, self._what, self._depth = me, what, 1
+                try:
+                    while self._readers:
+                        self._idle.wait()
+                except BaseException:       # e.g. Ctrl-C while waiting: do not hold on
+                    self._owner = self._what = None
+                    self._depth = 0
+                    raise
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._owner = self._what = None
+
+
+def _changes_model(method):
+    """Run `method` holding the model for a change (see :class:`_Access`)."""
+    @functools.wraps(method)
+    def holding(self, *args, **kwargs):
+        with self._access.writing(method.__name__):
+            return method(self, *args, **kwargs)
+    return holding
+
+
+def _init_setting(value):
+    _init.get(value)       # TypeError or ValueError for anything but a known name or callable
+    return value
+
+
 class MLP:
     """A multilayer perceptron trained with the modern recipe.
 
@@ -103,10 +272,33 @@ class MLP:
         ``init(fan_in, fan_out, rng=rng)`` and returns a (fan_in, fan_out)
         array.  Biases and beta start at 0, gamma at 1.
     dtype : {"float32", "float64"}
-    seed : int, optional
+    seed : int in [0, 2**64), optional
         Seed of the initial weights and, unless fit gets its own, of the
         shuffling and dropout.  None means 0: fastnet is reproducible by
         default.
+
+    Attributes
+    ----------
+    layer_sizes, activation, batch_norm, dtype : read-only
+        They lay out the weights; assigning one raises AttributeError.
+    params, grads, buffers : ndarray, read-only attributes
+        The flat parameter, gradient and batch-norm statistics arrays (the
+        per-layer arrays of ``layers`` are views of them); write into them,
+        or use :meth:`set_weights`.
+    dropout, bn_eps, bn_momentum, init, seed, loss
+        May be changed between calls; an assignment is validated (ValueError
+        or TypeError naming it) and used from the next call on (``init`` and
+        ``seed`` by :meth:`reset_parameters`).
+
+    Notes
+    -----
+    One model may serve predictions to many threads at once (each call gets
+    its own workspace).  While it is being changed (:meth:`fit`,
+    :meth:`lr_find`, :meth:`gradients`, :meth:`set_weights`), calls from
+    other threads raise RuntimeError; give each thread its own model
+    (``copy.deepcopy``) to train one while another predicts.  Copies and
+    pickles are independent models with the same weights, statistics and
+    optimizer state.
 
     Examples
     --------
@@ -114,6 +306,26 @@ class MLP:
     >>> history = model.fit(X, y, epochs=50, validation_split=0.2)
     >>> model.predict(X[:5])
     """
+
+    _REBUILD = "the weights are laid out for it; build a new fastnet.MLP instead"
+    _ARRAY = ("the native engine works on this array; write into it (model.{}[...] = values)"
+              " or use set_weights")
+    layer_sizes = _Fixed(_REBUILD, read=list)       # a copy: appending changes nothing
+    activation = _Fixed("the weights were trained for it; build a new fastnet.MLP instead")
+    batch_norm = _Fixed(_REBUILD)
+    dtype = _Fixed(_REBUILD)
+    params = _Fixed(_ARRAY.format("params"))
+    grads = _Fixed(_ARRAY.format("grads"))
+    buffers = _Fixed(_ARRAY.format("buffers"))
+    layers = _Fixed("its arrays are views of params, grads and buffers; write into them or "
+                    "use set_weights")
+    dropout = _Checked(lambda value: real_number(value, "dropout", low=0.0, high=1.0,
+                                                 high_open=True))
+    bn_eps = _Checked(lambda value: real_number(value, "bn_eps", low=0.0))
+    bn_momentum = _Checked(lambda value: real_number(value, "bn_momentum", low=0.0, high=1.0))
+    init = _Checked(_init_setting)
+    seed = _Checked(lambda value: seed_value(0 if value is None else value))
+    loss = _Checked(lambda value: one_of(value, "loss", _network.LOSSES))
 
     def __init__(self, layer_sizes, *, activation="relu", batch_norm=True, dropout=0.0,
                  init="he", dtype="float32", seed=None):
@@ -124,17 +336,19 @@ class MLP:
                             f"{layer_sizes!r}")
         if any(s < 1 for s in sizes):
             raise ValueError(f"layer sizes must be >= 1, got {sizes}")
-        self.layer_sizes = [int(s) for s in sizes]
-        self.activation = one_of(activation, "activation", _network.ACTIVATIONS)
-        self.batch_norm = bool(batch_norm)
-        self.dropout = real_number(dropout, "dropout", low=0.0, high=1.0, high_open=True)
+        self._layer_sizes = tuple(int(s) for s in sizes)
+        self._activation = one_of(activation, "activation", _network.ACTIVATIONS)
+        self._batch_norm = bool(batch_norm)
         try:
-            self.dtype = np.dtype(dtype)
+            dtype = np.dtype(dtype)
         except TypeError:
             raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
-        if self.dtype not in (np.float32, np.float64):
+        if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-        self.seed = seed_value(0 if seed is None else seed)
+        self._dtype = dtype
+        self._access = _Access()
+        self.dropout = dropout
+        self.seed = seed
         self.init = init
         self.bn_eps = 1e-5
         self.bn_momentum = 0.1
@@ -148,67 +362,97 @@ class MLP:
 
     @property
     def n_layers(self):
-        return len(self.layer_sizes) - 1
+        return len(self._layer_sizes) - 1
 
     def _allocate(self):
-        layers, n_params, n_buffers = _network.layout(self.layer_sizes, self.batch_norm)
-        self._layout = layers
-        self.params = np.zeros(n_params, dtype=self.dtype)
+        _, n_params, n_buffers = _network.layout(self._layer_sizes, self._batch_norm)
+        self._params = np.zeros(n_params, dtype=self._dtype)
         # one flat buffer that distributed training allreduces in one call
-        self._grad_buffer = np.zeros(n_params + _GRAD_SLOTS, dtype=self.dtype)
-        self.grads = self._grad_buffer[:n_params]
-        self.buffers = np.zeros(n_buffers, dtype=self.dtype)
-        self.layers = []
-        for l, offsets in enumerate(layers):
-            fan_in, fan_out = self.layer_sizes[l], self.layer_sizes[l + 1]
+        self._grad_buffer = np.zeros(n_params + _GRAD_SLOTS, dtype=self._dtype)
+        self._buffers = np.zeros(n_buffers, dtype=self._dtype)
+        self._bind_views()
+
+    def _bind_views(self):
+        """The per-layer views of the flat arrays (``layers``, ``grads``): derived, never
+        copied or pickled (a copy of a view no longer aliases its array)."""
+        offsets_by_layer, n_params, n_buffers = _network.layout(self._layer_sizes,
+                                                                self._batch_norm)
+        if self._params.shape != (n_params,) or self._buffers.shape != (n_buffers,) \
+                or self._grad_buffer.shape != (n_params + _GRAD_SLOTS,):
+            raise ValueError(f"params, buffers and the gradient buffer do not fit the layout "
+                             f"of layer sizes {list(self._layer_sizes)}")
+        self._grads = self._grad_buffer[:n_params]
+        sizes = self._layer_sizes
+        layers = []
+        for l, offsets in enumerate(offsets_by_layer):
+            fan_in, fan_out = sizes[l], sizes[l + 1]
             views = {}
             for name, off in offsets.items():
-                source = self.buffers if name.startswith("running") else self.params
+                source = self._buffers if name.startswith("running") else self._params
                 size = fan_in * fan_out if name == "w" else fan_out
                 view = source[off:off + size]
                 views[name] = view.reshape(fan_in, fan_out) if name == "w" else view
             for name, off in offsets.items():
                 if name in ("w", "b", "gamma", "beta"):
                     size = fan_in * fan_out if name == "w" else fan_out
-                    g = self.grads[off:off + size]
+                    g = self._grads[off:off + size]
                     views["d" + name] = g.reshape(fan_in, fan_out) if name == "w" else g
-            self.layers.append(views)
-        self._inference = None
+            layers.append(types.MappingProxyType(views))
+        self._layers = tuple(layers)
         self._best = None
 
     def reset_parameters(self):
-        """Draw fresh initial weights from the model's seed."""
+        """Draw fresh initial weights from the model's seed.
+
+        Raises
+        ------
+        ValueError
+            When a callable ``init`` returns an array of the wrong shape or
+            one holding NaN or infinity (nothing is changed then).
+        """
         rng = np.random.default_rng(self.seed)
-        init = self.init
-        if isinstance(init, str):
-            init = _init.get(init)
-        elif not callable(init):
-            raise TypeError(f"init must be 'he', 'xavier', 'lecun' or a callable, got {init!r}")
-        for l, layer in enumerate(self.layers):
-            fan_in, fan_out = self.layer_sizes[l], self.layer_sizes[l + 1]
+        init = _init.get(self.init)
+        drawn = []
+        for l in range(self.n_layers):
+            fan_in, fan_out = self._layer_sizes[l], self._layer_sizes[l + 1]
             w = np.asarray(init(fan_in, fan_out, rng=rng))
             if w.shape != (fan_in, fan_out):
                 raise ValueError(f"init returned shape {w.shape} for layer {l}, expected "
                                  f"{(fan_in, fan_out)}")
-            layer["w"][...] = w
-            for name, value in (("b", 0.0), ("gamma", 1.0), ("beta", 0.0),
-                                ("running_mean", 0.0), ("running_var", 1.0)):
-                if name in layer:
-                    layer[name][...] = value
+            if w.dtype.kind not in "iuf":
+                raise ValueError(f"init returned an array of dtype {w.dtype} for layer {l}; it "
+                                 f"must return real numbers")
+            drawn.append(finite_array(w, self._dtype, f"the array init returned for layer {l}"))
+        with self._access.writing("reset_parameters"):
+            for layer, w in zip(self._layers, drawn):
+                layer["w"][...] = w
+                for name, value in (("b", 0.0), ("gamma", 1.0), ("beta", 0.0),
+                                    ("running_mean", 0.0), ("running_var", 1.0)):
+                    if name in layer:
+                        layer[name][...] = value
 
     def weight_names(self):
         """Names of the arrays get_weights returns, in order."""
         order = ("w", "b", "gamma", "beta", "running_mean", "running_var")
-        return [f"layer{l}.{name}" for l, layer in enumerate(self.layers)
+        return [f"layer{l}.{name}" for l, layer in enumerate(self._layers)
                 for name in order if name in layer]
 
     def get_weights(self):
         """Copies of every parameter and batch-norm running statistic, layer by layer
         (W, then b or gamma, beta, running_mean, running_var)."""
-        return [self._array(name).copy() for name in self.weight_names()]
+        with self._access.reading("get_weights"):
+            return [self._array(name).copy() for name in self.weight_names()]
 
     def set_weights(self, weights):
-        """Load arrays in the order and shapes of :meth:`get_weights`."""
+        """Load arrays in the order and shapes of :meth:`get_weights`.
+
+        Raises
+        ------
+        ValueError
+            For a wrong count or shape, an array that is not floating point or
+            holds NaN or infinity, or a negative running variance (nothing is
+            changed then).
+        """
         names = self.weight_names()
         weights = list(weights)
         if len(weights) != len(names):
@@ -220,37 +464,92 @@ class MLP:
             w = np.asarray(w)
             if w.shape != target.shape:
                 raise ValueError(f"{name} has shape {target.shape}, got {w.shape}")
-            if not (np.issubdtype(w.dtype, np.floating) and np.all(np.isfinite(w))):
-                raise ValueError(f"{name} must hold finite floats")
+            if not np.issubdtype(w.dtype, np.floating):
+                raise ValueError(f"{name} must hold finite floats, got dtype {w.dtype}")
+            finite_array(w, self._dtype, name)
+            if name.endswith(".running_var") and np.any(w < 0):
+                raise ValueError(f"{name} holds negative variances; it must be >= 0")
             checked.append((target, w))
-        for target, w in checked:
-            target[...] = w
+        with self._access.writing("set_weights"):
+            for target, w in checked:
+                target[...] = w
 
     def _array(self, name):
         layer, key = name.split(".")
-        return self.layers[int(layer[5:])][key]
+        return self._layers[int(layer[5:])][key]
+
+    def _state_problem(self):
+        """Why the weights and buffers could not be saved and loaded back (NaN or
+        infinity, a negative running variance), or None when they can."""
+        # called after every epoch: reductions without temporaries where possible
+        for what, arr in (("params", self._params), ("buffers", self._buffers)):
+            if arr.size and not np.isfinite(arr).all():
+                return f"{what} hold NaN or infinity"
+        for l, layer in enumerate(self._layers):
+            if "running_var" in layer and layer["running_var"].min() < 0:
+                return f"layer{l}.running_var holds negative variances"
+        return None
 
     def _state(self, into=None):
         """(params, buffers): copies, or copied into the pair of arrays `into`."""
         if into is None:
-            return self.params.copy(), self.buffers.copy()
-        np.copyto(into[0], self.params)
-        np.copyto(into[1], self.buffers)
+            return self._params.copy(), self._buffers.copy()
+        np.copyto(into[0], self._params)
+        np.copyto(into[1], self._buffers)
         return into
 
-    def _best_state_arrays(self):
-        """Where fit keeps the best weights seen, reused by the next fit: fresh
-        copies of a wide model cost page faults on every call (two copies of
-        42 MB took 90 ms of a 0.6 s one-epoch fit, measured here)."""
-        best = self._best
-        if best is None or best[0].shape != self.params.shape \
-                or best[1].shape != self.buffers.shape or best[0].dtype != self.dtype:
-            best = self._best = (np.empty_like(self.params), np.empty_like(self.buffers))
-        return best
+    def _state_arrays(self, count):
+        """`count` (params, buffers) pairs where fit keeps snapshots (the best weights,
+        the state an epoch started from), reused by the next fit: fresh copies of a wide
+        model cost page faults on every call (two copies of 42 MB took 90 ms of a 0.6 s
+        one-epoch fit, measured here)."""
+        pairs = self._best
+        if pairs is None or len(pairs) < count:
+            pairs = self._best = [(np.empty_like(self._params), np.empty_like(self._buffers))
+                                  for _ in range(count)]
+        return pairs[:count]
 
     def _restore(self, state):
-        self.params[...] = state[0]
-        self.buffers[...] = state[1]
+        self._params[...] = state[0]
+        self._buffers[...] = state[1]
+
+    # ---- copies and pickling: the views are rebuilt, the engines and locks are new ----
+
+    _DERIVED = ("_grads", "_layers", "_best", "_access")
+
+    def __getstate__(self):
+        with self._access.reading("pickling or copying"):
+            state = {k: v for k, v in self.__dict__.items() if k not in self._DERIVED}
+            # copies taken under the lock: a fit elsewhere cannot tear them
+            for key in ("_params", "_grad_buffer", "_buffers"):
+                state[key] = state[key].copy()
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._access = _Access()
+        self._bind_views()
+
+    def __copy__(self):
+        """An independent model: its own arrays and optimizer state (both change in place
+        when training goes on), sharing only the history and a callable init."""
+        state = self.__getstate__()
+        if state.get("optimizer") is not None:
+            state["optimizer"] = copy.deepcopy(state["optimizer"])
+        return self._rebuilt(state, {})
+
+    def __deepcopy__(self, memo):
+        state = self.__getstate__()
+        arrays = {key: state.pop(key) for key in ("_params", "_grad_buffer", "_buffers")}
+        return self._rebuilt(state, memo, arrays)
+
+    def _rebuilt(self, state, memo, arrays=None):
+        model = memo[id(self)] = type(self).__new__(type(self))
+        if arrays is not None:     # deepcopy: the arrays are copies already
+            state = copy.deepcopy(state, memo)
+            state.update(arrays)
+        model.__setstate__(state)
+        return model
 
     def __repr__(self):
         return (f"MLP({self.layer_sizes}, activation={self.activation!r}, "
@@ -260,30 +559,32 @@ class MLP:
     # ---- data checks --------------------------------------------------------
 
     def _check_x(self, X, name="X", dtype=None):
-        """X as a finite C-contiguous (n, n_in) array of `dtype` (default: the model's)."""
-        arr = np.asarray(X)
-        if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.floating)
-                                         or np.issubdtype(arr.dtype, np.integer)):
+        """X as a finite C-contiguous (n, n_in) array of `dtype` (default: the model's);
+        an array that is one already (read-only or memory-mapped too) is not copied."""
+        arr = real_array(X, name)
+        if arr.dtype.kind not in "iuf":          # not bool, complex, object, ...
             raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-        if arr.ndim != 2 or arr.shape[1] != self.layer_sizes[0]:
-            raise ValueError(f"{name} has shape {arr.shape} but the model takes "
-                             f"(n, {self.layer_sizes[0]})")
+        n_in = self._layer_sizes[0]
+        if arr.ndim != 2 or arr.shape[1] != n_in:
+            raise ValueError(f"{name} has shape {arr.shape} but the model takes (n, {n_in})")
         if arr.shape[0] == 0:
             raise ValueError(f"{name} is empty")
-        arr = c_array(arr, self.dtype if dtype is None else dtype)
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name} contains NaN or infinity")
-        return arr
+        return finite_array(arr, self._dtype if dtype is None else dtype, name)
 
     def _check_y(self, y, n, loss, name="y"):
-        arr = np.asarray(y)
-        n_out = self.layer_sizes[-1]
+        arr = real_array(y, name)
+        n_out = self._layer_sizes[-1]
         if loss == "cross_entropy":
             if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer) or (
                     np.issubdtype(arr.dtype, np.floating) and arr.size
                     and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)))):
                 raise ValueError(f"{name} must hold integer class labels for "
                                  f"loss='cross_entropy', got dtype {arr.dtype}")
+            if arr.ndim == 2 and arr.shape[0] == n:
+                fix = f"{name}.ravel()" if arr.shape[1] == 1 else \
+                    f"{name}.argmax(axis=1) for one-hot rows"
+                raise ValueError(f"{name} must be 1-D integer class labels of shape ({n},) "
+                                 f"for loss='cross_entropy', got shape {arr.shape}; pass {fix}")
             if arr.ndim != 1 or arr.shape[0] != n:
                 raise ValueError(f"{name} has shape {arr.shape} but X has {n} rows")
             if arr.min() < 0 or arr.max() >= n_out:
@@ -298,13 +599,11 @@ class MLP:
         if arr.shape != (n, n_out):
             raise ValueError(f"{name} has shape {np.shape(y)} but the model outputs "
                              f"({n}, {n_out})")
-        arr = c_array(arr, self.dtype)
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name} contains NaN or infinity")
-        return None, arr
+        return None, finite_array(arr, self._dtype, name)
 
     # ---- training ------------------------------------------------------------
 
+    @_changes_model
     def fit(self, X, y, *, epochs=100, batch_size=64, optimizer="adam", lr=1e-3,
             schedule=None, validation_data=None, validation_split=0.0, early_stopping=None,
             loss="cross_entropy", grad_clip=None, shuffle=True, seed=None, verbose=1,
@@ -370,16 +669,29 @@ class MLP:
             :mod:`fastnet.health`.
         on_divergence : "stop", "raise", "rollback" or fastnet.health.Rollback
             A run diverges when a batch loss is NaN/inf or above 100 x
-            ``max(first batch loss, ln(n_classes) or the target variance)``.
+            ``max(first batch loss, ln(n_classes) or the target variance)``,
+            or when an epoch leaves NaN/inf weights or batch-norm statistics
+            (e.g. a running variance overflowed by huge inputs).
             "stop" (default): restore the best weights, warn, set
-            ``History.diverged``.  "raise": the same, then raise
+            ``History.diverged``.  The best weights are those with the best
+            monitored loss *measured on them*: with validation data, the
+            weights an epoch ended with; without, the weights the epoch with
+            the lowest training loss started from (its loss is measured
+            before each update; in full-batch training it is exactly their
+            loss), so they are never worse than the starting weights.
+            "raise": the same, then raise
             :class:`fastnet.health.TrainingDiverged`.  "rollback": restore
-            the state at the end of the last good epoch (weights, batch-norm
-            statistics, optimizer state), divide the lr by 10 (the
-            schedule's lr is multiplied by the accumulated factor) and redo
-            the epoch, at most 5 times (``Rollback(factor, max_rollbacks)``
-            sets both), each logged in ``History.rollbacks``; past that,
-            as "stop".
+            the last good state (weights, batch-norm statistics, optimizer
+            state: see :class:`fastnet.health.Rollback`), divide the lr by
+            10 (the schedule's lr is multiplied by the accumulated factor)
+            and redo the epoch, at most 5 times
+            (``Rollback(factor, max_rollbacks)`` sets both), each logged in
+            ``History.rollbacks``; past that, as "stop".  After a rollback
+            every epoch's final weights are evaluated on the training rows
+            (one inference pass): an epoch that leaves them no better than
+            the starting and the constant-predictor loss counts as diverged
+            too, so backing off goes on while a finite but flat loss shows
+            that the lr is still too large.
         checkpoint : path, optional
             Write a checkpoint (model, optimizer, schedule and callback state,
             best weights, history, epoch and step counters) every
@@ -390,7 +702,12 @@ class MLP:
             Continue from a checkpoint written by a fit with the same data and
             options; the result is bit-identical to an uninterrupted run.  A
             missing file starts from scratch (so one command line can both
-            start and resume a job).
+            start and resume a job).  The checkpoint records the shape, dtype
+            and a checksum of X, y, the sample weights and the validation
+            rows, and the options that change the result (batch_size, loss,
+            schedule, optimizer and its hyper-parameters, grad_clip, shuffle,
+            on_divergence, track_gradients, the number of MPI ranks);
+            resuming with others raises ValueError naming what differs.
         distributed : bool, "auto" or fastnet.distributed.Distributed, optional
             Data-parallel training over MPI (see :mod:`fastnet.distributed`):
             every rank calls fit with the same model, data and options,
@@ -410,10 +727,16 @@ class MLP:
             norm, a ReduceLROnPlateau monitoring a metric fit does not log,
             an unknown ``on_divergence``, a bad ``class_weight`` (unknown
             string, labels out of range, negative or non-finite weights, no
-            row left with a positive weight, or mse loss).
+            row left with a positive weight, or mse loss), finite values too
+            large for the model's dtype, y of one-hot rows or a column, pandas
+            columns with missing values, or a ``resume`` checkpoint of another
+            run.
         TypeError
             Before any weight changes, for a ``class_weight`` that is not a
-            str or dict, or a ``track_gradients`` that is not a bool or int.
+            str or dict, a ``track_gradients`` that is not a bool or int, or
+            a scipy.sparse matrix (not supported yet: pass ``X.toarray()``).
+        RuntimeError
+            When another thread is changing the model (see :class:`MLP`).
         fastnet.health.TrainingDiverged
             With ``on_divergence="raise"``, after restoring the best weights.
         """
@@ -504,6 +827,16 @@ class MLP:
                                  "validation_data or validation_split")
             callbacks.append(early_stopping)
 
+        record = None
+        if checkpoint is not None or resume_state is not None:
+            record = _checkpoint.run_record(
+                (X, labels, targets, weights), val, batch_size=batch_size, loss=loss,
+                schedule=sched, optimizer=opt, grad_clip=clip or None, shuffle=bool(shuffle),
+                on_divergence=policy, track_gradients=samples,
+                ranks=1 if dist is None else dist.size)
+        if resume_state is not None:
+            _checkpoint.check_run(resume_state, record)
+
         # ---- everything is valid: set up the engine ------------------------
         self.loss = loss
         self._targets_1d = loss == "mse" and np.ndim(y) == 1
@@ -532,7 +865,12 @@ class MLP:
                                                               weights))
         rollback = policy if isinstance(policy, _health.Rollback) else None
         monitor = "val_loss" if val is not None else "loss"
-        best_value, best_state = math.inf, self._state(into=self._best_state_arrays())
+        # An epoch's training loss is measured on the weights before each update, so it
+        # judges the state the epoch started from (exactly so in full-batch training),
+        # not the state after its last update; the validation loss judges the latter.
+        judge_start = monitor == "loss"
+        best_state, epoch_start = self._state_arrays(2)
+        best_value, best_state = math.inf, self._state(into=best_state)
         self.stop_training = False
         for cb in callbacks:
             cb.model = self
@@ -547,6 +885,7 @@ class MLP:
         opt_buffers = self._bind_optimizer(engine, opt)
         lr_scale = history.rollbacks[-1]["lr_scale"] if history.rollbacks else 1.0
         good = _snapshot(self, opt_buffers, engine, global_step) if rollback else None
+        watched = False        # a rollback happened: measure where each epoch ends
         try:
             interrupt.install()
             epoch = start_epoch
@@ -562,6 +901,10 @@ class MLP:
                     tracker.begin_epoch()
                 if run is not None:
                     run.begin_epoch(order)
+                if judge_start:
+                    epoch_start = self._state(into=epoch_start)
+                start_snapshot = _snapshot(self, opt_buffers, engine, global_step) \
+                    if rollback and not watched else None
                 epoch_lr = float(sched(epoch)) * lr_scale if not per_step else None
                 bar = _progress(verbose, steps, epoch, epochs)
                 t0 = time.perf_counter()
@@ -606,6 +949,16 @@ class MLP:
                                             else step_lr, val)
                     if not math.isfinite(logs[monitor]):
                         bad_loss = logs[monitor]
+                    elif self._state_problem() is not None:
+                        # e.g. a running variance overflowed while the loss stayed finite
+                        bad_loss = math.nan
+                    elif watched:
+                        # after a rollback the weights an epoch ends with must have learned
+                        # (measured on them): a backed-off lr that keeps the loss finite but
+                        # flat, or unlearns, backs off further
+                        end_loss = self._training_loss(engine, X, labels, targets, weights)
+                        if not guard.learned(end_loss):
+                            bad_loss = end_loss
                 if bad_loss is not None:
                     if rollback is not None and len(history.rollbacks) < rollback.max_rollbacks:
                         lr_now = epoch_lr if epoch_lr is not None else step_lr
@@ -616,9 +969,12 @@ class MLP:
                             "lr_scale": lr_scale})
                         global_step = _rewind(self, opt_buffers, engine, opt, good)
                         if verbose:
-                            _write(f"Epoch {epoch + 1}/{epochs}: loss {bad_loss:.3g} diverged; "
+                            what = "did not improve on the starting loss" \
+                                if watched and math.isfinite(bad_loss) else "diverged"
+                            _write(f"Epoch {epoch + 1}/{epochs}: loss {bad_loss:.3g} {what}; "
                                    f"rolled back to the last good state, lr {lr_now:.3g} -> "
                                    f"{lr_now / rollback.factor:.3g}")
+                        watched = True
                         continue
                     history.diverged = True
                     break
@@ -633,7 +989,11 @@ class MLP:
                 history.epochs = epoch + 1
                 value = logs[monitor]
                 if value < best_value:
-                    best_value, best_state = value, self._state(into=best_state)
+                    if judge_start:
+                        best_state, epoch_start = epoch_start, best_state
+                    else:
+                        best_state = self._state(into=best_state)
+                    best_value = value
                     history.best_epoch = epoch
                 if getattr(sched, "needs_metric", False):
                     metric = getattr(sched, "monitor", monitor)
@@ -652,11 +1012,14 @@ class MLP:
                     if run is None or run.root:     # one writer; the others wait for it
                         _checkpoint.write(checkpoint, self, opt, sched, callbacks, history,
                                           epoch + 1, global_step, best_value, best_state,
-                                          run_seed)
+                                          run_seed, record)
                     if run is not None:
                         run.barrier()
-                if rollback is not None and guard.learned(logs["loss"]):
+                if watched:           # the state this epoch ended with learned (measured)
                     good = _snapshot(self, opt_buffers, engine, global_step)
+                elif rollback is not None and guard.learned(logs["loss"]):
+                    # the loss that learned was measured from the epoch's start on
+                    good = start_snapshot
                 if interrupt.raised:
                     history.interrupted = True
                     break
@@ -674,11 +1037,12 @@ class MLP:
         if history.diverged or history.interrupted:
             self._restore(best_state)
             if history.diverged and policy != "raise":
-                warnings.warn("the training loss became NaN or infinite or exploded (over "
-                              f"{guard.factor:g}x its starting loss); stopped and restored "
-                              "the best weights seen (lower the learning rate, clip "
-                              "gradients with grad_clip=..., or pass "
-                              "on_divergence='rollback')", RuntimeWarning, stacklevel=2)
+                warnings.warn("the training loss or the weights became NaN or infinite, or "
+                              f"the loss exploded (over {guard.factor:g}x its starting loss); "
+                              "stopped and restored the best weights seen (lower the "
+                              "learning rate, scale the inputs, clip gradients with "
+                              "grad_clip=..., or pass on_divergence='rollback')",
+                              RuntimeWarning, stacklevel=2)
         if tracker is not None:
             history.health = _health.history_report(history.history, self.activation)
             if verbose and history.health:
@@ -733,6 +1097,7 @@ class MLP:
         engine.set_optimizer(opt.kind, *opt._native_hyper(), opt.t, *buffers)
         return buffers
 
+    @_changes_model
     def lr_find(self, X, y, *, start_lr=1e-7, end_lr=10.0, steps=100, batch_size=64,
                 optimizer="adam", weight_decay=None, loss=None, sample_weight=None,
                 class_weight=None, seed=None, smoothing=0.9, diverge_factor=4.0):
@@ -794,6 +1159,8 @@ class MLP:
         dropout_seed = _dropout_seed(run_seed)
         state = self._state()
         losses = []
+        watch = _health.DivergenceWatch(smoothing, diverge_factor)
+        diverged_at = None
         try:
             self._bind_optimizer(engine, opt)
             for k, lr in enumerate(lrs):
@@ -803,21 +1170,20 @@ class MLP:
                                      .permutation(n))
                 losses.append(engine.step(b * max_batch, min(n, (b + 1) * max_batch), lr, 0.0,
                                           dropout_seed, k))
-                if _health.diverged_index(_health.smooth_losses(losses, smoothing),
-                                          diverge_factor) is not None:
+                if watch.add(losses[-1]):
+                    diverged_at = k
                     break
         finally:
             self._restore(state)
             if saved_opt is not None:
                 optimizer.load_state_dict(saved_opt)
-        diverged_at = _health.diverged_index(_health.smooth_losses(losses, smoothing),
-                                             diverge_factor)
         smoothed = _health.zero_lag_smooth(losses, smoothing)
         lrs = lrs[:len(losses)]
         return _health.LRFinderResult(lrs, losses, smoothed,
                                       _health.suggest_lr(lrs, smoothed, diverged_at),
                                       diverged_at)
 
+    @_changes_model
     def gradients(self, X, y, *, loss=None, seed=None, sample_weight=None, class_weight=None):
         """Loss and gradients of one training-mode pass over (X, y), no update.
 
@@ -854,6 +1220,13 @@ class MLP:
                                self.dropout, self.bn_eps, self.bn_momentum,
                                _network.LOSSES[loss], max_batch)
 
+    def _training_loss(self, engine, X, labels, targets, weights):
+        """Loss of the weights as they are on the rows (X, ...), in inference mode."""
+        out = np.empty((X.shape[0], self._layer_sizes[-1]), dtype=self._dtype)
+        engine.forward(X, out)
+        value = self._score(out, labels, targets, weights)["loss"]
+        return value if math.isfinite(value) else math.inf
+
     def _epoch_logs(self, engine, loss, lr, val):
         logs = {"loss": engine.loss_sum / engine.rows, "lr": lr,
                 "grad_norm": engine.grad_norm_sum / engine.steps}
@@ -870,11 +1243,16 @@ class MLP:
 
     def _outputs(self, X):
         X = self._check_x(X)
-        rows = min(_PREDICT_ROWS, X.shape[0])
-        if self._inference is None or self._inference.max_batch < rows:
-            self._inference = self._engine(max(rows, min(_PREDICT_ROWS, 256)), self.loss)
-        out = np.empty((X.shape[0], self.layer_sizes[-1]), dtype=self.dtype)
-        return self._inference.forward(X, out)
+        n = X.shape[0]
+        out = np.empty((n, self._layer_sizes[-1]), dtype=self._dtype)
+        engine, token = self._access.begin_read("predict", n)
+        try:
+            if engine is None:
+                engine = self._engine(max(min(n, _PREDICT_ROWS), 256), self.loss)
+            engine.forward(X, out)
+        finally:
+            self._access.end_read(engine, token)
+        return out
 
     def _score(self, outputs, labels, targets, weights=None):
         """Loss (and accuracy), both weighted by `weights` when given."""
@@ -921,18 +1299,36 @@ class MLP:
 
         The file is written to a temporary name, flushed to disk and renamed,
         so a crash never leaves a half-written model behind.
+
+        Raises
+        ------
+        ValueError
+            When the weights or buffers hold NaN or infinity or a negative
+            running variance (a file :func:`load` would refuse).
         """
-        meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "config": self.config()}
-        atomic_savez(path, meta, {"params": self.params, "buffers": self.buffers})
+        with self._access.reading("save"):
+            problem = self._state_problem()
+            if problem is not None:
+                raise ValueError(f"not saving {os.fspath(path)!r}: the model's {problem}, so "
+                                 f"fastnet.load would refuse the file")
+            meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "config": self.config()}
+            atomic_savez(path, meta, {"params": self.params, "buffers": self.buffers})
 
 
 def _sample_weights(value, n, dtype, name):
     """None, or a finite non-negative (n,) array with a positive sum."""
     if value is None:
         return None
-    weights = c_array(value, dtype)
-    if weights.shape != (n,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
-        raise ValueError(f"{name} must be a finite, non-negative array of shape ({n},)")
+    source = real_array(value, name)
+    if source.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {source.dtype}")
+    if source.shape != (n,):
+        raise ValueError(f"{name} must be a finite, non-negative array of shape ({n},), got "
+                         f"shape {source.shape}")
+    weights = finite_array(source, dtype, name)
+    if np.any(weights < 0):
+        raise ValueError(f"{name} must be a finite, non-negative array of shape ({n},); it "
+                         f"holds negative weights")
     if not np.any(weights > 0):
         raise ValueError(f"{name} must have at least one positive entry")
     return weights
