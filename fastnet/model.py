@@ -23,8 +23,8 @@ import warnings
 
 import numpy as np
 
-from fastnet import _checkpoint, _network, distributed as _distributed, health as _health, \
-    init as _init, optim as _optim, schedules as _schedules
+from fastnet import _checkpoint, _io, _network, distributed as _distributed, \
+    health as _health, init as _init, optim as _optim, schedules as _schedules
 from fastnet._io import atomic_savez, read_npz
 from fastnet._governor import ThreadGovernor
 from fastnet._validation import c_array, finite_array, one_of, real_array, real_number, \
@@ -735,6 +735,9 @@ class MLP:
             Before any weight changes, for a ``class_weight`` that is not a
             str or dict, a ``track_gradients`` that is not a bool or int, or
             a scipy.sparse matrix (not supported yet: pass ``X.toarray()``).
+        OSError
+            Before any weight changes, when ``checkpoint`` names a file that
+            cannot be written (a missing or read-only directory).
         RuntimeError
             When another thread is changing the model (see :class:`MLP`).
         fastnet.health.TrainingDiverged
@@ -757,6 +760,8 @@ class MLP:
         if n < 2:
             raise ValueError(f"fit needs at least 2 rows, X has {n}")
         every = _positive_int(checkpoint_every, "checkpoint_every")
+        if checkpoint is not None:      # a checkpoint that cannot be written fails now
+            _io.check_writable(checkpoint)
         resume_state = None
         if resume is not None and os.path.exists(os.fspath(resume)):
             resume_state = _checkpoint.read(resume, self)

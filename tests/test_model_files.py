@@ -377,8 +377,6 @@ def test_check_writable_finds_problems_before_any_work(tmp_path):
         _io.check_writable(tmp_path / "file" / "ck.npz")
 
 
-@pytest.mark.xfail(strict=True, reason="fit must call fastnet._io.check_writable(checkpoint) "
-                                       "with its other argument checks (see trust-io's report)")
 def test_fit_refuses_a_checkpoint_in_a_missing_directory_before_training(tmp_path):
     rng = np.random.default_rng(3)
     X, y = rng.standard_normal((64, 4)).astype(np.float32), np.arange(64) % 2
