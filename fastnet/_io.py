@@ -4,27 +4,40 @@ No pickle anywhere: files are read with ``allow_pickle=False``, so loading
 never runs code from the file, and every problem (truncation, corruption,
 hand edits) surfaces as a ValueError that names it.
 """
+import contextlib
 import json
 import os
 
 import numpy as np
 
 
-def atomic_savez(path, meta, arrays):
+@contextlib.contextmanager
+def atomic_file(path):
+    """A binary file that replaces `path` only once written completely.
+
+    The data goes to a temporary name in the same directory, is flushed to
+    disk and renamed over `path`, so a crash never leaves a half-written
+    file behind; on an exception the temporary file is removed.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    payload = {"__meta__": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
-    payload.update(arrays)
     try:
         with open(tmp, "wb") as fh:
-            np.savez(fh, **payload)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_savez(path, meta, arrays):
+    payload = {"__meta__": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
+    payload.update(arrays)
+    with atomic_file(path) as fh:
+        np.savez(fh, **payload)
 
 
 def read_npz(path, kind):
