@@ -915,12 +915,26 @@ class MLP:
                 "targets_1d": self._targets_1d, "bn_eps": self.bn_eps,
                 "bn_momentum": self.bn_momentum}
 
-    def save(self, path):
-        """Write the model to `path` (.npz: arrays + JSON metadata, no pickle).
+    def save(self, path, *, format=None):
+        """Write the model to `path`: arrays + JSON metadata, no pickle.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        format : {"npz", "safetensors"}, optional
+            Default: "safetensors" when `path` ends in ``.safetensors``, else
+            "npz".  A safetensors file holds each array under its
+            :meth:`weight_names` name and the config as metadata (it opens
+            with ``safetensors.numpy.load_file``); both read back with
+            :func:`fastnet.load`.
 
         The file is written to a temporary name, flushed to disk and renamed,
         so a crash never leaves a half-written model behind.
         """
+        from fastnet import export
+        if export.file_format(path, format) == "safetensors":
+            export.save_safetensors(self, path)
+            return
         meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "config": self.config()}
         atomic_savez(path, meta, {"params": self.params, "buffers": self.buffers})
 
@@ -1056,11 +1070,15 @@ def _model_from(meta, arrays, path):
 
 
 def load(path):
-    """Read a model written by :meth:`MLP.save`.
+    """Read a model written by :meth:`MLP.save` (.npz or safetensors, told apart by
+    the file's first bytes, else by its suffix).
 
     The file holds arrays and JSON only; it is read with pickling disabled,
     so loading never runs code from the file.  A truncated, corrupted or
     inconsistent file raises ValueError naming the problem.
     """
+    from fastnet import _safetensors, export
+    if _safetensors.looks_like_safetensors(path):
+        return export.load_safetensors(path)
     meta, arrays = read_npz(path, "fastnet model")
     return _model_from(meta, arrays, path)
