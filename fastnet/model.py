@@ -938,6 +938,42 @@ class MLP:
         meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "config": self.config()}
         atomic_savez(path, meta, {"params": self.params, "buffers": self.buffers})
 
+    # ---- export --------------------------------------------------------------------------
+
+    def to_onnx(self, path=None, *, opset=None, fold_batch_norm=True):
+        """The model's inference as ONNX (needs the onnx package: ``fastnet[onnx]``).
+
+        One input ``"input"`` ``(N, n_features)`` of the model's dtype (N
+        dynamic) and one output: ``"probabilities"`` (what
+        :meth:`predict_proba` returns) for cross-entropy, ``"predictions"``
+        (what :meth:`predict` returns) for regression.  Checked with
+        ``onnx.checker``; see :mod:`fastnet.export` for the details.
+
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            Where to write the model; None returns its bytes.
+        opset : int, optional
+            ONNX opset, default 17 (at least 13).
+        fold_batch_norm : bool
+            Fold batch norm into the linear layers (default) or write
+            ``BatchNormalization`` nodes.
+
+        Returns
+        -------
+        bytes or None
+            The serialized ``onnx.ModelProto`` when `path` is None.
+
+        Raises
+        ------
+        ImportError
+            onnx is not installed.
+        ValueError
+            An opset out of range, or an activation or loss with no ONNX form.
+        """
+        from fastnet import export
+        return export.to_onnx(self, path, opset=opset, fold_batch_norm=fold_batch_norm)
+
 
 def _sample_weights(value, n, dtype, name):
     """None, or a finite non-negative (n,) array with a positive sum."""
