@@ -1,12 +1,14 @@
-"""Train with fastnet, serve anywhere: ONNX and safetensors.
+"""Train with fastnet, serve anywhere: ONNX, PyTorch and safetensors.
 
-Two ways out of fastnet, each behind an optional package that is imported
+Three ways out of fastnet, each behind an optional package that is imported
 only when used:
 
 * **ONNX** (``pip install 'fastnet[onnx]'``): :meth:`fastnet.MLP.to_onnx`
   writes the inference network for ONNX Runtime (C++, C#, Java, the browser),
   and ``skl2onnx.to_onnx(estimator, X[:1])`` converts the
   :mod:`fastnet.sklearn` estimators, alone or at the end of a Pipeline.
+* **PyTorch**: :meth:`fastnet.MLP.to_torch` gives an ``nn.Sequential``;
+  :meth:`fastnet.MLP.from_torch` reads one back.
 * **safetensors**: ``model.save("m.safetensors")`` and :func:`fastnet.load`
   (no dependency: :mod:`fastnet._safetensors` implements the format).
 
@@ -56,8 +58,8 @@ import numpy as np
 from fastnet import _safetensors
 from fastnet._io import atomic_file
 
-__all__ = ["ACTIVATIONS", "Activation", "DEFAULT_OPSET", "MIN_OPSET", "to_onnx", "file_format",
-           "save_safetensors", "load_safetensors"]
+__all__ = ["ACTIVATIONS", "Activation", "DEFAULT_OPSET", "MIN_OPSET", "to_onnx", "to_torch",
+           "from_torch", "file_format", "save_safetensors", "load_safetensors"]
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13
@@ -496,6 +498,207 @@ class _CallbackLoader:
 
     def __getattr__(self, name):                # resource readers and the like
         return getattr(self._loader, name)
+
+
+# ---- PyTorch -------------------------------------------------------------------------------------
+
+def _torch():
+    torch = _require("torch", "MLP.to_torch / MLP.from_torch", "torch")
+    return torch, torch.nn
+
+
+def to_torch(model):
+    """``nn.Sequential`` of `model` in eval mode (see :meth:`fastnet.MLP.to_torch`)."""
+    torch, nn = _torch()
+    activation = _activation(model)
+    params = activation.values(model)
+    dtype = getattr(torch, model.dtype.name)
+    modules = []
+
+    def filled(parameter, value):
+        with torch.no_grad():
+            parameter.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+
+    for l, layer in enumerate(model.layers):
+        fan_in, fan_out = model.layer_sizes[l], model.layer_sizes[l + 1]
+        linear = nn.Linear(fan_in, fan_out, bias="b" in layer, dtype=dtype)
+        filled(linear.weight, layer["w"].T)
+        if "b" in layer:
+            filled(linear.bias, layer["b"])
+        modules.append(linear)
+        if l == model.n_layers - 1:
+            break
+        if _hidden_norm(model, l) == "batch":
+            bn = nn.BatchNorm1d(fan_out, eps=model.bn_eps, momentum=model.bn_momentum,
+                                dtype=dtype)
+            for target, key in ((bn.weight, "gamma"), (bn.bias, "beta"),
+                                (bn.running_mean, "running_mean"),
+                                (bn.running_var, "running_var")):
+                filled(target, layer[key])
+            modules.append(bn)
+        modules.append(getattr(nn, activation.torch)(**params, **dict(activation.fixed)))
+        if model.dropout > 0:
+            modules.append(nn.Dropout(model.dropout))
+    return nn.Sequential(*modules).eval()
+
+
+_TORCH_LAYOUT = ("fastnet's MLP is (Linear, [BatchNorm1d], activation, [Dropout]) repeated, "
+                 "then a Linear")
+
+
+class _TorchBlock(typing.NamedTuple):
+    """One Linear of a Sequential and what follows it up to the next Linear."""
+
+    linear: object
+    bn: object = None
+    activation: tuple = None     # (name in ACTIVATIONS, ((param, value), ...))
+    at: int = 0                  # position of the activation in the Sequential
+    dropout: float = 0.0
+
+    def signature(self):
+        """What every hidden block of one MLP shares, by name."""
+        return {"batch norm": self.bn is not None, "activation": self.activation,
+                "dropout rate": self.dropout,
+                "batch-norm eps and momentum": None if self.bn is None else
+                (self.bn.eps, self.bn.momentum)}
+
+
+class _TorchLayers:
+    """The children of a Sequential, read in order; errors name the child."""
+
+    def __init__(self, module):
+        self.children = list(module.named_children())
+        self.at = 0
+
+    def peek(self):
+        return self.children[self.at][1] if self.at < len(self.children) else None
+
+    def take(self):
+        self.at += 1
+        return self.children[self.at - 1][1]
+
+    def refuse(self, why, at=None):
+        name, child = self.children[self.at if at is None else at]
+        raise ValueError(f"layer {name} ({type(child).__name__}): {why}; {_TORCH_LAYOUT}")
+
+
+def _torch_activation(module):
+    """(name, params) of an activation module of the table, or None."""
+    for name, activation in ACTIVATIONS.items():
+        if type(module).__name__ == activation.torch \
+                and type(module).__module__.startswith("torch.nn"):
+            return name, tuple((p, float(getattr(module, p))) for p, _ in activation.params)
+    return None
+
+
+def _torch_blocks(module, nn):
+    """The Sequential as a list of _TorchBlock (the last: its output Linear), checked."""
+    layers = _TorchLayers(module)
+    if not layers.children:
+        raise ValueError(f"the Sequential is empty; {_TORCH_LAYOUT}")
+    blocks = []
+    while layers.peek() is not None:
+        if type(layers.peek()) is not nn.Linear:
+            layers.refuse("expected a Linear here")
+        linear = layers.take()
+        if blocks and linear.in_features != blocks[-1].linear.out_features:
+            layers.refuse(f"takes {linear.in_features} features but the layer before gives "
+                          f"{blocks[-1].linear.out_features}", layers.at - 1)
+        if layers.peek() is None:
+            blocks.append(_TorchBlock(linear))
+            break
+        bn = layers.take() if type(layers.peek()) is nn.BatchNorm1d else None
+        if bn is not None:
+            _check_torch_batch_norm(bn, linear, layers)
+        activation = _torch_activation(layers.peek())
+        if activation is None:
+            layers.refuse("expected an activation (" + ", ".join(
+                a.torch for a in ACTIVATIONS.values()) + ")"
+                if layers.peek() is not None else "the network must end with a Linear",
+                min(layers.at, len(layers.children) - 1))
+        for attr, value in ACTIVATIONS[activation[0]].fixed:
+            if getattr(layers.peek(), attr) != value:
+                layers.refuse(f"{attr}={getattr(layers.peek(), attr)!r} is not fastnet's "
+                              f"{activation[0]} ({attr}={value!r})")
+        at = layers.at
+        layers.take()
+        dropout = float(layers.take().p) if type(layers.peek()) is nn.Dropout else 0.0
+        blocks.append(_TorchBlock(linear, bn, activation, at, dropout))
+    if blocks[-1].activation is not None:
+        layers.refuse("the network must end with a Linear", len(layers.children) - 1)
+    hidden = blocks[:-1]
+    for block in hidden[1:]:
+        for what, value in block.signature().items():
+            if value != hidden[0].signature()[what]:
+                layers.refuse(f"this block's {what} differs from the first block's; fastnet's "
+                              "hidden blocks are all alike", block.at)
+    return blocks
+
+
+def _check_torch_batch_norm(bn, linear, layers):
+    at = layers.at - 1
+    if bn.num_features != linear.out_features:
+        layers.refuse(f"normalises {bn.num_features} features but the Linear before gives "
+                      f"{linear.out_features}", at)
+    if not bn.track_running_stats or bn.running_mean is None:
+        layers.refuse("has no running statistics (track_running_stats=False)", at)
+    if bn.momentum is None:
+        layers.refuse("uses a cumulative average (momentum=None); fastnet needs a momentum",
+                      at)
+
+
+def _numpy(tensor):
+    return tensor.detach().cpu().numpy()
+
+
+def from_torch(module, *, loss="cross_entropy"):
+    """:class:`fastnet.MLP` of a Sequential (see :meth:`fastnet.MLP.from_torch`)."""
+    torch, nn = _torch()
+    from fastnet import MLP
+    from fastnet._network import LOSSES
+    from fastnet._validation import one_of
+    if not isinstance(module, nn.Sequential):
+        raise TypeError(f"from_torch takes a torch.nn.Sequential, got {type(module).__name__}")
+    loss = one_of(loss, "loss", LOSSES)
+    blocks = _torch_blocks(module, nn)
+    dtypes = {t.dtype for b in blocks for m in (b.linear, b.bn) if m is not None
+              for t in (*m.parameters(), *m.buffers()) if t.is_floating_point()}
+    if dtypes not in ({torch.float32}, {torch.float64}):
+        raise TypeError(f"the Sequential's parameters must be all float32 or all float64, got "
+                        f"{sorted(str(d) for d in dtypes)}")
+    spec = blocks[0] if len(blocks) > 1 else _TorchBlock(None, activation=("relu", ()))
+    try:
+        model = MLP([blocks[0].linear.in_features] + [b.linear.out_features for b in blocks],
+                    activation=spec.activation[0], batch_norm=spec.bn is not None,
+                    dropout=spec.dropout, dtype=str(dtypes.pop()).replace("torch.", ""))
+    except (TypeError, ValueError) as exc:
+        name, child = list(module.named_children())[spec.at]
+        raise ValueError(f"layer {name} ({type(child).__name__}): {exc}") from None
+    for param, value in spec.activation[1]:
+        setattr(model, param, value)
+    model.loss = loss
+    if spec.bn is not None:
+        model.bn_eps, model.bn_momentum = float(spec.bn.eps), float(spec.bn.momentum)
+    arrays = {}
+    for l, block in enumerate(blocks):
+        linear, bn = block.linear, block.bn
+        arrays[f"layer{l}.w"] = _numpy(linear.weight).T
+        bias = None if linear.bias is None else _numpy(linear.bias)
+        if bn is None:
+            arrays[f"layer{l}.b"] = np.zeros(linear.out_features) if bias is None else bias
+            continue
+        arrays[f"layer{l}.gamma"] = np.ones(bn.num_features) if bn.weight is None \
+            else _numpy(bn.weight)
+        arrays[f"layer{l}.beta"] = np.zeros(bn.num_features) if bn.bias is None \
+            else _numpy(bn.bias)
+        # a bias before batch norm only shifts what the mean subtracts: fold it into the mean
+        mean = _numpy(bn.running_mean)
+        arrays[f"layer{l}.running_mean"] = mean if bias is None else \
+            (mean.astype(np.float64) - bias).astype(mean.dtype)
+        arrays[f"layer{l}.running_var"] = _numpy(bn.running_var)
+    _check_running_var(arrays, "the Sequential")
+    model.set_weights([arrays[n] for n in model.weight_names()])
+    return model
 
 
 # ---- safetensors -------------------------------------------------------------------------------

@@ -974,6 +974,50 @@ class MLP:
         from fastnet import export
         return export.to_onnx(self, path, opset=opset, fold_batch_norm=fold_batch_norm)
 
+    def to_torch(self):
+        """An equivalent ``torch.nn.Sequential`` in eval mode (needs torch).
+
+        Linear (weights transposed to PyTorch's ``(out, in)``), BatchNorm1d
+        with the running statistics, eps and momentum, the activation, and
+        ``nn.Dropout`` when the model has dropout, per hidden block; then the
+        output Linear.  Its output is the logits (or regression outputs):
+        apply ``torch.softmax(out, dim=1)`` for :meth:`predict_proba`'s
+        probabilities.  Float32 or float64 like the model.
+
+        Returns
+        -------
+        torch.nn.Sequential
+        """
+        from fastnet import export
+        return export.to_torch(self)
+
+    @classmethod
+    def from_torch(cls, module, *, loss="cross_entropy"):
+        """An MLP with the weights of a ``torch.nn.Sequential`` shaped like
+        :meth:`to_torch`'s (needs torch).
+
+        The Sequential must be (Linear, [BatchNorm1d], activation, [Dropout])
+        blocks, all alike, then a Linear.  A Linear bias before a BatchNorm1d
+        (which fastnet's batch-norm layers do not have) is folded into the
+        running mean: it only shifts what batch norm subtracts.
+
+        Parameters
+        ----------
+        module : torch.nn.Sequential
+        loss : "cross_entropy" or "mse"
+            What the logits are for (decides what :meth:`predict` returns).
+
+        Raises
+        ------
+        TypeError
+            `module` is not a Sequential, or its parameters are not all
+            float32 or all float64.
+        ValueError
+            A layer that does not fit, named with its position and type.
+        """
+        from fastnet import export
+        return export.from_torch(module, loss=loss)
+
 
 def _sample_weights(value, n, dtype, name):
     """None, or a finite non-negative (n,) array with a positive sum."""
