@@ -12,6 +12,9 @@ only when used:
 * **safetensors**: ``model.save("m.safetensors")`` and :func:`fastnet.load`
   (no dependency: :mod:`fastnet._safetensors` implements the format).
 
+On the command line: ``fastnet export MODEL --onnx OUT --torch OUT
+--safetensors OUT``.
+
 ONNX graphs
 -----------
 One input ``"input"`` of shape ``(N, n_features)`` (``N`` dynamic) in the
@@ -59,7 +62,8 @@ from fastnet import _safetensors
 from fastnet._io import atomic_file
 
 __all__ = ["ACTIVATIONS", "Activation", "DEFAULT_OPSET", "MIN_OPSET", "to_onnx", "to_torch",
-           "from_torch", "file_format", "save_safetensors", "load_safetensors"]
+           "from_torch", "file_format", "save_safetensors", "load_safetensors",
+           "register_skl2onnx", "register_skl2onnx_when_imported", "add_export_parser", "run"]
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13
@@ -792,3 +796,54 @@ def _flat_arrays(tensors, config, path):
     return flat
 
 
+# ---- command line ------------------------------------------------------------------------------
+
+def add_export_parser(subparsers):
+    """Add the ``export`` subcommand to the ``fastnet`` parser's `subparsers`."""
+    parser = subparsers.add_parser(
+        "export", help="write a saved model as ONNX, a PyTorch state dict or safetensors",
+        description="Convert a model saved by 'fastnet train' or MLP.save for serving "
+                    "elsewhere: ONNX (ONNX Runtime, skl2onnx pipelines; needs the onnx "
+                    "package), a PyTorch state dict of MLP.to_torch()'s nn.Sequential (needs "
+                    "torch), or safetensors (no dependency). Give one or more outputs.",
+        epilog="Examples: 'fastnet export fastnet-out/model.npz --onnx model.onnx'; "
+               "'fastnet export model.npz --torch model.pt --safetensors model.safetensors'.")
+    parser.add_argument("model", metavar="MODEL",
+                        help="a model file (.npz or .safetensors) from 'fastnet train' or "
+                             "MLP.save")
+    parser.add_argument("--onnx", metavar="OUT", help="write the ONNX model to OUT")
+    parser.add_argument("--opset", type=int, default=None,
+                        help=f"ONNX opset (default {DEFAULT_OPSET}; at least {MIN_OPSET})")
+    parser.add_argument("--torch", metavar="OUT",
+                        help="write torch.save(model.to_torch().state_dict()) to OUT")
+    parser.add_argument("--safetensors", metavar="OUT",
+                        help="write the weights and config as safetensors to OUT")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args):
+    """The ``export`` subcommand: returns the exit code."""
+    from fastnet import load
+    from fastnet.cli import CommandError
+    if not (args.onnx or args.torch or args.safetensors):
+        raise CommandError("give at least one of --onnx OUT, --torch OUT, --safetensors OUT")
+    model = load(args.model)
+    try:
+        if args.onnx:
+            to_onnx(model, args.onnx, opset=args.opset)
+            print(f"wrote {args.onnx}: ONNX, input (N, {model.layer_sizes[0]}) "
+                  f"{model.dtype.name}")
+        if args.torch:
+            torch, _ = _torch()
+            module = to_torch(model)
+            with atomic_file(args.torch) as fh:
+                torch.save(module.state_dict(), fh)
+            print(f"wrote {args.torch}: state dict of "
+                  f"{' -> '.join(type(m).__name__ for m in module)}")
+        if args.safetensors:
+            save_safetensors(model, args.safetensors)
+            print(f"wrote {args.safetensors}: safetensors, {len(model.weight_names())} arrays")
+    except ImportError as exc:
+        raise CommandError(str(exc)) from None
+    return 0
