@@ -501,6 +501,8 @@ class _CallbackLoader:
         self._callback()
 
     def __getattr__(self, name):                # resource readers and the like
+        if name in ("_loader", "_callback"):     # not set yet: no recursion
+            raise AttributeError(name)
         return getattr(self._loader, name)
 
 

@@ -15,7 +15,12 @@ from _export_models import NATIVE, REFERENCE_ACTIVATIONS, inputs, max_error, ran
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-TOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-12}
+# PyTorch against fastnet.  float64 checks the mapping (weights, statistics, eps)
+# tightly.  In float32 the two agree to about 2e-7 of the logits' scale, but PyTorch's
+# MKL products are not always that close: in about one run of 20 on this machine a
+# module's first forward was 3.3e-5 off in exactly the rows of one MKL thread (fastnet
+# 1.4e-7 from the float64 reference; PyTorch's own second forward 1.3e-7), hence 1e-4.
+TOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-12}
 
 
 def torch_logits(module, X):
@@ -44,7 +49,7 @@ def test_sequential_gives_fastnets_logits_and_round_trips(activation, batch_norm
     assert back.config() | {"seed": 0} == model.config() | {"seed": 0, "targets_1d": False}
     for mine, theirs in zip(back.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(mine, theirs)
-    assert max_error(back._outputs(X), logits) <= 1e-6
+    np.testing.assert_array_equal(back._outputs(X), logits)       # the round trip: exact
 
 
 def test_sequential_layout():
@@ -83,7 +88,7 @@ def test_every_activation_entry_against_numpy(activation):
 
 def test_a_torch_trained_sequential():
     """A Sequential built and trained in PyTorch (a Linear bias before each batch norm,
-    folded into the running mean) predicts the same in fastnet."""
+    folded into the running mean) predicts the same in fastnet (compared in float64)."""
     torch.manual_seed(0)
     module = nn.Sequential(nn.Linear(8, 32), nn.BatchNorm1d(32, eps=1e-4), nn.Tanh(),
                            nn.Dropout(0.1), nn.Linear(32, 16), nn.BatchNorm1d(16, eps=1e-4),
@@ -97,10 +102,15 @@ def test_a_torch_trained_sequential():
         opt.step()
     module.eval()
     model = fastnet.MLP.from_torch(module)
-    assert (model.activation, model.batch_norm, model.dropout, model.bn_eps) == \
-        ("tanh", True, pytest.approx(0.1), 1e-4)
+    assert (model.activation, model.batch_norm, model.dropout, model.bn_eps, model.dtype) == \
+        ("tanh", True, pytest.approx(0.1), 1e-4, np.float32)
+    assert np.max(np.abs(model.predict_proba(X.numpy()) -
+                         torch.softmax(module(X), dim=1).detach().numpy())) <= 1e-4
+    module.double()
+    model = fastnet.MLP.from_torch(module)
+    X = X.double()
     expected = torch.softmax(module(X), dim=1).detach().numpy()
-    assert np.max(np.abs(model.predict_proba(X.numpy()) - expected)) <= 1e-6
+    assert np.max(np.abs(model.predict_proba(X.numpy()) - expected)) <= 1e-12
 
 
 def test_regression_loss_and_single_linear():
