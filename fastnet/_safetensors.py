@@ -115,9 +115,14 @@ def read(path):
 
 def looks_like_safetensors(path):
     """True if `path` starts like a safetensors file, or (unreadable or neither
-    zip nor safetensors) has the ``.safetensors`` suffix."""
+    zip nor safetensors) has the ``.safetensors`` suffix.  False for anything
+    that is not a path (an open file is left to the npz reader)."""
     try:
-        with open(os.fspath(path), "rb") as fh:
+        path = os.fsdecode(path)
+    except TypeError:
+        return False
+    try:
+        with open(path, "rb") as fh:
             head = fh.read(9)
     except OSError:
         head = b""
@@ -125,7 +130,7 @@ def looks_like_safetensors(path):
         return False
     if len(head) == 9 and head[8:9] == b"{":
         return True
-    return os.fspath(path).endswith(SUFFIX)
+    return path.endswith(SUFFIX)
 
 
 def _read_header(fh, size, path):

@@ -785,12 +785,15 @@ def _flat_arrays(tensors, config, path):
     dtypes = {t.dtype for t in tensors.values()}
     if len(dtypes) > 1:
         raise ValueError(f"{path}: the arrays mix dtypes {sorted(map(str, dtypes))}")
+    dtype = dtypes.pop()
+    if dtype.name != config.get("dtype"):
+        raise ValueError(f"{path}: the arrays are {dtype.name} but the config says "
+                         f"{config.get('dtype')!r}")
     for name, (shape, _, _) in expected.items():
         if tensors[name].shape != shape:
             raise ValueError(f"{path}: {name} has shape {tensors[name].shape}, the config "
                              f"needs {shape}")
     _check_running_var(tensors, path)
-    dtype = dtypes.pop()
     flat = {"params": np.empty(n_params, dtype), "buffers": np.empty(n_buffers, dtype)}
     for name, (_, buffer, offset) in expected.items():
         values = tensors[name].reshape(-1)

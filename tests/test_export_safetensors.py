@@ -1,7 +1,9 @@
 """model.save("m.safetensors") / fastnet.load, and fastnet._safetensors against the
 specification and the real safetensors package, both ways; malformed files are a
 ValueError naming the file, in bounded memory."""
+import io
 import json
+import os
 import struct
 import tracemalloc
 
@@ -233,7 +235,7 @@ def _as_f64(header, data):
     (_set("layer0.running_var", -0.5), "negative"),
     (_reshape("layer0.w", [4, 3]), r"layer0.w has shape \(4, 3\)"),
     (_rename("layer1.b", "layer1.bias"), "missing"),
-    (_as_f64, "dtype"),
+    (_as_f64, "the arrays are float64 but the config says 'float32'"),
 ])
 def test_arrays_that_do_not_fit_the_config(tmp_path, edit, message):
     path, _, _ = _model_file(tmp_path, edit)
@@ -279,3 +281,12 @@ def test_corrupted_bytes_never_crash(tmp_path, data):
         assert str(path) in str(exc)
     else:
         assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+def test_load_dispatch_takes_every_kind_of_path(tmp_path):
+    model = random_model([3, 4, 2])
+    path = tmp_path / "m.safetensors"
+    model.save(path)
+    for spelling in (path, str(path), os.fsencode(str(path))):
+        assert_same_model(fastnet.load(spelling), model)
+    assert not _safetensors.looks_like_safetensors(io.BytesIO(path.read_bytes()))

@@ -76,7 +76,7 @@ def test_every_activation_entry_against_numpy(activation):
     """The table's torch modules, those of the activations coming next included."""
     model = random_model([10, 24, 24, 4], activation=activation, dtype="float64", seed=3)
     X = inputs(model, 128) * 3
-    module = model.to_torch()
+    module = export.to_torch(model)                  # model may be a ModelView
     assert type(module[2]).__name__ == export.ACTIVATIONS[activation].torch
     assert max_error(torch_logits(module, X), reference_logits(model, X)) <= 1e-12
     if activation in _network.ACTIVATIONS:
