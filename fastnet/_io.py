@@ -36,7 +36,7 @@ import zlib
 
 import numpy as np
 
-__all__ = ["atomic_savez", "check_writable", "read_npz"]
+__all__ = ["atomic_file", "atomic_savez", "check_writable", "read_npz"]
 
 _META = "__meta__"
 _CHUNK = 1 << 20            # bytes per read of an array's data
@@ -118,18 +118,18 @@ def check_writable(path):
         raise _named(exc, path, f"cannot create files in {directory}") from None
 
 
-def atomic_savez(path, meta, arrays):
-    """Write `arrays` and the JSON `meta` to `path` (uncompressed npz), atomically.
+@contextlib.contextmanager
+def atomic_file(path):
+    """A binary file that replaces `path` only once written completely: a temporary
+    file next to it, flushed to disk and renamed over it.
 
     OSError (a missing or read-only directory, a full disk) names `path`; the
     previous file at `path`, if any, is then left as it was.
     """
     path, target = _target(path)
-    payload = {_META: np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
-    payload.update(arrays)
     try:
         with _temp_file(target) as (tmp, fh):
-            np.savez(fh, **payload)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
             fh.close()
@@ -138,6 +138,15 @@ def atomic_savez(path, meta, arrays):
         check_writable(path)           # the precise reason, when it is the directory
         raise _named(exc, path) from None
     _remove_stale_temps(target)
+
+
+def atomic_savez(path, meta, arrays):
+    """Write `arrays` and the JSON `meta` to `path` (uncompressed npz), atomically
+    (see :func:`atomic_file`)."""
+    payload = {_META: np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
+    payload.update(arrays)
+    with atomic_file(path) as fh:
+        np.savez(fh, **payload)
 
 
 def _writer_alive(pid, tmp):

@@ -6,6 +6,7 @@ Subcommands::
     fastnet diagnose   print the seed's experiments; or diagnose a saved model
     fastnet lr-find    learning-rate range test: which lr to train with
     fastnet bench      time fastnet against NumPy and PyTorch
+    fastnet export     write a saved model as ONNX, a PyTorch state dict or safetensors
 
 :func:`main` takes the argument list and returns the exit code:
 
@@ -142,6 +143,7 @@ what the commands do:
             the loss over a geometric lr ramp, the suggested lr (steepest
             descent of the smoothed loss) and lr_find.png in --out.
   bench     Time one training epoch of fastnet against NumPy and PyTorch.
+  export    Write a saved model as ONNX, a PyTorch state dict or safetensors.
 
 examples:
   fastnet train                          # about 10 s, no download
@@ -323,6 +325,10 @@ def build_parser():
     else:
         add_arguments(bench)
     bench.set_defaults(func=cmd_bench)
+
+    # ---- export: fastnet/export.py ------------------------------------------------
+    from fastnet.export import add_export_parser
+    add_export_parser(sub)
     return parser
 
 

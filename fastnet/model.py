@@ -1299,8 +1299,18 @@ class MLP:
                 "targets_1d": self._targets_1d, "bn_eps": self.bn_eps,
                 "bn_momentum": self.bn_momentum}
 
-    def save(self, path):
-        """Write the model to `path` (.npz: arrays + JSON metadata, no pickle).
+    def save(self, path, *, format=None):
+        """Write the model to `path`: arrays + JSON metadata, no pickle.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        format : {"npz", "safetensors"}, optional
+            Default: "safetensors" when `path` ends in ``.safetensors``, else
+            "npz".  A safetensors file holds each array under its
+            :meth:`weight_names` name and the config as metadata (it opens
+            with ``safetensors.numpy.load_file``); both read back with
+            :func:`fastnet.load`.
 
         The file is written to a temporary name, flushed to disk and renamed,
         so a crash never leaves a half-written model behind.
@@ -1311,13 +1321,99 @@ class MLP:
             When the weights or buffers hold NaN or infinity or a negative
             running variance (a file :func:`load` would refuse).
         """
+        from fastnet import export
         with self._access.reading("save"):
             problem = self._state_problem()
             if problem is not None:
                 raise ValueError(f"not saving {os.fspath(path)!r}: the model's {problem}, so "
                                  f"fastnet.load would refuse the file")
+            if export.file_format(path, format) == "safetensors":
+                export.save_safetensors(self, path)
+                return
             meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "config": self.config()}
             atomic_savez(path, meta, {"params": self.params, "buffers": self.buffers})
+
+    # ---- export --------------------------------------------------------------------------
+
+    def to_onnx(self, path=None, *, opset=None, fold_batch_norm=True):
+        """The model's inference as ONNX (needs the onnx package: ``fastnet[onnx]``).
+
+        One input ``"input"`` ``(N, n_features)`` of the model's dtype (N
+        dynamic) and one output: ``"probabilities"`` (what
+        :meth:`predict_proba` returns) for cross-entropy, ``"predictions"``
+        (what :meth:`predict` returns) for regression.  Checked with
+        ``onnx.checker``; see :mod:`fastnet.export` for the details.
+
+        Parameters
+        ----------
+        path : str or os.PathLike, optional
+            Where to write the model; None returns its bytes.
+        opset : int, optional
+            ONNX opset, default 17 (at least 13).
+        fold_batch_norm : bool
+            Fold batch norm into the linear layers (default) or write
+            ``BatchNormalization`` nodes.
+
+        Returns
+        -------
+        bytes or None
+            The serialized ``onnx.ModelProto`` when `path` is None.
+
+        Raises
+        ------
+        ImportError
+            onnx is not installed.
+        ValueError
+            An opset out of range, or an activation or loss with no ONNX form.
+        """
+        from fastnet import export
+        with self._access.reading("to_onnx"):
+            return export.to_onnx(self, path, opset=opset, fold_batch_norm=fold_batch_norm)
+
+    def to_torch(self):
+        """An equivalent ``torch.nn.Sequential`` in eval mode (needs torch).
+
+        Linear (weights transposed to PyTorch's ``(out, in)``), BatchNorm1d
+        with the running statistics, eps and momentum, the activation, and
+        ``nn.Dropout`` when the model has dropout, per hidden block; then the
+        output Linear.  Its output is the logits (or regression outputs):
+        apply ``torch.softmax(out, dim=1)`` for :meth:`predict_proba`'s
+        probabilities.  Float32 or float64 like the model.
+
+        Returns
+        -------
+        torch.nn.Sequential
+        """
+        from fastnet import export
+        with self._access.reading("to_torch"):
+            return export.to_torch(self)
+
+    @classmethod
+    def from_torch(cls, module, *, loss="cross_entropy"):
+        """An MLP with the weights of a ``torch.nn.Sequential`` shaped like
+        :meth:`to_torch`'s (needs torch).
+
+        The Sequential must be (Linear, [BatchNorm1d], activation, [Dropout])
+        blocks, all alike, then a Linear.  A Linear bias before a BatchNorm1d
+        (which fastnet's batch-norm layers do not have) is folded into the
+        running mean: it only shifts what batch norm subtracts.
+
+        Parameters
+        ----------
+        module : torch.nn.Sequential
+        loss : "cross_entropy" or "mse"
+            What the logits are for (decides what :meth:`predict` returns).
+
+        Raises
+        ------
+        TypeError
+            `module` is not a Sequential, or its parameters are not all
+            float32 or all float64.
+        ValueError
+            A layer that does not fit, named with its position and type.
+        """
+        from fastnet import export
+        return export.from_torch(module, loss=loss)
 
 
 def _sample_weights(value, n, dtype, name):
@@ -1509,7 +1605,8 @@ def _model_from(meta, arrays, path):
 
 
 def load(path):
-    """Read a model written by :meth:`MLP.save`.
+    """Read a model written by :meth:`MLP.save` (.npz or safetensors, told apart by
+    the file's first bytes, else by its suffix).
 
     The file holds arrays and JSON only; it is read with pickling disabled,
     so loading never runs code from the file.  Reading is bounded by the
@@ -1535,5 +1632,8 @@ def load(path):
     FileNotFoundError
         If `path` does not exist.
     """
+    from fastnet import _safetensors, export
+    if _safetensors.looks_like_safetensors(path):
+        return export.load_safetensors(path)
     meta, arrays = read_npz(path, "fastnet model", lambda meta: _file_config(meta, path)[1])
     return _model_from(meta, arrays, path)

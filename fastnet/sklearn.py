@@ -868,3 +868,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
+
+
+# skl2onnx.to_onnx(estimator, X[:1]) converts the estimators (fastnet.export has the
+# converters); they are registered when skl2onnx is imported, which fastnet never does itself
+from fastnet.export import register_skl2onnx_when_imported as _register_skl2onnx  # noqa: E402
+
+_register_skl2onnx(MLPClassifier, MLPRegressor)
