@@ -67,7 +67,9 @@ class ThreadGovernor:
     """Per-step thread count for a training loop.
 
     Use ``n = gov.threads()`` before a step and ``gov.record(n, seconds)``
-    after it.
+    after it; for a block of steps run in one call, ``gov.block(remaining)``
+    says how many may run at that count and ``gov.record(n, seconds, steps)``
+    takes their total time.
     """
 
     def __init__(self, key, configured=None):
@@ -82,16 +84,27 @@ class ThreadGovernor:
         probe = self._state.probe
         return probe.arms[0] if probe is not None else self._state.choice
 
-    def record(self, n, seconds):
+    def block(self, remaining):
+        """Steps (at most `remaining`) that may run at the current count before
+        the governor needs to see a step again: 1 while it times steps."""
+        if self.configured <= 1:
+            return remaining
+        s = self._state
+        if s.probe is not None:
+            return 1
+        return max(1, min(remaining, s.recheck - s.since))
+
+    def record(self, n, seconds, steps=1):
         if self.configured <= 1:
             return
         s = self._state
         if s.probe is not None:
             self._record_probe(s.probe, n, seconds)
             return
-        s.since += 1
+        s.since += steps
         if s.choice != 1 and s.reference is not None:
-            s.recent = s.recent[-7:] + [seconds > _SLOW * s.reference]
+            slow = seconds / steps > _SLOW * s.reference
+            s.recent = (s.recent + [slow] * min(steps, 8))[-8:]
         if s.since >= s.recheck or sum(s.recent) >= _SLOW_STEPS:
             self._start_probe()
 
