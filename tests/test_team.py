@@ -196,8 +196,11 @@ import resource, warnings, numpy as np, fastnet, fastnet.functional as F
 from fastnet import _parallel
 X = np.random.default_rng(0).standard_normal((1024, 256)).astype(np.float32)
 y = np.arange(1024) % 10
+W = np.ones((256, 512), np.float32)
 m = fastnet.MLP([256, 64, 10])
-m.fit(X, y, epochs=1, batch_size=512, verbose=0)      # every module loaded, memory warm
+with fastnet.threads(1):                               # every module loaded, memory warm
+    m.fit(X, y, epochs=1, batch_size=512, verbose=0)
+    F.linear_forward(X[:512], W)                       # (BLIS's packing buffers too)
 vm = int([l.split()[1] for l in open("/proc/self/status") if l.startswith("VmSize")][0]) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (vm + (6 << 20), resource.RLIM_INFINITY))
 with warnings.catch_warnings(record=True) as caught:
@@ -208,7 +211,7 @@ if _parallel.machine_cores() >= 2:
     assert _parallel.team_stats()["create_failed"]
 assert fastnet.get_num_threads() == 1
 _parallel._force_num_threads(4)
-F.linear_forward(X[:512], np.ones((256, 512), np.float32))    # a team session's size
+F.linear_forward(X[:512], W)                           # a team session's size
 m.fit(X, y, epochs=1, batch_size=512, verbose=0)
 print("ok", int(m.predict(X).sum()))
 """
