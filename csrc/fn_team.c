@@ -15,8 +15,9 @@
  * the slot).
  * Each participant claims chunks from the front of its own range (a CAS on
  * its own cache line), then takes chunks from the back of the others'
- * ranges; each adds the number it finished to its `done` once, and the
- * phase is over when they add up to the chunk count.
+ * ranges.  Each helper adds the number it finished to its own `done`
+ * counter (monotonic, on the line the caller polls, apart from the line it
+ * claims from), and the phase is over when they add up to the chunk count.
  *
  * Stale helpers.  A helper that read `publish` and was descheduled before
  * claiming must never claim a chunk of a later phase with the earlier
@@ -73,7 +74,6 @@
  * participant reads only its own line to start). */
 typedef struct {
     _Atomic uint64_t range;     /* unclaimed chunks [next, end): next | end << 32 */
-    _Atomic int64_t done;       /* chunks this participant finished */
     fn_chunk_fn body;
     const void *ctx;
     uint64_t session;
@@ -82,6 +82,7 @@ typedef struct {
 
 typedef struct {
     _Atomic uint64_t announce;  /* the publish word it works on: pins that slot */
+    _Atomic int64_t done;       /* chunks it has finished, in all phases */
     _Atomic uint32_t wake;      /* bumped to invite it; its futex */
     _Atomic int sleeping;
     _Atomic int sleep_now;      /* the wake-up probe asks it to sleep at once */
@@ -107,6 +108,7 @@ struct fn_team {
     uint64_t seq, session;
     fn_share *shares;           /* n_slots x capacity lines */
     fn_helper *helper;          /* capacity - 1 */
+    int64_t done_seen[FN_TEAM_MAX];   /* each helper's `done` when the last phase ended */
     int64_t quiet_until_ns, backoff_ns, last_quiet_end_ns;
     double wake_ns, handoff_ns;
     _Atomic int64_t spin_ns;    /* read by spinning helpers */
@@ -228,7 +230,8 @@ static inline fn_int fn_claim_back(fn_share *s)
 }
 
 /* Participant `me` of the phase in `slot`: its own range from the front,
- * then the others' from the back.  Returns the chunks it ran. */
+ * then the others' from the back.  Returns the chunks it ran (a helper then
+ * adds them to its `done`, with release order: the caller reads them). */
 static int64_t fn_run_share(fn_team *t, int slot, int me)
 {
     fn_share *own = fn_slot_share(t, slot, me);
@@ -256,7 +259,6 @@ static int64_t fn_run_share(fn_team *t, int slot, int me)
             done++;
         }
     }
-    if (done) atomic_fetch_add_explicit(&own->done, done, FN_RELEASE);
     return done;
 }
 
@@ -295,7 +297,9 @@ static void *fn_helper_main(void *arg)
         if (atomic_load(&t->publish) != w) continue;
         const int slot = (int)(w & ((1u << FN_SLOT_BITS) - 1));
         const fn_share *own = fn_slot_share(t, slot, me);
-        if (fn_run_share(t, slot, me) > 0) {
+        const int64_t ran = fn_run_share(t, slot, me);
+        if (ran > 0) {
+            atomic_fetch_add_explicit(&H->done, ran, FN_RELEASE);
             active = fn_now_ns();
             if (own->session != H->last_session) {
                 H->last_session = own->session;
@@ -365,6 +369,7 @@ static void fn_team_reset(fn_team *t)
     t->session = 0;
     t->quiet_until_ns = t->last_quiet_end_ns = 0;
     t->backoff_ns = 0;
+    memset(t->done_seen, 0, sizeof t->done_seen);
     if (t->shares) memset(t->shares, 0, sizeof(fn_share) * (size_t)t->n_slots * t->capacity);
     for (int h = 0; t->helper && h < t->capacity - 1; h++) {
         fn_helper *H = &t->helper[h];
@@ -445,7 +450,6 @@ static void fn_run_phase(fn_team *t, fn_int chunks, double work_ns, fn_chunk_fn 
         const uint64_t lo = (uint64_t)fn_part_start(chunks, parts, p);
         const uint64_t hi = (uint64_t)fn_part_start(chunks, parts, p + 1);
         atomic_store_explicit(&s->range, lo | hi << 32, FN_RELAXED);
-        atomic_store_explicit(&s->done, 0, FN_RELAXED);
         s->body = body;
         s->ctx = ctx;
         s->session = t->session;
@@ -463,9 +467,9 @@ static void fn_run_phase(fn_team *t, fn_int chunks, double work_ns, fn_chunk_fn 
     const int64_t mine = fn_run_share(t, slot, 0);
     int64_t waited_from = 0;
     for (unsigned k = 0;; k++) {
-        int64_t done = 0;
-        for (int p = 0; p < parts; p++)
-            done += atomic_load_explicit(&fn_slot_share(t, slot, p)->done, FN_ACQUIRE);
+        int64_t done = mine;
+        for (int h = 0; h < parts - 1; h++)
+            done += atomic_load_explicit(&t->helper[h].done, FN_ACQUIRE) - t->done_seen[h];
         if (done >= chunks) break;
         if (k % 32 == 31) {
             /* a helper holds a chunk: a stall when it takes far longer than a
@@ -479,6 +483,10 @@ static void fn_run_phase(fn_team *t, fn_int chunks, double work_ns, fn_chunk_fn 
         }
         fn_pause();
     }
+    /* a helper only adds chunks it claimed in this phase, and all are
+     * counted: these are the counters' values until the next phase */
+    for (int h = 0; h < parts - 1; h++)
+        t->done_seen[h] = atomic_load_explicit(&t->helper[h].done, FN_RELAXED);
 }
 
 void fn_team_for(fn_team *t, fn_int chunks, double work_ns, fn_chunk_fn body, const void *ctx)
@@ -623,9 +631,13 @@ fn_team *fn_team_begin(int threads, double work_ns)
             fn_measure_handoff(t);
             t->measured = 1;
         }
-    } else if (atomic_load(&t->helpers) >= 1 && fn_now_ns() - t->measured_at_ns > 10000000000) {
-        /* the hand-off depends on how busy the machine is: measured again
-         * every 10 s while sessions want helpers (a few microseconds) */
+    } else if (atomic_load(&t->helpers) >= 1
+               && fn_now_ns() - t->measured_at_ns > (t->handoff_ns > 20000 ? 1 : 10) * 1e9) {
+        /* the hand-off depends on where the helper runs and how busy the
+         * machine is (a helper placed on the caller's busy CPU took 90-250 us
+         * here, until the scheduler moved it): measured again every 10 s while
+         * sessions want helpers, every second while it is slow (31 phases:
+         * ~30 us when fast, at most ~6 ms) */
         fn_measure_handoff(t);
     }
     fn_grow(t, threads - 1);
