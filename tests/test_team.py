@@ -5,6 +5,8 @@ never ends the process, and results do not depend on who claims which chunk.
 Nothing here is timed: the team's counters (``_parallel.team_stats()``) say
 what ran where.
 """
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -240,3 +242,21 @@ def test_no_openmp_runtime_is_linked():
         module = __import__(f"fastnet.{name}", fromlist=["x"])
         ldd = subprocess.run(["ldd", module.__file__], capture_output=True, text=True)
         assert "libgomp" not in ldd.stdout, (name, ldd.stdout)
+
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("cc") is None
+                    or not os.path.exists(os.path.join(_REPO, "tools", "team_stress.c")),
+                    reason="needs a C compiler and the source tree")
+def test_team_runtime_stress(tmp_path):
+    """The C runtime alone (tools/team_stress.c): random phases on 2-8 threads,
+    two threads' sessions at once and a forked child; every chunk runs once."""
+    exe = tmp_path / "team_stress"
+    subprocess.run(["cc", "-O2", "-pthread", "-I", os.path.join(_REPO, "csrc"),
+                    os.path.join(_REPO, "tools", "team_stress.c"),
+                    os.path.join(_REPO, "csrc", "fn_team.c"), "-o", str(exe)], check=True,
+                   timeout=120)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.startswith("ok:"), out.stdout + out.stderr
