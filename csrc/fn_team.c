@@ -69,6 +69,9 @@
 #define FN_SLOT_BITS 8
 #define FN_PARTS_SHIFT 8
 #define FN_SEQ_SHIFT 16
+/* A wait for a helper's chunk this much longer than four chunks of the
+ * caller's is a stall (see fn_run_phase). */
+#define FN_STALL_NS 500000
 
 /* One participant's share of a phase, with the phase's description (each
  * participant reads only its own line to start). */
@@ -104,12 +107,12 @@ struct fn_team {
     int create_failed;
     int parts;                  /* participants of the current session */
     int slot;                   /* slot of the last phase */
-    int stalled;                /* a stall happened in this session */
+    int stalled;                /* helpers are left alone until quiet_until_ns */
     uint64_t seq, session;
     fn_share *shares;           /* n_slots x capacity lines */
     fn_helper *helper;          /* capacity - 1 */
     int64_t done_seen[FN_TEAM_MAX];   /* each helper's `done` when the last phase ended */
-    int64_t quiet_until_ns, backoff_ns, last_quiet_end_ns;
+    int64_t quiet_until_ns, backoff_ns, last_quiet_end_ns, last_stall_ns;
     double wake_ns, handoff_ns;
     _Atomic int64_t spin_ns;    /* read by spinning helpers */
     int measured;
@@ -312,11 +315,43 @@ static void *fn_helper_main(void *arg)
 
 static void fn_team_reset(fn_team *t);
 
+static pthread_rwlock_t fn_fork_gate;
+static pthread_once_t fn_fork_gate_once = PTHREAD_ONCE_INIT;
+
+static void fn_fork_gate_init(void)
+{
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+#ifdef __GLIBC__
+    /* a fork must not wait for ever behind a stream of overlapping calls */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+    pthread_rwlock_init(&fn_fork_gate, &attr);
+    pthread_rwlockattr_destroy(&attr);
+}
+
+void fn_fork_gate_enter(void)
+{
+    pthread_once(&fn_fork_gate_once, fn_fork_gate_init);
+    pthread_rwlock_rdlock(&fn_fork_gate);
+}
+
+void fn_fork_gate_leave(void) { pthread_rwlock_unlock(&fn_fork_gate); }
+
+static void fn_team_before_fork(void)
+{
+    pthread_once(&fn_fork_gate_once, fn_fork_gate_init);
+    pthread_rwlock_wrlock(&fn_fork_gate);
+}
+
+static void fn_team_after_fork_in_parent(void) { pthread_rwlock_unlock(&fn_fork_gate); }
+
 static void fn_team_after_fork_in_child(void)
 {
     /* the child has only the forking thread: no helper exists any more */
     fn_team_reset(&fn_the_team);
     pthread_mutex_init(&fn_the_team.grow, NULL);
+    fn_fork_gate_init();
 }
 
 static int fn_affinity_cpus(void)
@@ -352,7 +387,8 @@ static void fn_team_init(void)
     if (!shares) t->capacity = 1;
     atomic_store(&t->spin_ns, 1000000);    /* until measured */
     fn_team_reset(t);
-    pthread_atfork(NULL, NULL, fn_team_after_fork_in_child);
+    pthread_atfork(fn_team_before_fork, fn_team_after_fork_in_parent,
+                   fn_team_after_fork_in_child);
 }
 
 /* Everything but the allocations and the measurements: no helper, no session. */
@@ -367,7 +403,7 @@ static void fn_team_reset(fn_team *t)
     t->stalled = 0;
     t->seq = 0;
     t->session = 0;
-    t->quiet_until_ns = t->last_quiet_end_ns = 0;
+    t->quiet_until_ns = t->last_quiet_end_ns = t->last_stall_ns = 0;
     t->backoff_ns = 0;
     memset(t->done_seen, 0, sizeof t->done_seen);
     if (t->shares) memset(t->shares, 0, sizeof(fn_share) * (size_t)t->n_slots * t->capacity);
@@ -425,11 +461,18 @@ static int fn_pick_slot(fn_team *t)
     return -1;   /* cannot happen: helpers + 2 <= n_slots */
 }
 
+/* A stall.  One now and then (a helper preempted once) costs less than
+ * running without helpers would; a second one within 50 ms (a process or a
+ * spinning thread pool holding the helper's core) leaves the helpers alone
+ * for 20 ms, twice as long each time stalls recur right after such a quiet
+ * period, up to 1 s. */
 static void fn_note_stall(fn_team *t, int64_t now)
 {
     atomic_fetch_add_explicit(&t->stalls, 1, FN_RELAXED);
-    const int64_t base = 20000000;       /* 20 ms */
-    /* recurring (soon after the last quiet period): twice as long, up to 1 s */
+    const int64_t previous = t->last_stall_ns;
+    t->last_stall_ns = now;
+    if (!previous || now - previous > 50000000) return;
+    const int64_t base = 20000000;
     const int recurring = t->backoff_ns > 0 && now - t->last_quiet_end_ns < 2 * t->backoff_ns;
     t->backoff_ns = recurring ? (2 * t->backoff_ns > 1000000000 ? 1000000000
                                                                 : 2 * t->backoff_ns)
@@ -466,6 +509,7 @@ static void fn_run_phase(fn_team *t, fn_int chunks, double work_ns, fn_chunk_fn 
     const int64_t start = fn_now_ns();
     const int64_t mine = fn_run_share(t, slot, 0);
     int64_t waited_from = 0;
+    int stall = 0;
     for (unsigned k = 0;; k++) {
         int64_t done = mine;
         for (int h = 0; h < parts - 1; h++)
@@ -473,13 +517,18 @@ static void fn_run_phase(fn_team *t, fn_int chunks, double work_ns, fn_chunk_fn 
         if (done >= chunks) break;
         if (k % 32 == 31) {
             /* a helper holds a chunk: a stall when it takes far longer than a
-             * chunk took the caller (a descheduled helper) */
+             * chunk took the caller, and longer than the host's hiccups (waits
+             * of 30-70 us were common here, a descheduled helper takes
+             * milliseconds) */
             const int64_t now = fn_now_ns();
             if (!waited_from) waited_from = now;
             const double per_chunk = mine ? (double)(waited_from - start) / (double)mine : 0;
-            const double limit = 4 * per_chunk + 20 * t->handoff_ns + 20000;
-            if (mine && !t->stalled && (double)(now - waited_from) > limit) fn_note_stall(t, now);
-            if (t->stalled) sched_yield();
+            const double limit = 4 * per_chunk + FN_STALL_NS;
+            if (mine && !stall && (double)(now - waited_from) > limit) {
+                stall = 1;
+                fn_note_stall(t, now);
+            }
+            if (stall) sched_yield();
         }
         fn_pause();
     }
@@ -592,7 +641,7 @@ static void fn_measure_handoff(fn_team *t)
     }
     t->parts = parts;
     t->stalled = 0;
-    t->quiet_until_ns = 0;
+    t->quiet_until_ns = t->last_stall_ns = 0;
     t->backoff_ns = 0;
     t->handoff_ns = n_handoff ? fn_quantile(handoff, n_handoff, 0.25) : 1e5;
     t->measured_at_ns = fn_now_ns();
@@ -711,5 +760,7 @@ void fn_team_for(fn_team *team, fn_int chunks, double work_ns, fn_chunk_fn body,
 int fn_team_reserve(int threads) { (void)threads; return 1; }
 void fn_team_get_stats(fn_team_stats *out) { memset(out, 0, sizeof *out); out->capacity = 1; }
 int fn_team_available(void) { return 0; }
+void fn_fork_gate_enter(void) {}
+void fn_fork_gate_leave(void) {}
 
 #endif

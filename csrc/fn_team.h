@@ -72,6 +72,13 @@ void fn_team_get_stats(fn_team_stats *out);
 /* 1 when this build can run helper threads (POSIX threads). */
 int fn_team_available(void);
 
+/* A call into a library that takes its own locks (BLIS's memory broker)
+ * goes between fn_fork_gate_enter and fn_fork_gate_leave: fork() waits
+ * (at-fork handler) until no such call runs, so a child never inherits one
+ * of those locks held by a thread it does not have. */
+void fn_fork_gate_enter(void);
+void fn_fork_gate_leave(void);
+
 /* Vectorise the next loop (its iterations are independent); needs
  * -fopenmp-simd (OpenMP's SIMD directives only: no OpenMP runtime). */
 #if defined(_OPENMP) || defined(FN_OPENMP_SIMD)

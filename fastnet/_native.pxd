@@ -14,6 +14,8 @@ cdef extern from "fn_team.h" nogil:
     int fn_team_reserve(int threads)
     void fn_team_get_stats(fn_team_stats *out)
     int fn_team_available()
+    void fn_fork_gate_enter()
+    void fn_fork_gate_leave()
 
 cdef extern from "fastnet.h" nogil:
     ctypedef Py_ssize_t fn_int

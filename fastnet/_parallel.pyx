@@ -30,7 +30,8 @@ from blis.cy cimport sgemm as blis_sgemm, dgemm as blis_dgemm
 from fastnet._native cimport (fn_blas, fn_sgemm_fn, fn_dgemm_fn, fn_build_compiler,
                               fn_build_multiversion, fn_cpu_has_avx512, fn_team,
                               fn_team_begin, fn_team_end, fn_team_reserve, fn_team_stats,
-                              fn_team_get_stats, fn_team_available)
+                              fn_team_get_stats, fn_team_available, fn_fork_gate_enter,
+                              fn_fork_gate_leave)
 
 cdef int _n_threads = 1
 cdef fn_blas _blas
@@ -200,18 +201,41 @@ _AVX2_OR_OLDER = {"haswell", "zen", "zen2", "zen3", "sandybridge", "penryn", "ge
                   "excavator", "steamroller", "piledriver", "bulldozer"}
 
 
+# Every BLIS call goes through the fork gate (fn_team.h): BLIS's memory broker
+# takes a mutex, and a child forked while another thread held it hung there.
+
 cdef void _sgemm_in_cntx(int ta, int tb, int m, int n, int k, float alpha, const float *a,
                          int lda, const float *b, int ldb, float beta, float *c,
                          int ldc) noexcept nogil:
+    fn_fork_gate_enter()
     _sgemm_ex(8 if ta else 0, 8 if tb else 0, m, n, k, &alpha, a, lda, 1, b, ldb, 1,
               &beta, c, ldc, 1, _blis_cntx, NULL)
+    fn_fork_gate_leave()
 
 
 cdef void _dgemm_in_cntx(int ta, int tb, int m, int n, int k, double alpha, const double *a,
                          int lda, const double *b, int ldb, double beta, double *c,
                          int ldc) noexcept nogil:
+    fn_fork_gate_enter()
     _dgemm_ex(8 if ta else 0, 8 if tb else 0, m, n, k, &alpha, a, lda, 1, b, ldb, 1,
               &beta, c, ldc, 1, _blis_cntx, NULL)
+    fn_fork_gate_leave()
+
+
+cdef void _sgemm_own_cntx(int ta, int tb, int m, int n, int k, float alpha, const float *a,
+                          int lda, const float *b, int ldb, float beta, float *c,
+                          int ldc) noexcept nogil:
+    fn_fork_gate_enter()
+    blis_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    fn_fork_gate_leave()
+
+
+cdef void _dgemm_own_cntx(int ta, int tb, int m, int n, int k, double alpha, const double *a,
+                          int lda, const double *b, int ldb, double beta, double *c,
+                          int ldc) noexcept nogil:
+    fn_fork_gate_enter()
+    blis_dgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    fn_fork_gate_leave()
 
 
 cdef _choose_blis_kernels():
@@ -267,8 +291,8 @@ def use_blas(flag):
         _blas.sgemm = <fn_sgemm_fn>_sgemm_in_cntx
         _blas.dgemm = <fn_dgemm_fn>_dgemm_in_cntx
     elif flag:
-        _blas.sgemm = <fn_sgemm_fn>blis_sgemm
-        _blas.dgemm = <fn_dgemm_fn>blis_dgemm
+        _blas.sgemm = <fn_sgemm_fn>_sgemm_own_cntx
+        _blas.dgemm = <fn_dgemm_fn>_dgemm_own_cntx
     else:
         _blas.sgemm = NULL
         _blas.dgemm = NULL
@@ -293,6 +317,7 @@ cdef void team_end(fn_team *team) noexcept nogil:
     fn_team_end(team)
 
 
+fn_team_reserve(1)        # the team's at-fork handlers, before any BLIS call (no thread)
 _blas.grid = max(1, min(machine_cores(), 64))
 _choose_blis_kernels()
 use_blas(True)
