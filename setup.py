@@ -2,22 +2,17 @@
 
 csrc/*.c is compiled once into a static library (C is a library, never
 pasted into .pyx files) and linked into each Cython extension in fastnet/.
-OpenMP is found by compiling and running a small program; without it the
-build warns and the kernels run serially.
+Threads are fastnet's own team on POSIX threads (csrc/fn_team.c); OpenMP is
+used only for its SIMD directives (-fopenmp-simd: no OpenMP runtime).
 
 Environment switches:
-  FASTNET_FAIL_NO_OPENMP=1  fail instead of building without OpenMP
   FASTNET_SANITIZE=1        AddressSanitizer + UndefinedBehaviorSanitizer build
-                            (run with LD_PRELOAD of libasan; see README)
+                            (run with LD_PRELOAD of libasan; see tools/sanitize.sh)
+  FASTNET_SANITIZE=thread   ThreadSanitizer build (LD_PRELOAD of libtsan)
   FASTNET_DEBUG=1           -O0 -g and Cython bounds checks
 """
 import os
-import subprocess
 import sys
-import sysconfig
-import tempfile
-import textwrap
-import warnings
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -35,55 +30,29 @@ def _flag(name):
     return os.environ.get(name, "") not in ("", "0")
 
 
-def openmp_flags():
-    """Flags that compile and run an OpenMP program here, or [] (serial build)."""
-    if sys.platform == "win32":
-        return ["/openmp"], []
-    cc = sysconfig.get_config_var("CC") or "cc"
-    cc = cc.split()
-    program = textwrap.dedent("""
-        #include <omp.h>
-        #include <stdio.h>
-        int main(void) {
-            int n = 0;
-            #pragma omp parallel reduction(+:n)
-            n += 1;
-            printf("%d\\n", n == omp_get_max_threads());
-            return 0;
-        }
-    """)
-    with tempfile.TemporaryDirectory() as tmp:
-        src, exe = os.path.join(tmp, "omp.c"), os.path.join(tmp, "omp")
-        with open(src, "w") as fh:
-            fh.write(program)
-        try:
-            subprocess.run(cc + ["-fopenmp", src, "-o", exe], check=True,
-                           capture_output=True)
-            out = subprocess.run([exe], check=True, capture_output=True, text=True).stdout
-            if out.strip() == "1":
-                return ["-fopenmp"], ["-fopenmp"]
-        except (OSError, subprocess.CalledProcessError):
-            pass
-    message = ("fastnet: this compiler cannot build OpenMP code; the build continues "
-               "with serial kernels (fastnet.build_info()['openmp'] will be False).")
-    if _flag("FASTNET_FAIL_NO_OPENMP"):
-        raise RuntimeError(message)
-    warnings.warn(message)
-    return [], []
+def thread_flags():
+    """Compile and link flags of POSIX threads (fastnet's own team, csrc/fn_team.c)."""
+    return ([], []) if sys.platform == "win32" else (["-pthread"], ["-pthread"])
 
 
-OMP_COMPILE, OMP_LINK = openmp_flags()
+THREAD_COMPILE, THREAD_LINK = thread_flags()
 if _flag("FASTNET_DEBUG"):
     OPT = ["-O0", "-g"]
 else:
     OPT = ["-O3"]
-SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
-            "-fno-sanitize-recover=undefined"] if _flag("FASTNET_SANITIZE") else []
+if os.environ.get("FASTNET_SANITIZE") == "thread":
+    SANITIZE = ["-fsanitize=thread", "-g", "-fno-omit-frame-pointer"]
+elif _flag("FASTNET_SANITIZE"):
+    SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+                "-fno-sanitize-recover=undefined"]
+else:
+    SANITIZE = []
 WARN = ["-Wall", "-Wno-unused-function", "-Wno-psabi"]
-C_FLAGS = OPT + ["-std=gnu11", "-fPIC", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd", "-DFN_OPENMP_SIMD"] + WARN + OMP_COMPILE + SANITIZE
-EXT_COMPILE = OPT + ["-fno-math-errno", "-Wno-psabi", "-Wno-unused-function"] + OMP_COMPILE \
-    + SANITIZE
-EXT_LINK = OMP_LINK + SANITIZE
+C_FLAGS = OPT + ["-std=gnu11", "-fPIC", "-fno-math-errno", "-fno-trapping-math",
+                 "-fopenmp-simd", "-DFN_OPENMP_SIMD"] + WARN + THREAD_COMPILE + SANITIZE
+EXT_COMPILE = OPT + ["-fno-math-errno", "-Wno-psabi", "-Wno-unused-function"] \
+    + THREAD_COMPILE + SANITIZE
+EXT_LINK = THREAD_LINK + SANITIZE
 
 
 class BuildExt(build_ext):

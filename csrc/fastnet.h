@@ -1,10 +1,11 @@
 /* fastnet native core: the whole C API.
  *
  * Conventions
- * - Every function named *_team is team-aware: all threads of the enclosing
- *   OpenMP team call it with the same arguments (or one thread calls it
- *   outside any parallel region).  Work is split over a grid fixed by the
- *   problem shape, so results are bit-identical for any thread count.
+ * - Every function named *_team is team-aware: one thread calls it with a
+ *   team session (fn_team.h; NULL: the calling thread alone), and its
+ *   work-sharing loops run as phases over a grid fixed by the problem
+ *   shape, claimed by whichever threads of the team are running.  Results
+ *   are bit-identical for any thread count.
  * - Matrices are row-major unless strides say otherwise; sizes are fn_int.
  * - Kernels assume validated input (the Python layer checks dtype, shape,
  *   contiguity and ranges) and never allocate: callers pass workspaces.
@@ -17,7 +18,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef ptrdiff_t fn_int;
+#include "fn_team.h"
+
+/* Rough single-thread costs, for the work_ns of team sessions and phases
+ * only (never a result): a memory-bound pass per element, a small product
+ * per multiply-add. */
+#define FN_NS_PER_ELEMENT 0.5
+#define FN_NS_PER_FMA 0.05
 
 /* Activation applied by fused epilogues. */
 enum { FN_ACT_NONE = 0, FN_ACT_RELU = 1, FN_ACT_TANH = 2, FN_ACT_SIGMOID = 3 };
@@ -89,7 +96,6 @@ void fn_mlp_workspace_size(int n_layers, const fn_int *sizes, const fn_mlp_confi
                            fn_int *workspace, fn_int *mask_bytes, fn_int *scratch);
 
 /* Build facts (fn_build.c). */
-int fn_build_openmp(void);
 const char *fn_build_compiler(void);
 int fn_build_multiversion(void);
 /* 1 when the CPU (and OS) run AVX-512 F/DQ/BW/VL code. */

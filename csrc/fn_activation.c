@@ -65,18 +65,33 @@ static void FN(act_backward_block_any)(fn_int n, fn_int f, fn_int j0, fn_int j1,
 #undef FN_ACT_BWD
 }
 
-void FN(fn_act_backward_team)(fn_int n, fn_int f, const fn_real *dout, const fn_real *out,
-                              int act, const uint8_t *mask, double rate, fn_real *dz,
-                              fn_real *db)
+typedef struct {
+    fn_int n, f;
+    const fn_real *dout, *out;
+    int act;
+    const uint8_t *mask;
+    fn_real scale;
+    fn_real *dz, *db;
+} FN(act_backward_plan);
+
+static void FN(act_backward_chunk)(const void *ctx, fn_int blk)
+{
+    const FN(act_backward_plan) *s = ctx;
+    const fn_int j0 = blk * (FN_COL_BLOCK_BYTES / sizeof(fn_real));
+    FN(act_backward_block_any)(s->n, s->f, j0,
+                               FN_MIN(s->f, j0 + (fn_int)(FN_COL_BLOCK_BYTES / sizeof(fn_real))),
+                               s->dout, s->out, s->act, s->mask, s->scale, s->dz, s->db);
+}
+
+void FN(fn_act_backward_team)(fn_team *team, fn_int n, fn_int f, const fn_real *dout,
+                              const fn_real *out, int act, const uint8_t *mask, double rate,
+                              fn_real *dz, fn_real *db)
 {
     const fn_int width = FN_COL_BLOCK_BYTES / sizeof(fn_real);
-    const fn_real scale = (fn_real)(mask ? 1.0 / (1.0 - rate) : 1.0);
-    FN_OMP_FOR
-    for (fn_int blk = 0; blk < FN_CEIL_DIV(f, width); blk++) {
-        const fn_int j0 = blk * width;
-        FN(act_backward_block_any)(n, f, j0, FN_MIN(f, j0 + width), dout, out, act, mask,
-                                   scale, dz, db);
-    }
+    const FN(act_backward_plan) s = {n, f, dout, out, act, mask,
+                                     (fn_real)(mask ? 1.0 / (1.0 - rate) : 1.0), dz, db};
+    fn_team_for(team, FN_CEIL_DIV(f, width), (double)n * f * FN_NS_PER_ELEMENT,
+                FN(act_backward_chunk), &s);
 }
 
 #endif

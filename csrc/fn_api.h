@@ -7,7 +7,7 @@
  * C = act(C + A B + bias)        (accumulate = 1)
  * A is m x k with A[i, p] = a[i * a_rs + p * a_cs]; B is k x n likewise;
  * C is m x n with leading dimension ldc.  `pack` is scratch of
- * fn_gemm_pack_size(k, n, bits) elements, shared by the team. */
+ * fn_gemm_pack_size(k, n, bits) elements. */
 typedef struct {
     fn_int m, n, k;
     const fn_real *a; fn_int a_rs, a_cs;
@@ -19,7 +19,7 @@ typedef struct {
     fn_real *pack;
 } FN(fn_gemm_args);
 
-void FN(fn_gemm_team)(const fn_blas *blas, const FN(fn_gemm_args) *g);
+void FN(fn_gemm_team)(fn_team *team, const fn_blas *blas, const FN(fn_gemm_args) *g);
 
 /* ---- Activations (fn_activation.c) ------------------------------------- */
 
@@ -28,7 +28,7 @@ void FN(fn_gemm_team)(const fn_blas *blas, const FN(fn_gemm_args) *g);
  * `mask` (NULL: no dropout) is the keep mask of a dropout that followed the
  * activation; dout is then the gradient of the dropped output.
  * dz may alias dout, or be NULL when only db is wanted. */
-void FN(fn_act_backward_team)(fn_int n, fn_int f, const fn_real *dout,
+void FN(fn_act_backward_team)(fn_team *team, fn_int n, fn_int f, const fn_real *dout,
                               const fn_real *out, int act,
                               const uint8_t *mask, double rate,
                               fn_real *dz, fn_real *db);
@@ -69,10 +69,10 @@ typedef struct {
  * (x - mean)^2 with mean rounded to fn_real; the batch-norm forward's own
  * summation order (fn_real partials over fixed row blocks, added in double),
  * into out[0:f].  work: fn_bn_work_size(n, f, bits) doubles. */
-void FN(fn_bn_sums_team)(fn_int n, fn_int f, const fn_real *x, const double *mean,
-                         double *out, double *work);
+void FN(fn_bn_sums_team)(fn_team *team, fn_int n, fn_int f, const fn_real *x,
+                         const double *mean, double *out, double *work);
 
-void FN(fn_bn_forward_team)(const FN(fn_bn_forward_args) *a);
+void FN(fn_bn_forward_team)(fn_team *team, const FN(fn_bn_forward_args) *a);
 
 /* Backward of the training-mode forward above.  The incoming gradient is
  * dout; when act/mask are given it is first taken back through dropout and
@@ -100,16 +100,16 @@ typedef struct {
     double *work;                    /* fn_bn_work_size(n, f, bits) doubles */
 } FN(fn_bn_backward_args);
 
-void FN(fn_bn_backward_team)(const FN(fn_bn_backward_args) *a);
+void FN(fn_bn_backward_team)(fn_team *team, const FN(fn_bn_backward_args) *a);
 
 /* ---- Dropout (fn_dropout.c) --------------------------------------------- */
 
 /* x is n x f (row stride ldx); out = x * mask / (1 - rate) and the mask,
  * both n x f contiguous. */
-void FN(fn_dropout_team)(fn_int n, fn_int f, const fn_real *x, fn_int ldx,
+void FN(fn_dropout_team)(fn_team *team, fn_int n, fn_int f, const fn_real *x, fn_int ldx,
                          const fn_dropout *d, fn_real *out, uint8_t *mask);
 /* dx = dout * mask / (1 - rate) over `count` elements. */
-void FN(fn_dropout_backward_team)(fn_int count, const fn_real *dout,
+void FN(fn_dropout_backward_team)(fn_team *team, fn_int count, const fn_real *dout,
                                   const uint8_t *mask, double rate, fn_real *dx);
 
 /* ---- Losses (fn_loss.c) -------------------------------------------------- */
@@ -119,20 +119,20 @@ void FN(fn_dropout_backward_team)(fn_int count, const fn_real *dout,
  * [0, c), weights NULL meaning 1.  loss = sum w_i l_i / sum w_i, and dlogits
  * (NULL: not computed) is its gradient.  total > 0 replaces sum w_i as the
  * divisor (a batch split over processes divides by the whole batch's).  `scratch` holds
- * fn_reduce_scratch_size(n, 0) doubles.  res->loss and res->correct are set
- * by one thread; every thread may read them after the call. */
-void FN(fn_softmax_xent_team)(fn_int n, fn_int c, const fn_real *logits,
+ * fn_reduce_scratch_size(n, 0) doubles; res gets loss and correct. */
+void FN(fn_softmax_xent_team)(fn_team *team, fn_int n, fn_int c, const fn_real *logits,
                               const int64_t *labels, const fn_real *weights,
                               const int64_t *index, fn_real *dlogits, double total,
                               double *scratch, fn_result *res);
 /* Mean squared error of n x d outputs against targets (row r as above):
  * mean over all elements, rows weighted when weights are given; dpred
  * (NULL: skip) is its gradient. */
-void FN(fn_mse_team)(fn_int n, fn_int d, const fn_real *pred, const fn_real *targets,
-                     const fn_real *weights, const int64_t *index, fn_real *dpred,
-                     double total, double *scratch, fn_result *res);
+void FN(fn_mse_team)(fn_team *team, fn_int n, fn_int d, const fn_real *pred,
+                     const fn_real *targets, const fn_real *weights, const int64_t *index,
+                     fn_real *dpred, double total, double *scratch, fn_result *res);
 /* Row-wise softmax of n x c logits. */
-void FN(fn_softmax_team)(fn_int n, fn_int c, const fn_real *logits, fn_real *probs);
+void FN(fn_softmax_team)(fn_team *team, fn_int n, fn_int c, const fn_real *logits,
+                         fn_real *probs);
 
 /* ---- Optimizers and reductions (fn_optim.c) ----------------------------- */
 
@@ -146,15 +146,15 @@ typedef struct {
 
 /* One update of `count` parameters in place, with g = grad * grad_scale.
  * Does not advance o->step (the caller does, once per step). */
-void FN(fn_optim_update_team)(const FN(fn_optim) *o, fn_int count, fn_real *param,
-                              const fn_real *grad, double grad_scale);
+void FN(fn_optim_update_team)(fn_team *team, const FN(fn_optim) *o, fn_int count,
+                              fn_real *param, const fn_real *grad, double grad_scale);
 /* Sum of squares in a fixed order; scratch: fn_reduce_scratch_size(0, count)
- * doubles.  Every thread gets the result. */
-double FN(fn_sumsq_team)(fn_int count, const fn_real *x, double *scratch);
+ * doubles. */
+double FN(fn_sumsq_team)(fn_team *team, fn_int count, const fn_real *x, double *scratch);
 /* fn_optim_update_team with grad_scale 1 that also returns the sum of squares
  * of `grad` (before the update), with the bits of fn_sumsq_team. */
-double FN(fn_optim_update_sumsq_team)(const FN(fn_optim) *o, fn_int count, fn_real *param,
-                                      const fn_real *grad, double *scratch);
+double FN(fn_optim_update_sumsq_team)(fn_team *team, const FN(fn_optim) *o, fn_int count,
+                                      fn_real *param, const fn_real *grad, double *scratch);
 
 /* ---- The whole network (fn_mlp.c) ---------------------------------------- */
 
@@ -187,8 +187,8 @@ typedef struct {
     fn_real *grad_a, *grad_b;        /* max_batch x widest layer each */
     fn_real *pack;                   /* fn_gemm_pack_size of the widest product */
     double *scratch;                 /* reductions */
-    /* Synchronised batch norm: when set, called by one thread (the team's
-     * master) to sum `count` doubles over all processes in place; the
+    /* Synchronised batch norm: when set, called on the caller's thread to
+     * sum `count` doubles over all processes in place; the
      * training forward and backward then use the statistics of the whole
      * batch.  bn_sums holds 2 x the widest layer doubles. */
     void (*reduce)(void *ctx, double *values, fn_int count);
@@ -223,24 +223,18 @@ void FN(fn_mlp_bind)(FN(fn_mlp) *net, FN(fn_layer) *layers, int n_layers, const 
 
 /* Forward, loss, backward and (when opt is not NULL) one optimizer update
  * with the gradient clipped to clip_norm (<= 0: no clipping). */
-void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
+void FN(fn_mlp_train_step_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *net,
                                 const FN(fn_batch) *batch, const FN(fn_optim) *opt,
                                 double clip_norm, fn_result *res);
-/* Each _team entry point here has a twin without the suffix that takes a
- * thread count and starts the team itself (FN_RUN_TEAM: none for one). */
-void FN(fn_mlp_train_step)(int threads, const fn_blas *blas, FN(fn_mlp) *net,
-                           const FN(fn_batch) *batch, const FN(fn_optim) *opt,
-                           double clip_norm, fn_result *res);
 /* The end of a training step on the gradients in net->grads (e.g. after
  * they were summed over processes): global norm, clipping to clip_norm
  * (<= 0: none) and one update; res->grad_norm gets the norm. */
-void FN(fn_mlp_apply_update_team)(FN(fn_mlp) *net, const FN(fn_optim) *opt,
+void FN(fn_mlp_apply_update_team)(fn_team *team, FN(fn_mlp) *net, const FN(fn_optim) *opt,
                                   double clip_norm, fn_result *res);
-void FN(fn_mlp_apply_update)(int threads, FN(fn_mlp) *net, const FN(fn_optim) *opt,
-                             double clip_norm, fn_result *res);
 /* Inference forward (running statistics, no dropout) of n rows of x
  * into out (n x n_out); workspaces must hold n rows. */
-void FN(fn_mlp_forward_team)(const fn_blas *blas, FN(fn_mlp) *net,
+void FN(fn_mlp_forward_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *net,
                              const fn_real *x, fn_int n, fn_real *out);
-void FN(fn_mlp_forward)(int threads, const fn_blas *blas, FN(fn_mlp) *net,
-                        const fn_real *x, fn_int n, fn_real *out);
+/* Rough single-thread nanoseconds of a training step (training = 1) or an
+ * inference forward of n rows, for fn_team_begin. */
+double FN(fn_mlp_work_ns)(const FN(fn_mlp) *net, fn_int n, int training);

@@ -77,13 +77,14 @@ static inline void fn_bn_join_pair(const double *restrict first, const double *r
 typedef struct {
     double *sum_a, *sum_b;
     fn_real *part_a, *part_b, *col;
-    fn_int chunks;
+    fn_int chunks, f;
 } FN(bn_work);
 
 static FN(bn_work) FN(bn_work_layout)(double *work, fn_int n, fn_int f)
 {
     FN(bn_work) w;
     w.chunks = FN_CEIL_DIV(n, FN_BN_ROWS);
+    w.f = f;
     w.sum_a = work;
     w.sum_b = work + f;
     fn_real *r = (fn_real *)(((uintptr_t)(work + 2 * f) + 63) & ~(uintptr_t)63);
@@ -135,14 +136,26 @@ static void FN(bn_chunk_sums)(const fn_real *x, fn_int rows, fn_int f, const fn_
     }
 }
 
-static void FN(bn_partials_team)(fn_int n, fn_int f, const fn_real *x, const fn_real *shift,
-                                 fn_real *part)
+typedef struct {
+    fn_int n, f;
+    const fn_real *x, *shift;
+    fn_real *part;
+} FN(bn_partials_plan);
+
+static void FN(bn_partials_chunk)(const void *ctx, fn_int c)
 {
-    FN_OMP_FOR
-    for (fn_int c = 0; c < FN_CEIL_DIV(n, FN_BN_ROWS); c++) {
-        const fn_int i0 = c * FN_BN_ROWS;
-        FN(bn_chunk_sums)(x + i0 * f, FN_MIN(FN_BN_ROWS, n - i0), f, shift, part + c * f);
-    }
+    const FN(bn_partials_plan) *s = ctx;
+    const fn_int i0 = c * FN_BN_ROWS;
+    FN(bn_chunk_sums)(s->x + i0 * s->f, FN_MIN(FN_BN_ROWS, s->n - i0), s->f, s->shift,
+                      s->part + c * s->f);
+}
+
+static void FN(bn_partials_team)(fn_team *team, fn_int n, fn_int f, const fn_real *x,
+                                 const fn_real *shift, fn_real *part)
+{
+    const FN(bn_partials_plan) s = {n, f, x, shift, part};
+    fn_team_for(team, FN_CEIL_DIV(n, FN_BN_ROWS), (double)n * f * FN_NS_PER_ELEMENT,
+                FN(bn_partials_chunk), &s);
 }
 
 /* dst[j] = src[j] rounded to fn_real, for j in [j0, j1), when dst is given. */
@@ -173,26 +186,64 @@ static void FN(bn_combine)(const fn_real *restrict part, fn_int chunks, fn_int f
     FN(round_into)(rounded, out, j0, j1);
 }
 
-/* Work-sharing loop over the feature blocks of f features: the statement
- * that follows runs once per block with j0, j1 its features [j0, j1). */
-#define FN_FOR_FEATURE_BLOCKS(f, j0, j1) \
-    FN_OMP_FOR \
-    for (fn_int blk_ = 0; blk_ < FN_CEIL_DIV(f, FN_BN_WIDTH); blk_++) \
-        for (fn_int j0 = blk_ * FN_BN_WIDTH, j1 = FN_MIN(f, j0 + FN_BN_WIDTH); j0 < j1; \
-             j0 = j1)
+/* A phase over the feature blocks of f features: fn(arg, w, j0, j1) for
+ * every block [j0, j1).  `cost` is the work per feature, in elements. */
+typedef void (*FN(bn_features_fn))(const void *arg, const FN(bn_work) *w, fn_int j0,
+                                   fn_int j1);
+typedef struct {
+    FN(bn_features_fn) fn;
+    const void *arg;
+    const FN(bn_work) *w;
+    fn_int f;
+} FN(bn_features_plan);
 
-void FN(fn_bn_sums_team)(fn_int n, fn_int f, const fn_real *x, const double *mean,
-                         double *out, double *work)
+static void FN(bn_features_chunk)(const void *ctx, fn_int blk)
+{
+    const FN(bn_features_plan) *s = ctx;
+    const fn_int j0 = blk * FN_BN_WIDTH;
+    s->fn(s->arg, s->w, j0, FN_MIN(s->f, j0 + FN_BN_WIDTH));
+}
+
+static void FN(bn_for_features)(fn_team *team, fn_int f, double cost, FN(bn_features_fn) fn,
+                                const void *arg, const FN(bn_work) *w)
+{
+    const FN(bn_features_plan) s = {fn, arg, w, f};
+    fn_team_for(team, FN_CEIL_DIV(f, FN_BN_WIDTH), (double)f * cost * FN_NS_PER_ELEMENT,
+                FN(bn_features_chunk), &s);
+}
+
+/* bn_combine of the partials in `part` into `out` (and `rounded`). */
+typedef struct {
+    const fn_real *part;
+    double divide_by;
+    double *out;
+    fn_real *rounded;
+} FN(bn_combine_plan);
+
+static void FN(bn_combine_block)(const void *arg, const FN(bn_work) *w, fn_int j0, fn_int j1)
+{
+    const FN(bn_combine_plan) *c = arg;
+    FN(bn_combine)(c->part, w->chunks, w->f, j0, j1, c->divide_by, c->out, c->rounded);
+}
+
+/* The shift of the squared deviations: the given double means rounded. */
+static void FN(bn_shift_block)(const void *mean, const FN(bn_work) *w, fn_int j0, fn_int j1)
+{
+    FN(round_into)(w->col, (const double *)mean, j0, j1);
+}
+
+void FN(fn_bn_sums_team)(fn_team *team, fn_int n, fn_int f, const fn_real *x,
+                         const double *mean, double *out, double *work)
 {
     const FN(bn_work) w = FN(bn_work_layout)(work, n, f);
     fn_real *shift = NULL;
     if (mean) {
         shift = w.col;
-        FN_FOR_FEATURE_BLOCKS(f, j0, j1) FN(round_into)(shift, mean, j0, j1);
+        FN(bn_for_features)(team, f, 1, FN(bn_shift_block), mean, &w);
     }
-    FN(bn_partials_team)(n, f, x, shift, w.part_a);
-    FN_FOR_FEATURE_BLOCKS(f, j0, j1)
-        FN(bn_combine)(w.part_a, w.chunks, f, j0, j1, 1.0, out, NULL);
+    FN(bn_partials_team)(team, n, f, x, shift, w.part_a);
+    const FN(bn_combine_plan) c = {w.part_a, 1.0, out, NULL};
+    FN(bn_for_features)(team, f, (double)w.chunks, FN(bn_combine_block), &c, &w);
 }
 
 /* ---- forward ------------------------------------------------------------- */
@@ -274,9 +325,10 @@ static void FN(bn_normalize_rows_any)(const FN(fn_bn_forward_args) *a, const fn_
  * Multiversioned like the rest: a clone with FMA contracts the
  * running-buffer updates. */
 FN_MULTIVERSION
-static void FN(bn_feature_constants)(const FN(fn_bn_forward_args) *a, const FN(bn_work) *w,
-                                     fn_int j0, fn_int j1)
+static void FN(bn_feature_constants)(const void *arg, const FN(bn_work) *w, fn_int j0,
+                                     fn_int j1)
 {
+    const FN(fn_bn_forward_args) *a = arg;
     const fn_int f = a->f;
     double *restrict mean = w->sum_a, *restrict var = w->sum_b;
     fn_real *restrict col = w->col;
@@ -320,24 +372,37 @@ static void FN(bn_feature_constants)(const FN(fn_bn_forward_args) *a, const FN(b
     }
 }
 
-void FN(fn_bn_forward_team)(const FN(fn_bn_forward_args) *a)
+typedef struct {
+    const FN(fn_bn_forward_args) *a;
+    const fn_real *col;
+    uint32_t threshold;
+} FN(bn_normalize_plan);
+
+static void FN(bn_normalize_chunk)(const void *ctx, fn_int c)
+{
+    const FN(bn_normalize_plan) *s = ctx;
+    FN(bn_normalize_rows_any)(s->a, s->col, c * FN_BN_ROWS, FN_MIN(s->a->n, (c + 1) * FN_BN_ROWS),
+                              s->threshold);
+}
+
+void FN(fn_bn_forward_team)(fn_team *team, const FN(fn_bn_forward_args) *a)
 {
     const fn_int n = a->n, f = a->f;
     const FN(bn_work) w = FN(bn_work_layout)(a->work, n, f);
-    const uint32_t threshold = a->dropout.rate > 0 ? fn_dropout_threshold(a->dropout.rate) : 0;
     if (a->training && !a->stats) {
         /* two-pass statistics: means, then squared deviations about them
          * rounded to fn_real (the shift the normalisation subtracts) */
-        FN(bn_partials_team)(n, f, a->x, NULL, w.part_a);
-        FN_FOR_FEATURE_BLOCKS(f, j0, j1)
-            FN(bn_combine)(w.part_a, w.chunks, f, j0, j1, (double)n, w.sum_a, w.col);
-        FN(bn_partials_team)(n, f, a->x, w.col, w.part_b);
+        FN(bn_partials_team)(team, n, f, a->x, NULL, w.part_a);
+        const FN(bn_combine_plan) c = {w.part_a, (double)n, w.sum_a, w.col};
+        FN(bn_for_features)(team, f, (double)w.chunks, FN(bn_combine_block), &c, &w);
+        FN(bn_partials_team)(team, n, f, a->x, w.col, w.part_b);
     }
-    FN_FOR_FEATURE_BLOCKS(f, j0, j1) FN(bn_feature_constants)(a, &w, j0, j1);
-    FN_OMP_FOR
-    for (fn_int c = 0; c < w.chunks; c++)
-        FN(bn_normalize_rows_any)(a, w.col, c * FN_BN_ROWS, FN_MIN(n, (c + 1) * FN_BN_ROWS),
-                                  threshold);
+    FN(bn_for_features)(team, f, a->training && !a->stats ? (double)w.chunks + 8 : 8,
+                        FN(bn_feature_constants), a, &w);
+    const FN(bn_normalize_plan) s = {
+        a, w.col, a->dropout.rate > 0 ? fn_dropout_threshold(a->dropout.rate) : 0};
+    fn_team_for(team, w.chunks, (s.threshold ? 6.0 : 2.0) * n * f * FN_NS_PER_ELEMENT,
+                FN(bn_normalize_chunk), &s);
 }
 
 /* ---- backward ------------------------------------------------------------ */
@@ -472,11 +537,11 @@ static void FN(bn_backward_finish_rows)(const FN(fn_bn_backward_args) *a, const 
  * xhat, and phase 2's k0).  Here and below, fields go to restrict locals
  * first, so the loops vectorise (a store to col could otherwise alias *a). */
 FN_MULTIVERSION
-static void FN(bn_backward_stats)(const FN(fn_bn_backward_args) *a, fn_real *col, fn_int j0,
-                                  fn_int j1)
+static void FN(bn_backward_stats)(const void *arg, const FN(bn_work) *w, fn_int j0, fn_int j1)
 {
+    const FN(fn_bn_backward_args) *a = arg;
     const fn_real *restrict mean = a->mean, *restrict var = a->var;
-    fn_real *restrict mean_out = col, *restrict invstd = col + a->f;
+    fn_real *restrict mean_out = w->col, *restrict invstd = w->col + a->f;
     const double eps = a->eps;
     FN_SIMD
     for (fn_int j = j0; j < j1; j++) invstd[j] = (fn_real)(1.0 / sqrt(var[j] + eps));
@@ -493,9 +558,10 @@ static void FN(bn_backward_stats)(const FN(fn_bn_backward_args) *a, fn_real *col
  * partials, or phase 2's summed `sums`), dgamma and dbeta, and pass 2's
  * constants k0, k1, k2 in col.  Phase 1 stops at the reductions. */
 FN_MULTIVERSION
-static void FN(bn_backward_features)(const FN(fn_bn_backward_args) *a, const FN(bn_work) *w,
-                                     fn_int j0, fn_int j1)
+static void FN(bn_backward_features)(const void *arg, const FN(bn_work) *w, fn_int j0,
+                                     fn_int j1)
 {
+    const FN(fn_bn_backward_args) *a = arg;
     const fn_int f = a->f;
     double *restrict sum_dy = w->sum_a, *restrict sum_dy_xhat = w->sum_b;
     fn_real *restrict col = w->col;
@@ -510,7 +576,7 @@ static void FN(bn_backward_features)(const FN(fn_bn_backward_args) *a, const FN(
             fn_bn_join_pair(sum_dy, sum_dy_xhat, f, j0, j1, a->sums);
             return;
         }
-        if (a->xhat) FN(bn_backward_stats)(a, col, j0, j1);    /* not done before pass 1 */
+        if (a->xhat) FN(bn_backward_stats)(a, w, j0, j1);    /* not done before pass 1 */
     }
     const double rows = (double)(a->phase == 2 ? a->stat_n : a->n);
     const fn_real *restrict gamma = a->gamma;
@@ -530,26 +596,40 @@ static void FN(bn_backward_features)(const FN(fn_bn_backward_args) *a, const FN(
     }
 }
 
-void FN(fn_bn_backward_team)(const FN(fn_bn_backward_args) *a)
+typedef struct {
+    const FN(fn_bn_backward_args) *a;
+    const FN(bn_work) *w;
+} FN(bn_backward_plan);
+
+static void FN(bn_backward_pass1_chunk)(const void *ctx, fn_int c)
+{
+    const FN(bn_backward_plan) *s = ctx;
+    FN(bn_backward_chunk_any)(s->a, s->w, c);
+}
+
+static void FN(bn_backward_pass2_chunk)(const void *ctx, fn_int c)
+{
+    const FN(bn_backward_plan) *s = ctx;
+    FN(bn_backward_finish_rows)(s->a, s->w->col, c * FN_BN_ROWS,
+                                FN_MIN(s->a->n, (c + 1) * FN_BN_ROWS));
+}
+
+void FN(fn_bn_backward_team)(fn_team *team, const FN(fn_bn_backward_args) *a)
 {
     const fn_int n = a->n, f = a->f;
     const FN(bn_work) w = FN(bn_work_layout)(a->work, n, f);
+    const FN(bn_backward_plan) s = {a, &w};
     const int pass1 = a->phase != 2, pass2 = a->phase != 1;
     const int stats_first = !a->xhat || a->phase == 2;
-    if (stats_first) {
-        FN_FOR_FEATURE_BLOCKS(f, j0, j1) FN(bn_backward_stats)(a, w.col, j0, j1);
-    }
-    if (pass1) {
-        FN_OMP_FOR
-        for (fn_int c = 0; c < w.chunks; c++) FN(bn_backward_chunk_any)(a, &w, c);
-    }
-    FN_FOR_FEATURE_BLOCKS(f, j0, j1) FN(bn_backward_features)(a, &w, j0, j1);
+    if (stats_first) FN(bn_for_features)(team, f, 4, FN(bn_backward_stats), a, &w);
+    if (pass1)
+        fn_team_for(team, w.chunks, 3.0 * n * f * FN_NS_PER_ELEMENT, FN(bn_backward_pass1_chunk),
+                    &s);
+    FN(bn_for_features)(team, f, 2.0 * w.chunks + 8, FN(bn_backward_features), a, &w);
     if (!pass2) return;
-    FN_OMP_FOR
-    for (fn_int c = 0; c < w.chunks; c++)
-        FN(bn_backward_finish_rows)(a, w.col, c * FN_BN_ROWS, FN_MIN(n, (c + 1) * FN_BN_ROWS));
+    fn_team_for(team, w.chunks, 2.0 * n * f * FN_NS_PER_ELEMENT, FN(bn_backward_pass2_chunk),
+                &s);
 }
 
-#undef FN_FOR_FEATURE_BLOCKS
 #undef FN_BN_WIDTH
 #endif

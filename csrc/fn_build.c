@@ -1,8 +1,6 @@
 /* What this build of the native core was compiled with. */
 #include "fn_internal.h"
 
-int fn_build_openmp(void) { return FN_HAVE_OPENMP; }
-
 const char *fn_build_compiler(void)
 {
 #if defined(__clang__)

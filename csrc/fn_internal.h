@@ -5,7 +5,7 @@
 #include <math.h>
 #include <string.h>
 #include "fastnet.h"
-#include "fn_omp.h"
+#include "fn_team.h"
 
 /* Hot loops are compiled three times, for x86-64-v4 (AVX-512), x86-64-v3
  * (AVX2 + FMA) and the baseline ISA, and the loader picks one per machine

@@ -1,6 +1,6 @@
 /* Losses: softmax cross-entropy (with its gradient in the same pass over
  * each row) and mean squared error.  Rows are independent; the batch loss
- * is summed from per-row values in row order by one thread. */
+ * is summed from per-row values in row order by the caller. */
 #ifndef FN_DTYPE
 
 #include "fn_internal.h"
@@ -95,27 +95,41 @@ static void FN(xent_rows)(fn_int i0, fn_int i1, fn_int c, const fn_real *logits,
     }
 }
 
-void FN(fn_softmax_xent_team)(fn_int n, fn_int c, const fn_real *logits,
+/* Arguments of the row phases of the losses and the softmax. */
+typedef struct {
+    fn_int n, c, rows;
+    const fn_real *logits, *targets, *weights;
+    const int64_t *labels, *index;
+    double inv_total;
+    fn_real *grad;
+    double *row_loss, *row_correct;
+} FN(rows_plan);
+
+static void FN(xent_chunk)(const void *ctx, fn_int t)
+{
+    const FN(rows_plan) *s = ctx;
+    FN(xent_rows)(t * s->rows, FN_MIN(s->n, (t + 1) * s->rows), s->c, s->logits, s->labels,
+                  s->weights, s->index, s->inv_total, s->grad, s->row_loss, s->row_correct);
+}
+
+void FN(fn_softmax_xent_team)(fn_team *team, fn_int n, fn_int c, const fn_real *logits,
                               const int64_t *labels, const fn_real *weights,
                               const int64_t *index, fn_real *dlogits, double total,
                               double *scratch, fn_result *res)
 {
-    double *row_loss = scratch, *row_correct = scratch + n;
-    /* every thread computes the same weight sum: no barrier needed */
     const double wsum = total > 0 ? total : FN(weight_sum)(n, weights, index);
-    const double inv_wsum = wsum != 0 ? 1.0 / wsum : 0.0;
     const fn_int rows = FN_MAX(1, FN_CHUNK / FN_MAX(c, 1));
-    FN_OMP_FOR
-    for (fn_int t = 0; t < FN_CEIL_DIV(n, rows); t++)
-        FN(xent_rows)(t * rows, FN_MIN(n, (t + 1) * rows), c, logits, labels, weights, index,
-                      inv_wsum, dlogits, row_loss, row_correct);
-    FN_OMP_SINGLE
-    {
-        double loss = 0, correct = 0;
-        for (fn_int i = 0; i < n; i++) { loss += row_loss[i]; correct += row_correct[i]; }
-        res->loss = loss * inv_wsum;
-        res->correct = (fn_int)correct;
-    }
+    const FN(rows_plan) s = {
+        .n = n, .c = c, .rows = rows, .logits = logits, .weights = weights, .labels = labels,
+        .index = index, .inv_total = wsum != 0 ? 1.0 / wsum : 0.0, .grad = dlogits,
+        .row_loss = scratch, .row_correct = scratch + n,
+    };
+    fn_team_for(team, FN_CEIL_DIV(n, rows), 8 * (double)n * c * FN_NS_PER_ELEMENT,
+                FN(xent_chunk), &s);
+    double loss = 0, correct = 0;
+    for (fn_int i = 0; i < n; i++) { loss += s.row_loss[i]; correct += s.row_correct[i]; }
+    res->loss = loss * s.inv_total;
+    res->correct = (fn_int)correct;
 }
 
 FN_MULTIVERSION
@@ -140,25 +154,31 @@ static void FN(mse_rows)(fn_int i0, fn_int i1, fn_int d, const fn_real *pred,
     }
 }
 
-void FN(fn_mse_team)(fn_int n, fn_int d, const fn_real *pred, const fn_real *targets,
-                     const fn_real *weights, const int64_t *index, fn_real *dpred,
-                     double total_weight, double *scratch, fn_result *res)
+static void FN(mse_chunk)(const void *ctx, fn_int t)
+{
+    const FN(rows_plan) *s = ctx;
+    FN(mse_rows)(t * s->rows, FN_MIN(s->n, (t + 1) * s->rows), s->c, s->logits, s->targets,
+                 s->weights, s->index, s->inv_total, s->grad, s->row_loss);
+}
+
+void FN(fn_mse_team)(fn_team *team, fn_int n, fn_int d, const fn_real *pred,
+                     const fn_real *targets, const fn_real *weights, const int64_t *index,
+                     fn_real *dpred, double total_weight, double *scratch, fn_result *res)
 {
     const double total = (total_weight > 0 ? total_weight
                           : FN(weight_sum)(n, weights, index)) * (double)d;
-    const double inv_total = total != 0 ? 1.0 / total : 0.0;
     const fn_int rows = FN_MAX(1, FN_CHUNK / FN_MAX(d, 1));
-    FN_OMP_FOR
-    for (fn_int t = 0; t < FN_CEIL_DIV(n, rows); t++)
-        FN(mse_rows)(t * rows, FN_MIN(n, (t + 1) * rows), d, pred, targets, weights, index,
-                     inv_total, dpred, scratch);
-    FN_OMP_SINGLE
-    {
-        double loss = 0;
-        for (fn_int i = 0; i < n; i++) loss += scratch[i];
-        res->loss = loss * inv_total;
-        res->correct = 0;
-    }
+    const FN(rows_plan) s = {
+        .n = n, .c = d, .rows = rows, .logits = pred, .targets = targets, .weights = weights,
+        .index = index, .inv_total = total != 0 ? 1.0 / total : 0.0, .grad = dpred,
+        .row_loss = scratch,
+    };
+    fn_team_for(team, FN_CEIL_DIV(n, rows), 2 * (double)n * d * FN_NS_PER_ELEMENT,
+                FN(mse_chunk), &s);
+    double loss = 0;
+    for (fn_int i = 0; i < n; i++) loss += scratch[i];
+    res->loss = loss * s.inv_total;
+    res->correct = 0;
 }
 
 FN_MULTIVERSION
@@ -175,12 +195,19 @@ static void FN(softmax_rows)(fn_int i0, fn_int i1, fn_int c, const fn_real *logi
     }
 }
 
-void FN(fn_softmax_team)(fn_int n, fn_int c, const fn_real *logits, fn_real *probs)
+static void FN(softmax_chunk)(const void *ctx, fn_int t)
+{
+    const FN(rows_plan) *s = ctx;
+    FN(softmax_rows)(t * s->rows, FN_MIN(s->n, (t + 1) * s->rows), s->c, s->logits, s->grad);
+}
+
+void FN(fn_softmax_team)(fn_team *team, fn_int n, fn_int c, const fn_real *logits,
+                         fn_real *probs)
 {
     const fn_int rows = FN_MAX(1, FN_CHUNK / FN_MAX(c, 1));
-    FN_OMP_FOR
-    for (fn_int t = 0; t < FN_CEIL_DIV(n, rows); t++)
-        FN(softmax_rows)(t * rows, FN_MIN(n, (t + 1) * rows), c, logits, probs);
+    const FN(rows_plan) s = {.n = n, .c = c, .rows = rows, .logits = logits, .grad = probs};
+    fn_team_for(team, FN_CEIL_DIV(n, rows), 8 * (double)n * c * FN_NS_PER_ELEMENT,
+                FN(softmax_chunk), &s);
 }
 
 #undef FN_EXP_NONPOS

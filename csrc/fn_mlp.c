@@ -1,8 +1,8 @@
 /* A whole training step of an MLP in one call: gather the batch, forward
  * through Linear -> BatchNorm -> activation -> Dropout blocks, loss,
- * backward, gradient norm and optimizer update.  Every phase is a
- * team-aware kernel, so the step runs inside a single parallel region with
- * one barrier per phase, and Python is entered once per step. */
+ * backward, gradient norm and optimizer update.  Every part is a
+ * team-aware kernel on the one team session of the step, and Python is
+ * entered once per step (or once per block of steps: fn_mlp_train_steps). */
 #ifndef FN_DTYPE
 
 #include "fn_internal.h"
@@ -202,17 +202,13 @@ void FN(fn_mlp_bind)(FN(fn_mlp) *net, FN(fn_layer) *layers, int n_layers, const 
 }
 
 /* Synchronised batch norm: sum `count` doubles over all processes (one
- * call, by the master thread), then divide them by divide_by (> 0). */
+ * call, on the caller's thread), then divide them by divide_by (> 0). */
 static void FN(sum_over_processes)(const FN(fn_mlp) *net, double *v, fn_int count,
                                    fn_int divide_by)
 {
-    FN_OMP_MASTER
-    {
-        net->reduce(net->reduce_ctx, v, count);
-        if (divide_by > 0)
-            for (fn_int i = 0; i < count; i++) v[i] /= (double)divide_by;
-    }
-    FN_OMP_BARRIER
+    net->reduce(net->reduce_ctx, v, count);
+    if (divide_by > 0)
+        for (fn_int i = 0; i < count; i++) v[i] /= (double)divide_by;
 }
 
 /* z = h W (+ b, + activation for layers without batch norm), then batch
@@ -221,9 +217,9 @@ static void FN(sum_over_processes)(const FN(fn_mlp) *net, double *v, fn_int coun
  * net->reduce set, training batch norm uses the statistics of the whole
  * batch of stat_n rows split over processes (two-pass: means, then
  * variances about them, as on one process). */
-static void FN(layer_forward)(const fn_blas *blas, const FN(fn_mlp) *net, int l,
-                              const fn_real *h, fn_int n, int training, const fn_dropout *d,
-                              fn_real *top, fn_int stat_n)
+static void FN(layer_forward)(fn_team *team, const fn_blas *blas, const FN(fn_mlp) *net, int l,
+                              const fn_real *h, fn_int n, int training,
+                              const fn_dropout *d, fn_real *top, fn_int stat_n)
 {
     FN(fn_layer) *L = &net->layers[l];
     const int last = l == net->n_layers - 1;
@@ -236,7 +232,7 @@ static void FN(layer_forward)(const fn_blas *blas, const FN(fn_mlp) *net, int l,
         .accumulate = 0, .bias = L->b, .act = (last || bn) ? FN_ACT_NONE : net->act,
         .pack = net->pack,
     };
-    FN(fn_gemm_team)(blas, &g);
+    FN(fn_gemm_team)(team, blas, &g);
     if (last) return;
     const int dropout = training && net->dropout > 0;
     if (bn) {
@@ -253,16 +249,16 @@ static void FN(layer_forward)(const fn_blas *blas, const FN(fn_mlp) *net, int l,
         };
         if (training && net->reduce) {
             double *s = net->bn_sums;
-            FN(fn_bn_sums_team)(n, L->fan_out, L->xhat, NULL, s, net->scratch);
+            FN(fn_bn_sums_team)(team, n, L->fan_out, L->xhat, NULL, s, net->scratch);
             FN(sum_over_processes)(net, s, L->fan_out, stat_n);
-            FN(fn_bn_sums_team)(n, L->fan_out, L->xhat, s, s + L->fan_out, net->scratch);
+            FN(fn_bn_sums_team)(team, n, L->fan_out, L->xhat, s, s + L->fan_out, net->scratch);
             FN(sum_over_processes)(net, s + L->fan_out, L->fan_out, stat_n);
             a.stats = s;
             a.stat_n = stat_n;
         }
-        FN(fn_bn_forward_team)(&a);
+        FN(fn_bn_forward_team)(team, &a);
     } else if (dropout) {
-        FN(fn_dropout_team)(n, L->fan_out, L->act, L->fan_out, d, L->out, L->mask);
+        FN(fn_dropout_team)(team, n, L->fan_out, L->act, L->fan_out, d, L->out, L->mask);
     }
 }
 
@@ -273,7 +269,23 @@ static const fn_real *FN(layer_output)(const FN(fn_mlp) *net, int l, int trainin
     return training && net->dropout > 0 ? L->out : L->act;
 }
 
-void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
+/* The batch's rows, gathered (a phase of FN_GATHER_ROWS rows a chunk). */
+#define FN_GATHER_ROWS 16
+typedef struct {
+    const FN(fn_mlp) *net;
+    const FN(fn_batch) *batch;
+} FN(gather_plan);
+
+static void FN(gather_chunk)(const void *ctx, fn_int c)
+{
+    const FN(gather_plan) *s = ctx;
+    const fn_int n_in = s->net->layers[0].fan_in;
+    const size_t bytes = sizeof(fn_real) * (size_t)n_in;
+    for (fn_int i = c * FN_GATHER_ROWS; i < FN_MIN(s->batch->n, (c + 1) * FN_GATHER_ROWS); i++)
+        memcpy(s->net->input + i * n_in, s->batch->x + s->batch->index[i] * n_in, bytes);
+}
+
+void FN(fn_mlp_train_step_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *net,
                                 const FN(fn_batch) *batch, const FN(fn_optim) *opt,
                                 double clip_norm, fn_result *res)
 {
@@ -285,10 +297,9 @@ void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
     /* 1. the batch's rows, gathered once */
     const fn_real *x0 = batch->x;
     if (batch->index) {
-        FN_OMP_FOR
-        for (fn_int i = 0; i < n; i++)
-            memcpy(net->input + i * n_in, batch->x + batch->index[i] * n_in,
-                   sizeof(fn_real) * (size_t)n_in);
+        const FN(gather_plan) s = {net, batch};
+        fn_team_for(team, FN_CEIL_DIV(n, FN_GATHER_ROWS), (double)n * n_in * FN_NS_PER_ELEMENT,
+                    FN(gather_chunk), &s);
         x0 = net->input;
     }
 
@@ -297,7 +308,7 @@ void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
     for (int l = 0; l < nl; l++) {
         const fn_dropout d = {net->dropout, batch->seed, (uint32_t)l, batch->step,
                              batch->row0};
-        FN(layer_forward)(blas, net, l, h, n, 1, &d, net->layers[nl - 1].act, stat_n);
+        FN(layer_forward)(team, blas, net, l, h, n, 1, &d, net->layers[nl - 1].act, stat_n);
         h = FN(layer_output)(net, l, 1);
     }
 
@@ -305,10 +316,10 @@ void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
     FN(fn_layer) *top = &net->layers[nl - 1];
     fn_real *dz = net->grad_a, *dh = net->grad_b;
     if (net->loss == FN_LOSS_MSE)
-        FN(fn_mse_team)(n, top->fan_out, top->act, batch->targets, batch->weights,
+        FN(fn_mse_team)(team, n, top->fan_out, top->act, batch->targets, batch->weights,
                         batch->index, dz, batch->total_weight, net->scratch, res);
     else
-        FN(fn_softmax_xent_team)(n, top->fan_out, top->act, batch->labels, batch->weights,
+        FN(fn_softmax_xent_team)(team, n, top->fan_out, top->act, batch->labels, batch->weights,
                                  batch->index, dz, batch->total_weight, net->scratch, res);
 
     /* 4. backward; dz holds the gradient w.r.t. layer l's pre-activation */
@@ -316,14 +327,15 @@ void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
         FN(fn_layer) *L = &net->layers[l];
         const fn_real *hin = l == 0 ? x0 : FN(layer_output)(net, l - 1, 1);
         if (l == nl - 1) /* hidden layers' bias gradients come with their dz below */
-            FN(fn_act_backward_team)(n, L->fan_out, dz, NULL, FN_ACT_NONE, NULL, 0, dz, L->db);
+            FN(fn_act_backward_team)(team, n, L->fan_out, dz, NULL, FN_ACT_NONE, NULL, 0, dz,
+                                     L->db);
         FN(fn_gemm_args) gw = {
             .m = L->fan_in, .n = L->fan_out, .k = n,
             .a = hin, .a_rs = 1, .a_cs = L->fan_in,
             .b = dz, .b_rs = L->fan_out, .b_cs = 1,
             .c = L->dw, .ldc = L->fan_out, .pack = net->pack,
         };
-        FN(fn_gemm_team)(blas, &gw);
+        FN(fn_gemm_team)(team, blas, &gw);
         if (l == 0) break;
         FN(fn_gemm_args) gx = {
             .m = n, .n = L->fan_in, .k = L->fan_out,
@@ -331,7 +343,7 @@ void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
             .b = L->w, .b_rs = 1, .b_cs = L->fan_out,
             .c = dh, .ldc = L->fan_in, .pack = net->pack,
         };
-        FN(fn_gemm_team)(blas, &gx);
+        FN(fn_gemm_team)(team, blas, &gx);
         FN(fn_layer) *P = &net->layers[l - 1];
         const uint8_t *mask = net->dropout > 0 ? P->mask : NULL;
         if (net->batch_norm) {
@@ -344,70 +356,66 @@ void FN(fn_mlp_train_step_team)(const fn_blas *blas, FN(fn_mlp) *net,
             if (net->reduce) {   /* synchronised: sum the two reductions over processes */
                 a.phase = 1;
                 a.sums = net->bn_sums;
-                FN(fn_bn_backward_team)(&a);
+                FN(fn_bn_backward_team)(team, &a);
                 FN(sum_over_processes)(net, net->bn_sums, 2 * P->fan_out, 0);
                 a.phase = 2;
                 a.stat_n = stat_n;
             }
-            FN(fn_bn_backward_team)(&a);
+            FN(fn_bn_backward_team)(team, &a);
         } else {
-            FN(fn_act_backward_team)(n, P->fan_out, dh, P->act, net->act, mask, net->dropout,
-                                     dh, P->db);
+            FN(fn_act_backward_team)(team, n, P->fan_out, dh, P->act, net->act, mask,
+                                     net->dropout, dh, P->db);
         }
         fn_real *t = dz; dz = dh; dh = t;
     }
 
     /* 5. global gradient norm, clipping and the update */
-    FN(fn_mlp_apply_update_team)(net, opt, clip_norm, res);
+    FN(fn_mlp_apply_update_team)(team, net, opt, clip_norm, res);
 }
 
-void FN(fn_mlp_train_step)(int threads, const fn_blas *blas, FN(fn_mlp) *net,
-                           const FN(fn_batch) *batch, const FN(fn_optim) *opt,
-                           double clip_norm, fn_result *res)
-{
-    FN_RUN_TEAM(threads, FN(fn_mlp_train_step_team)(blas, net, batch, opt, clip_norm, res));
-}
-
-void FN(fn_mlp_apply_update_team)(FN(fn_mlp) *net, const FN(fn_optim) *opt,
+void FN(fn_mlp_apply_update_team)(fn_team *team, FN(fn_mlp) *net, const FN(fn_optim) *opt,
                                   double clip_norm, fn_result *res)
 {
     double norm;
     if (opt && !(clip_norm > 0)) {
-        norm = sqrt(FN(fn_optim_update_sumsq_team)(opt, net->n_params, net->params, net->grads,
-                                                  net->scratch));
+        norm = sqrt(FN(fn_optim_update_sumsq_team)(team, opt, net->n_params, net->params,
+                                                  net->grads, net->scratch));
     } else {
-        norm = sqrt(FN(fn_sumsq_team)(net->n_params, net->grads, net->scratch));
+        norm = sqrt(FN(fn_sumsq_team)(team, net->n_params, net->grads, net->scratch));
         if (opt) {
             double scale = 1.0;
             const double coef = clip_norm / (norm + 1e-6);
             if (coef < 1.0) scale = coef;
-            FN(fn_optim_update_team)(opt, net->n_params, net->params, net->grads, scale);
+            FN(fn_optim_update_team)(team, opt, net->n_params, net->params, net->grads, scale);
         }
     }
-    FN_OMP_SINGLE
     res->grad_norm = norm;
 }
 
-void FN(fn_mlp_forward_team)(const fn_blas *blas, FN(fn_mlp) *net, const fn_real *x,
-                             fn_int n, fn_real *out)
+void FN(fn_mlp_forward_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *net,
+                             const fn_real *x, fn_int n, fn_real *out)
 {
     const fn_real *h = x;
     for (int l = 0; l < net->n_layers; l++) {
-        FN(layer_forward)(blas, net, l, h, n, 0, NULL, out, 0);
+        FN(layer_forward)(team, blas, net, l, h, n, 0, NULL, out, 0);
         h = FN(layer_output)(net, l, 0);
     }
 }
 
-void FN(fn_mlp_apply_update)(int threads, FN(fn_mlp) *net, const FN(fn_optim) *opt,
-                             double clip_norm, fn_result *res)
+double FN(fn_mlp_work_ns)(const FN(fn_mlp) *net, fn_int n, int training)
 {
-    FN_RUN_TEAM(threads, FN(fn_mlp_apply_update_team)(net, opt, clip_norm, res));
-}
-
-void FN(fn_mlp_forward)(int threads, const fn_blas *blas, FN(fn_mlp) *net, const fn_real *x,
-                        fn_int n, fn_real *out)
-{
-    FN_RUN_TEAM(threads, FN(fn_mlp_forward_team)(blas, net, x, n, out));
+    double fma = 0, elements = 0;
+    for (int l = 0; l < net->n_layers; l++) {
+        const FN(fn_layer) *L = &net->layers[l];
+        fma += (double)L->fan_in * L->fan_out;
+        elements += (double)L->fan_out;
+    }
+    /* training: two more products per layer, batch norm, dropout and the
+     * backward's passes, and the update of every parameter */
+    if (training)
+        return (3 * fma * FN_NS_PER_FMA + 12 * elements * FN_NS_PER_ELEMENT) * (double)n
+               + 4 * (double)net->n_params * FN_NS_PER_ELEMENT;
+    return (fma * FN_NS_PER_FMA + 3 * elements * FN_NS_PER_ELEMENT) * (double)n;
 }
 
 #endif

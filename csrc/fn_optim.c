@@ -18,7 +18,7 @@
 #include "fn_real.h"
 
 FN_MULTIVERSION
-static void FN(update_chunk)(const FN(fn_optim) *o, fn_int s, fn_int e, fn_real *param,
+static void FN(update_span)(const FN(fn_optim) *o, fn_int s, fn_int e, fn_real *param,
                              const fn_real *grad, fn_real grad_scale)
 {
     const fn_real lr = (fn_real)o->lr, wd = (fn_real)o->weight_decay;
@@ -63,17 +63,33 @@ static void FN(update_chunk)(const FN(fn_optim) *o, fn_int s, fn_int e, fn_real 
     }
 }
 
-void FN(fn_optim_update_team)(const FN(fn_optim) *o, fn_int count, fn_real *param,
-                              const fn_real *grad, double grad_scale)
+/* Arguments of the chunked phases over one flat buffer. */
+typedef struct {
+    const FN(fn_optim) *o;
+    fn_int count;
+    fn_real *param;
+    const fn_real *grad;
+    fn_real grad_scale;
+    double *partial;         /* per-chunk sums of squares */
+} FN(flat_plan);
+
+static void FN(update_chunk)(const void *ctx, fn_int c)
 {
-    FN_OMP_FOR
-    for (fn_int c = 0; c < FN_CEIL_DIV(count, FN_CHUNK); c++)
-        FN(update_chunk)(o, c * FN_CHUNK, FN_MIN(count, (c + 1) * FN_CHUNK), param, grad,
-                         (fn_real)grad_scale);
+    const FN(flat_plan) *s = ctx;
+    FN(update_span)(s->o, c * FN_CHUNK, FN_MIN(s->count, (c + 1) * FN_CHUNK), s->param,
+                     s->grad, s->grad_scale);
+}
+
+void FN(fn_optim_update_team)(fn_team *team, const FN(fn_optim) *o, fn_int count,
+                              fn_real *param, const fn_real *grad, double grad_scale)
+{
+    const FN(flat_plan) s = {o, count, param, grad, (fn_real)grad_scale, NULL};
+    fn_team_for(team, FN_CEIL_DIV(count, FN_CHUNK), 4 * (double)count * FN_NS_PER_ELEMENT,
+                FN(update_chunk), &s);
 }
 
 FN_MULTIVERSION
-static double FN(sumsq_chunk)(const fn_real *x, fn_int s, fn_int e)
+static double FN(sumsq_span)(const fn_real *x, fn_int s, fn_int e)
 {
     /* 32 interleaved partial sums in four vectors of eight doubles (four
      * independent multiply-add chains), added in a fixed order; in GCC vector
@@ -95,43 +111,46 @@ static double FN(sumsq_chunk)(const fn_real *x, fn_int s, fn_int e)
     return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
 }
 
-/* Sum of the per-chunk partial sums in chunk order, shared with the team. */
-static double FN(sum_chunks)(fn_int chunks, double *scratch)
+/* Sum of the per-chunk partial sums, in chunk order. */
+static double FN(sum_chunks)(fn_int chunks, const double *partial)
 {
-    FN_OMP_SINGLE
-    {
-        double total = 0;
-        for (fn_int c = 0; c < chunks; c++) total += scratch[c];
-        scratch[chunks] = total;
-    }
-    const double total = scratch[chunks];
-    /* nobody may reuse the scratch before every thread has read it */
-    FN_OMP_BARRIER
+    double total = 0;
+    for (fn_int c = 0; c < chunks; c++) total += partial[c];
     return total;
 }
 
-double FN(fn_sumsq_team)(fn_int count, const fn_real *x, double *scratch)
+static void FN(sumsq_chunk)(const void *ctx, fn_int c)
+{
+    const FN(flat_plan) *s = ctx;
+    s->partial[c] = FN(sumsq_span)(s->grad, c * FN_CHUNK, FN_MIN(s->count, (c + 1) * FN_CHUNK));
+}
+
+double FN(fn_sumsq_team)(fn_team *team, fn_int count, const fn_real *x, double *scratch)
 {
     const fn_int chunks = FN_CEIL_DIV(count, FN_CHUNK);
-    FN_OMP_FOR
-    for (fn_int c = 0; c < chunks; c++)
-        scratch[c] = FN(sumsq_chunk)(x, c * FN_CHUNK, FN_MIN(count, (c + 1) * FN_CHUNK));
+    const FN(flat_plan) s = {NULL, count, NULL, x, 1, scratch};
+    fn_team_for(team, chunks, (double)count * FN_NS_PER_ELEMENT, FN(sumsq_chunk), &s);
     return FN(sum_chunks)(chunks, scratch);
 }
 
-double FN(fn_optim_update_sumsq_team)(const FN(fn_optim) *o, fn_int count, fn_real *param,
-                                      const fn_real *grad, double *scratch)
+static void FN(update_sumsq_chunk)(const void *ctx, fn_int c)
+{
+    const FN(flat_plan) *s = ctx;
+    const fn_int start = c * FN_CHUNK, end = FN_MIN(s->count, (c + 1) * FN_CHUNK);
+    s->partial[c] = FN(sumsq_span)(s->grad, start, end);
+    FN(update_span)(s->o, start, end, s->param, s->grad, (fn_real)1);
+}
+
+double FN(fn_optim_update_sumsq_team)(fn_team *team, const FN(fn_optim) *o, fn_int count,
+                                      fn_real *param, const fn_real *grad, double *scratch)
 {
     /* Without clipping the update does not need the norm first: each chunk's
      * sum of squares is taken while the chunk is in cache for its update.
      * Same chunks, same order: the same bits as fn_sumsq_team. */
     const fn_int chunks = FN_CEIL_DIV(count, FN_CHUNK);
-    FN_OMP_FOR
-    for (fn_int c = 0; c < chunks; c++) {
-        const fn_int s = c * FN_CHUNK, e = FN_MIN(count, (c + 1) * FN_CHUNK);
-        scratch[c] = FN(sumsq_chunk)(grad, s, e);
-        FN(update_chunk)(o, s, e, param, grad, (fn_real)1);
-    }
+    const FN(flat_plan) s = {o, count, param, grad, 1, scratch};
+    fn_team_for(team, chunks, 5 * (double)count * FN_NS_PER_ELEMENT, FN(update_sumsq_chunk),
+                &s);
     return FN(sum_chunks)(chunks, scratch);
 }
 

@@ -3,7 +3,7 @@
 The modern recipe of the seed article -- He initialisation, batch
 normalisation, dropout, learning-rate schedules, early stopping -- with the
 hot paths (fused dense products, batch norm, dropout, softmax cross-entropy,
-optimizer updates) in C, run on one OpenMP team, bit-identical for any
+optimizer updates) in C, run on fastnet's thread team, bit-identical for any
 thread count.
 
 >>> import fastnet

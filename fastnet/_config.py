@@ -51,15 +51,27 @@ def _blis_description():
         return "BLIS via cython-blis"
 
 
+def _threading_description():
+    if not _parallel.threads_available():
+        return "none: every kernel runs on the calling thread"
+    return ("fastnet's own thread team on POSIX threads: the calling thread works at "
+            "once, helpers claim chunks of a fixed grid when they run, spin briefly "
+            "after work (as long as a measured wake-up costs) and then sleep; small "
+            "work stays on the calling thread")
+
+
 def build_info():
     """How this fastnet was built and how it runs.
 
     Returns a dict with at least ``openmp`` (bool), ``num_threads`` (int),
-    ``compiler`` (str) and ``blas`` (str).
+    ``compiler`` (str), ``blas`` (str) and ``threading`` (str).  ``openmp``
+    is False: no OpenMP runtime runs (OpenMP's SIMD directives are compiled
+    in, its threads are not); ``threading`` says what does.
     """
     return {
         "version": __import__("fastnet").__version__,
-        "openmp": _parallel.openmp_enabled(),
+        "openmp": False,
+        "threading": _threading_description(),
         "num_threads": get_num_threads(),
         "default_num_threads": _parallel.default_num_threads(),
         "compiler": _parallel.compiler(),

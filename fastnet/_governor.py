@@ -1,9 +1,10 @@
-"""Fall back to one thread when the machine is oversubscribed.
+"""Run a network's steps on one thread when the team does not make them faster.
 
-An OpenMP team synchronises at every phase of a training step.  When other
-processes keep the cores busy, a thread waiting at a barrier can burn a whole
-scheduler time slice while its partner is not running: measured here (2
-cores, load 6), a toy epoch took 4-8 s on 2 threads against 11 ms on 1.
+The team hands every phase of a training step to its helpers and the data
+they write moves between cores; for a small network that costs more than
+the second core gives.  (The team itself no longer waits on a descheduled
+helper, csrc/fn_team.c; with OpenMP, whose barriers did, a toy epoch took
+4-8 s on 2 threads against 11 ms on 1 at load 6 here.)
 
 Because every kernel splits its work over a grid fixed by the shape, results
 do not depend on the thread count, so the count may change from one step to
@@ -11,14 +12,13 @@ the next.  The governor times steps on the configured count and on one
 thread, keeps the team only when it is clearly faster (by _TEAM_GAIN), and
 re-checks with exponential back-off; checking costs a few steps on the
 slower arm, never a different result.  A near tie goes to one thread: it
-leaves the other core free, and a team of two stalls at every barrier as soon
-as another process takes a core (measured here: digits, 1 thread 13.9 ms
-against 15.2 ms for the team that a 0.9 rule in the other direction kept).
+leaves the other core free (measured here: digits, 1 thread 13.9 ms against
+15.2 ms for the team that a 0.9 rule in the other direction kept).
 
 Two details matter on a quiet machine as much as on a busy one:
 
-- The first step after switching team size pays for waking the sleeping
-  OpenMP workers (measured here: 410 us against 130 us for a toy step), so
+- The first step after switching team size pays for waking sleeping
+  helpers (measured here with OpenMP: 410 us against 130 us for a toy step), so
   each probe arm discards its first step, unless that step is long enough
   (over _PROBE_SECONDS) for the wake-up not to matter.
 - The decision, the step count since it and a probe in progress are kept
@@ -67,7 +67,9 @@ class ThreadGovernor:
     """Per-step thread count for a training loop.
 
     Use ``n = gov.threads()`` before a step and ``gov.record(n, seconds)``
-    after it.
+    after it; for a block of steps run in one call, ``gov.block(remaining)``
+    says how many may run at that count and ``gov.record(n, seconds, steps)``
+    takes their total time.
     """
 
     def __init__(self, key, configured=None):
@@ -82,16 +84,27 @@ class ThreadGovernor:
         probe = self._state.probe
         return probe.arms[0] if probe is not None else self._state.choice
 
-    def record(self, n, seconds):
+    def block(self, remaining):
+        """Steps (at most `remaining`) that may run at the current count before
+        the governor needs to see a step again: 1 while it times steps."""
+        if self.configured <= 1:
+            return remaining
+        s = self._state
+        if s.probe is not None:
+            return 1
+        return max(1, min(remaining, s.recheck - s.since))
+
+    def record(self, n, seconds, steps=1):
         if self.configured <= 1:
             return
         s = self._state
         if s.probe is not None:
             self._record_probe(s.probe, n, seconds)
             return
-        s.since += 1
+        s.since += steps
         if s.choice != 1 and s.reference is not None:
-            s.recent = s.recent[-7:] + [seconds > _SLOW * s.reference]
+            slow = seconds / steps > _SLOW * s.reference
+            s.recent = (s.recent + [slow] * min(steps, 8))[-8:]
         if s.since >= s.recheck or sum(s.recent) >= _SLOW_STEPS:
             self._start_probe()
 

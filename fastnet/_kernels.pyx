@@ -4,17 +4,17 @@
 
 Arguments arrive validated (dtype, shape, C order, non-empty) from
 fastnet/functional.py; here they become pointers, outputs and workspaces
-are allocated, and the GIL is released for one OpenMP parallel region per
-call, inside which the team-aware C kernels split the work.
+are allocated, and the GIL is released for one team session per call
+(none for work below the cost of a partner), in which the team-aware C
+kernels split the work.
 """
 import numpy as np
 
 from cython cimport floating
-from cython.parallel cimport parallel
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 
 from fastnet._native cimport *
-from fastnet._parallel cimport blas_table, threads_for_elements, threads_for_gemm
+from fastnet._parallel cimport blas_table, team_begin, team_end
 
 
 cdef inline object _dtype(floating dummy):
@@ -53,19 +53,24 @@ def linear_forward(const floating[:, ::1] x, const floating[:, ::1] w,
     cdef floating[:, ::1] o = out
     cdef floating[::1] p = pack
     cdef fn_blas blas = blas_table()
-    cdef int nt = threads_for_gemm(n, m, k)
+    cdef double work_ns = <double>n * m * k * FN_NS_PER_FMA
+    cdef fn_team *team
     cdef fn_gemm_args_f32 g32
     cdef fn_gemm_args_f64 g64
     if floating is float:
         g32 = fn_gemm_args_f32(n, m, k, &x[0, 0], k, 1, &w[0, 0], m, 1, &o[0, 0], m, 0,
                                _in1(b), act, &p[0])
-        with nogil, parallel(num_threads=nt):
-            fn_gemm_team_f32(&blas, &g32)
+        with nogil:
+            team = team_begin(0, work_ns)
+            fn_gemm_team_f32(team, &blas, &g32)
+            team_end(team)
     else:
         g64 = fn_gemm_args_f64(n, m, k, &x[0, 0], k, 1, &w[0, 0], m, 1, &o[0, 0], m, 0,
                                _in1(b), act, &p[0])
-        with nogil, parallel(num_threads=nt):
-            fn_gemm_team_f64(&blas, &g64)
+        with nogil:
+            team = team_begin(0, work_ns)
+            fn_gemm_team_f64(team, &blas, &g64)
+            team_end(team)
     return out
 
 
@@ -96,7 +101,8 @@ def linear_backward(const floating[:, ::1] dout, const floating[:, ::1] x,
         dxp = &dx_v[0, 0]
     cdef const floating *outp = _in2(out)
     cdef fn_blas blas = blas_table()
-    cdef int nt = threads_for_gemm(n, m, k)
+    cdef double work_ns = <double>n * m * k * FN_NS_PER_FMA
+    cdef fn_team *team
     cdef fn_gemm_args_f32 gw32, gx32
     cdef fn_gemm_args_f64 gw64, gx64
     if floating is float:
@@ -104,21 +110,25 @@ def linear_backward(const floating[:, ::1] dout, const floating[:, ::1] x,
                                 NULL, FN_ACT_NONE, &p[0])
         gx32 = fn_gemm_args_f32(n, k, m, dzp, m, 1, &w[0, 0], 1, m, dxp, k, 0,
                                 NULL, FN_ACT_NONE, &p[0])
-        with nogil, parallel(num_threads=nt):
-            fn_act_backward_team_f32(n, m, &dout[0, 0], outp, act, NULL, 0, dzw, &db_v[0])
-            fn_gemm_team_f32(&blas, &gw32)
+        with nogil:
+            team = team_begin(0, work_ns)
+            fn_act_backward_team_f32(team, n, m, &dout[0, 0], outp, act, NULL, 0, dzw, &db_v[0])
+            fn_gemm_team_f32(team, &blas, &gw32)
             if dxp != NULL:
-                fn_gemm_team_f32(&blas, &gx32)
+                fn_gemm_team_f32(team, &blas, &gx32)
+            team_end(team)
     else:
         gw64 = fn_gemm_args_f64(k, m, n, &x[0, 0], 1, k, dzp, m, 1, &dw_v[0, 0], m, 0,
                                 NULL, FN_ACT_NONE, &p[0])
         gx64 = fn_gemm_args_f64(n, k, m, dzp, m, 1, &w[0, 0], 1, m, dxp, k, 0,
                                 NULL, FN_ACT_NONE, &p[0])
-        with nogil, parallel(num_threads=nt):
-            fn_act_backward_team_f64(n, m, &dout[0, 0], outp, act, NULL, 0, dzw, &db_v[0])
-            fn_gemm_team_f64(&blas, &gw64)
+        with nogil:
+            team = team_begin(0, work_ns)
+            fn_act_backward_team_f64(team, n, m, &dout[0, 0], outp, act, NULL, 0, dzw, &db_v[0])
+            fn_gemm_team_f64(team, &blas, &gw64)
             if dxp != NULL:
-                fn_gemm_team_f64(&blas, &gx64)
+                fn_gemm_team_f64(team, &blas, &gx64)
+            team_end(team)
     return dx, dw, db
 
 
@@ -136,7 +146,8 @@ def batch_norm(const floating[:, ::1] x, const floating[::1] gamma,
     cdef floating *rm = _out1(running_mean)
     cdef floating *rv = _out1(running_var)
     cdef double[::1] work = np.empty(fn_bn_work_size(n, f, 8 * sizeof(floating)))
-    cdef int nt = threads_for_elements(<double>n * f)
+    cdef double work_ns = <double>n * f * FN_NS_PER_ELEMENT
+    cdef fn_team *team
     cdef fn_bn_forward_args_f32 a32
     cdef fn_bn_forward_args_f64 a64
     if floating is float:
@@ -146,8 +157,10 @@ def batch_norm(const floating[:, ::1] x, const floating[::1] gamma,
         a32.xhat = NULL; a32.act = FN_ACT_NONE; a32.out = &o[0, 0]
         a32.dropout.rate = 0; a32.mask = NULL; a32.dropped = NULL
         a32.stats = NULL; a32.stat_n = 0; a32.work = &work[0]
-        with nogil, parallel(num_threads=nt):
-            fn_bn_forward_team_f32(&a32)
+        with nogil:
+            team = team_begin(0, work_ns)
+            fn_bn_forward_team_f32(team, &a32)
+            team_end(team)
     else:
         a64.n = n; a64.f = f; a64.x = &x[0, 0]; a64.gamma = &gamma[0]; a64.beta = &beta[0]
         a64.eps = eps; a64.training = training; a64.mean = &mv[0]; a64.var = &vv[0]
@@ -155,8 +168,10 @@ def batch_norm(const floating[:, ::1] x, const floating[::1] gamma,
         a64.xhat = NULL; a64.act = FN_ACT_NONE; a64.out = &o[0, 0]
         a64.dropout.rate = 0; a64.mask = NULL; a64.dropped = NULL
         a64.stats = NULL; a64.stat_n = 0; a64.work = &work[0]
-        with nogil, parallel(num_threads=nt):
-            fn_bn_forward_team_f64(&a64)
+        with nogil:
+            team = team_begin(0, work_ns)
+            fn_bn_forward_team_f64(team, &a64)
+            team_end(team)
     if not training:
         mean[:] = running_mean
         var[:] = running_var
@@ -175,7 +190,8 @@ def batch_norm_backward(const floating[:, ::1] dout, const floating[:, ::1] x,
     cdef floating[:, ::1] dxv = dx
     cdef floating[::1] dg = dgamma, dbv = dbeta
     cdef double[::1] work = np.empty(fn_bn_work_size(n, f, 8 * sizeof(floating)))
-    cdef int nt = threads_for_elements(<double>n * f)
+    cdef double work_ns = <double>n * f * FN_NS_PER_ELEMENT
+    cdef fn_team *team
     cdef fn_bn_backward_args_f32 a32
     cdef fn_bn_backward_args_f64 a64
     if floating is float:
@@ -184,16 +200,20 @@ def batch_norm_backward(const floating[:, ::1] dout, const floating[:, ::1] x,
         a32.mean = &mean[0]; a32.var = &var[0]; a32.eps = eps; a32.gamma = &gamma[0]
         a32.dx = &dxv[0, 0]; a32.dgamma = &dg[0]; a32.dbeta = &dbv[0]
         a32.phase = 0; a32.sums = NULL; a32.stat_n = 0; a32.work = &work[0]
-        with nogil, parallel(num_threads=nt):
-            fn_bn_backward_team_f32(&a32)
+        with nogil:
+            team = team_begin(0, work_ns)
+            fn_bn_backward_team_f32(team, &a32)
+            team_end(team)
     else:
         a64.n = n; a64.f = f; a64.dout = &dout[0, 0]; a64.mask = NULL; a64.rate = 0
         a64.act = FN_ACT_NONE; a64.act_out = NULL; a64.xhat = NULL; a64.x = &x[0, 0]
         a64.mean = &mean[0]; a64.var = &var[0]; a64.eps = eps; a64.gamma = &gamma[0]
         a64.dx = &dxv[0, 0]; a64.dgamma = &dg[0]; a64.dbeta = &dbv[0]
         a64.phase = 0; a64.sums = NULL; a64.stat_n = 0; a64.work = &work[0]
-        with nogil, parallel(num_threads=nt):
-            fn_bn_backward_team_f64(&a64)
+        with nogil:
+            team = team_begin(0, work_ns)
+            fn_bn_backward_team_f64(team, &a64)
+            team_end(team)
     return dx, dgamma, dbeta
 
 
@@ -206,12 +226,15 @@ def dropout(const floating[:, ::1] x, double rate, uint64_t seed):
     cdef uint8_t[:, ::1] mv = mask
     cdef fn_dropout d
     d.rate = rate; d.seed = seed; d.layer = 0; d.step = 0; d.row0 = 0
-    cdef int nt = threads_for_elements(<double>n * f)
-    with nogil, parallel(num_threads=nt):
+    cdef double work_ns = <double>n * f * FN_NS_PER_ELEMENT
+    cdef fn_team *team
+    with nogil:
+        team = team_begin(0, work_ns)
         if floating is float:
-            fn_dropout_team_f32(n, f, &x[0, 0], f, &d, &o[0, 0], &mv[0, 0])
+            fn_dropout_team_f32(team, n, f, &x[0, 0], f, &d, &o[0, 0], &mv[0, 0])
         else:
-            fn_dropout_team_f64(n, f, &x[0, 0], f, &d, &o[0, 0], &mv[0, 0])
+            fn_dropout_team_f64(team, n, f, &x[0, 0], f, &d, &o[0, 0], &mv[0, 0])
+        team_end(team)
     return out, mask
 
 
@@ -220,12 +243,15 @@ def dropout_backward(const floating[::1] dout, const uint8_t[::1] mask, double r
     cdef fn_int count = dout.shape[0]
     dx = np.empty(count, dtype=_dtype(<floating>0))
     cdef floating[::1] dxv = dx
-    cdef int nt = threads_for_elements(count)
-    with nogil, parallel(num_threads=nt):
+    cdef double work_ns = <double>count * FN_NS_PER_ELEMENT
+    cdef fn_team *team
+    with nogil:
+        team = team_begin(0, work_ns)
         if floating is float:
-            fn_dropout_backward_team_f32(count, &dout[0], &mask[0], rate, &dxv[0])
+            fn_dropout_backward_team_f32(team, count, &dout[0], &mask[0], rate, &dxv[0])
         else:
-            fn_dropout_backward_team_f64(count, &dout[0], &mask[0], rate, &dxv[0])
+            fn_dropout_backward_team_f64(team, count, &dout[0], &mask[0], rate, &dxv[0])
+        team_end(team)
     return dx
 
 
@@ -243,14 +269,17 @@ def softmax_cross_entropy(const floating[:, ::1] logits, const int64_t[::1] labe
     cdef double[::1] s = scratch
     cdef const floating *wp = _in1(weights)
     cdef fn_result res
-    cdef int nt = threads_for_elements(<double>n * c)
-    with nogil, parallel(num_threads=nt):
+    cdef double work_ns = <double>n * c * FN_NS_PER_ELEMENT
+    cdef fn_team *team
+    with nogil:
+        team = team_begin(0, work_ns)
         if floating is float:
-            fn_softmax_xent_team_f32(n, c, &logits[0, 0], &labels[0], wp, NULL, dlp, 0.0,
-                                     &s[0], &res)
+            fn_softmax_xent_team_f32(team, n, c, &logits[0, 0], &labels[0], wp, NULL, dlp,
+                                     0.0, &s[0], &res)
         else:
-            fn_softmax_xent_team_f64(n, c, &logits[0, 0], &labels[0], wp, NULL, dlp, 0.0,
-                                     &s[0], &res)
+            fn_softmax_xent_team_f64(team, n, c, &logits[0, 0], &labels[0], wp, NULL, dlp,
+                                     0.0, &s[0], &res)
+        team_end(team)
     return res.loss, dlogits, res.correct
 
 
@@ -258,12 +287,15 @@ def softmax(const floating[:, ::1] logits):
     cdef fn_int n = logits.shape[0], c = logits.shape[1]
     probs = np.empty((n, c), dtype=_dtype(<floating>0))
     cdef floating[:, ::1] p = probs
-    cdef int nt = threads_for_elements(<double>n * c)
-    with nogil, parallel(num_threads=nt):
+    cdef double work_ns = <double>n * c * FN_NS_PER_ELEMENT
+    cdef fn_team *team
+    with nogil:
+        team = team_begin(0, work_ns)
         if floating is float:
-            fn_softmax_team_f32(n, c, &logits[0, 0], &p[0, 0])
+            fn_softmax_team_f32(team, n, c, &logits[0, 0], &p[0, 0])
         else:
-            fn_softmax_team_f64(n, c, &logits[0, 0], &p[0, 0])
+            fn_softmax_team_f64(team, n, c, &logits[0, 0], &p[0, 0])
+        team_end(team)
     return probs
 
 
@@ -281,12 +313,17 @@ def mse(const floating[:, ::1] pred, const floating[:, ::1] targets,
     cdef double[::1] s = scratch
     cdef const floating *wp = _in1(weights)
     cdef fn_result res
-    cdef int nt = threads_for_elements(<double>n * d)
-    with nogil, parallel(num_threads=nt):
+    cdef double work_ns = <double>n * d * FN_NS_PER_ELEMENT
+    cdef fn_team *team
+    with nogil:
+        team = team_begin(0, work_ns)
         if floating is float:
-            fn_mse_team_f32(n, d, &pred[0, 0], &targets[0, 0], wp, NULL, dpp, 0.0, &s[0], &res)
+            fn_mse_team_f32(team, n, d, &pred[0, 0], &targets[0, 0], wp, NULL, dpp, 0.0,
+                            &s[0], &res)
         else:
-            fn_mse_team_f64(n, d, &pred[0, 0], &targets[0, 0], wp, NULL, dpp, 0.0, &s[0], &res)
+            fn_mse_team_f64(team, n, d, &pred[0, 0], &targets[0, 0], wp, NULL, dpp, 0.0,
+                            &s[0], &res)
+        team_end(team)
     return res.loss, dpred
 
 
@@ -296,21 +333,26 @@ def optimizer_update(floating[::1] param, const floating[::1] grad, floating[::1
                      bint nesterov, int64_t step, double grad_scale):
     """One in-place update of a flat parameter array (see fn_optim.c)."""
     cdef fn_int count = param.shape[0]
-    cdef int nt = threads_for_elements(count)
+    cdef double work_ns = <double>count * FN_NS_PER_ELEMENT
+    cdef fn_team *team
     cdef fn_optim_f32 o32
     cdef fn_optim_f64 o64
     if floating is float:
         o32 = fn_optim_f32(kind, lr, momentum, beta1, beta2, eps, weight_decay, nesterov,
                            step, _out1(buf1),
                            _out1(buf2))
-        with nogil, parallel(num_threads=nt):
-            fn_optim_update_team_f32(&o32, count, &param[0], &grad[0], grad_scale)
+        with nogil:
+            team = team_begin(0, work_ns)
+            fn_optim_update_team_f32(team, &o32, count, &param[0], &grad[0], grad_scale)
+            team_end(team)
     else:
         o64 = fn_optim_f64(kind, lr, momentum, beta1, beta2, eps, weight_decay, nesterov,
                            step, _out1(buf1),
                            _out1(buf2))
-        with nogil, parallel(num_threads=nt):
-            fn_optim_update_team_f64(&o64, count, &param[0], &grad[0], grad_scale)
+        with nogil:
+            team = team_begin(0, work_ns)
+            fn_optim_update_team_f64(team, &o64, count, &param[0], &grad[0], grad_scale)
+            team_end(team)
 
 
 def sum_of_squares(const floating[::1] x):
@@ -318,17 +360,17 @@ def sum_of_squares(const floating[::1] x):
     cdef fn_int count = x.shape[0]
     scratch = np.empty(fn_reduce_scratch_size(0, count), dtype=np.float64)
     cdef double[::1] s = scratch
-    cdef double total[1]
-    cdef double t
-    cdef int nt = threads_for_elements(count)
-    with nogil, parallel(num_threads=nt):
+    cdef double total
+    cdef double work_ns = <double>count * FN_NS_PER_ELEMENT
+    cdef fn_team *team
+    with nogil:
+        team = team_begin(0, work_ns)
         if floating is float:
-            t = fn_sumsq_team_f32(count, &x[0], &s[0])
+            total = fn_sumsq_team_f32(team, count, &x[0], &s[0])
         else:
-            t = fn_sumsq_team_f64(count, &x[0], &s[0])
-        if fn_omp_thread_num() == 0:
-            total[0] = t
-    return total[0]
+            total = fn_sumsq_team_f64(team, count, &x[0], &s[0])
+        team_end(team)
+    return total
 
 
 def dropout_random_bits(uint64_t seed, uint32_t layer, uint32_t step, elements):

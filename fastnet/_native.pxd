@@ -2,8 +2,25 @@
 # Declarations only; see the header for what each function does.
 from libc.stdint cimport uint8_t, uint32_t, int64_t, uint64_t
 
+cdef extern from "fn_team.h" nogil:
+    ctypedef struct fn_team:
+        pass
+    ctypedef struct fn_team_stats:
+        int64_t launches, joins, stalls, serial_small, serial_quiet, serial_busy
+        int helpers, capacity, create_failed
+        double wake_ns, handoff_ns, spin_ns
+    fn_team *fn_team_begin(int threads, double work_ns)
+    void fn_team_end(fn_team *team)
+    int fn_team_reserve(int threads)
+    void fn_team_get_stats(fn_team_stats *out)
+    int fn_team_available()
+    void fn_fork_gate_enter()
+    void fn_fork_gate_leave()
+
 cdef extern from "fastnet.h" nogil:
     ctypedef Py_ssize_t fn_int
+    const double FN_NS_PER_ELEMENT
+    const double FN_NS_PER_FMA
 
     enum:
         FN_ACT_NONE
@@ -56,7 +73,6 @@ cdef extern from "fastnet.h" nogil:
                                fn_int max_batch, fn_int n_params, int dtype_bits,
                                fn_int *workspace, fn_int *mask_bytes, fn_int *scratch)
 
-    int fn_build_openmp()
     const char *fn_build_compiler()
     int fn_build_multiversion()
     int fn_cpu_has_avx512()
@@ -65,6 +81,7 @@ cdef extern from "fastnet.h" nogil:
     fn_int fn_gemm_pack_size(fn_int k, fn_int n, int dtype_bits)
     fn_int fn_reduce_scratch_size(fn_int rows, fn_int elements)
     fn_int fn_bn_work_size(fn_int n, fn_int f, int dtype_bits)
+
 
     # ---- float32 -----------------------------------------------------------
     ctypedef struct fn_gemm_args_f32:
@@ -183,41 +200,42 @@ cdef extern from "fastnet.h" nogil:
         fn_int total_rows
         fn_int row0
 
-    void fn_gemm_team_f32(const fn_blas *blas, const fn_gemm_args_f32 *g)
-    void fn_act_backward_team_f32(fn_int n, fn_int f, const float *dout, const float *out,
-                                  int act, const uint8_t *mask, double rate, float *dz,
-                                  float *db)
-    void fn_bn_forward_team_f32(const fn_bn_forward_args_f32 *a)
-    void fn_bn_backward_team_f32(const fn_bn_backward_args_f32 *a)
-    void fn_dropout_team_f32(fn_int n, fn_int f, const float *x, fn_int ldx,
+    void fn_gemm_team_f32(fn_team *team, const fn_blas *blas, const fn_gemm_args_f32 *g)
+    void fn_act_backward_team_f32(fn_team *team, fn_int n, fn_int f, const float *dout,
+                                  const float *out, int act, const uint8_t *mask, double rate,
+                                  float *dz, float *db)
+    void fn_bn_forward_team_f32(fn_team *team, const fn_bn_forward_args_f32 *a)
+    void fn_bn_backward_team_f32(fn_team *team, const fn_bn_backward_args_f32 *a)
+    void fn_dropout_team_f32(fn_team *team, fn_int n, fn_int f, const float *x, fn_int ldx,
                              const fn_dropout *d, float *out, uint8_t *mask)
-    void fn_dropout_backward_team_f32(fn_int count, const float *dout, const uint8_t *mask,
-                                      double rate, float *dx)
-    void fn_softmax_xent_team_f32(fn_int n, fn_int c, const float *logits,
+    void fn_dropout_backward_team_f32(fn_team *team, fn_int count, const float *dout,
+                                      const uint8_t *mask, double rate, float *dx)
+    void fn_softmax_xent_team_f32(fn_team *team, fn_int n, fn_int c, const float *logits,
                                   const int64_t *labels, const float *weights,
                                   const int64_t *index, float *dlogits, double total,
-                                  double *scratch,
-                                  fn_result *res)
-    void fn_mse_team_f32(fn_int n, fn_int d, const float *pred, const float *targets,
-                         const float *weights, const int64_t *index, float *dpred,
-                         double total, double *scratch, fn_result *res)
-    void fn_softmax_team_f32(fn_int n, fn_int c, const float *logits, float *probs)
-    void fn_optim_update_team_f32(const fn_optim_f32 *o, fn_int count, float *param,
-                                  const float *grad, double grad_scale)
-    double fn_sumsq_team_f32(fn_int count, const float *x, double *scratch)
+                                  double *scratch, fn_result *res)
+    void fn_mse_team_f32(fn_team *team, fn_int n, fn_int d, const float *pred,
+                         const float *targets, const float *weights, const int64_t *index,
+                         float *dpred, double total, double *scratch, fn_result *res)
+    void fn_softmax_team_f32(fn_team *team, fn_int n, fn_int c, const float *logits,
+                             float *probs)
+    void fn_optim_update_team_f32(fn_team *team, const fn_optim_f32 *o, fn_int count,
+                                  float *param, const float *grad, double grad_scale)
+    double fn_sumsq_team_f32(fn_team *team, fn_int count, const float *x, double *scratch)
     void fn_mlp_bind_f32(fn_mlp_f32 *net, fn_layer_f32 *layers, int n_layers,
                          const fn_int *sizes, const fn_mlp_config *cfg, fn_int max_batch,
                          float *params, float *grads, float *buffers, float *workspace,
                          uint8_t *masks, double *scratch)
-    void fn_mlp_train_step_f32(int threads, const fn_blas *blas, fn_mlp_f32 *net,
-                               const fn_batch_f32 *batch, const fn_optim_f32 *opt,
-                               double clip_norm, fn_result *res)
-    void fn_mlp_apply_update_f32(int threads, fn_mlp_f32 *net, const fn_optim_f32 *opt,
-                                  double clip_norm, fn_result *res)
-    void fn_mlp_forward_f32(int threads, const fn_blas *blas, fn_mlp_f32 *net, const float *x,
-                            fn_int n, float *out)
+    void fn_mlp_train_step_team_f32(fn_team *team, const fn_blas *blas, fn_mlp_f32 *net,
+                                    const fn_batch_f32 *batch, const fn_optim_f32 *opt,
+                                    double clip_norm, fn_result *res)
+    void fn_mlp_apply_update_team_f32(fn_team *team, fn_mlp_f32 *net, const fn_optim_f32 *opt,
+                                      double clip_norm, fn_result *res)
+    void fn_mlp_forward_team_f32(fn_team *team, const fn_blas *blas, fn_mlp_f32 *net,
+                                 const float *x, fn_int n, float *out)
+    double fn_mlp_work_ns_f32(const fn_mlp_f32 *net, fn_int n, int training)
 
-    # ---- float64 -----------------------------------------------------------
+    # ---- double64 -----------------------------------------------------------
     ctypedef struct fn_gemm_args_f64:
         fn_int m, n, k
         const double *a
@@ -334,40 +352,37 @@ cdef extern from "fastnet.h" nogil:
         fn_int total_rows
         fn_int row0
 
-    void fn_gemm_team_f64(const fn_blas *blas, const fn_gemm_args_f64 *g)
-    void fn_act_backward_team_f64(fn_int n, fn_int f, const double *dout, const double *out,
-                                  int act, const uint8_t *mask, double rate, double *dz,
-                                  double *db)
-    void fn_bn_forward_team_f64(const fn_bn_forward_args_f64 *a)
-    void fn_bn_backward_team_f64(const fn_bn_backward_args_f64 *a)
-    void fn_dropout_team_f64(fn_int n, fn_int f, const double *x, fn_int ldx,
+    void fn_gemm_team_f64(fn_team *team, const fn_blas *blas, const fn_gemm_args_f64 *g)
+    void fn_act_backward_team_f64(fn_team *team, fn_int n, fn_int f, const double *dout,
+                                  const double *out, int act, const uint8_t *mask, double rate,
+                                  double *dz, double *db)
+    void fn_bn_forward_team_f64(fn_team *team, const fn_bn_forward_args_f64 *a)
+    void fn_bn_backward_team_f64(fn_team *team, const fn_bn_backward_args_f64 *a)
+    void fn_dropout_team_f64(fn_team *team, fn_int n, fn_int f, const double *x, fn_int ldx,
                              const fn_dropout *d, double *out, uint8_t *mask)
-    void fn_dropout_backward_team_f64(fn_int count, const double *dout, const uint8_t *mask,
-                                      double rate, double *dx)
-    void fn_softmax_xent_team_f64(fn_int n, fn_int c, const double *logits,
+    void fn_dropout_backward_team_f64(fn_team *team, fn_int count, const double *dout,
+                                      const uint8_t *mask, double rate, double *dx)
+    void fn_softmax_xent_team_f64(fn_team *team, fn_int n, fn_int c, const double *logits,
                                   const int64_t *labels, const double *weights,
                                   const int64_t *index, double *dlogits, double total,
-                                  double *scratch,
-                                  fn_result *res)
-    void fn_mse_team_f64(fn_int n, fn_int d, const double *pred, const double *targets,
-                         const double *weights, const int64_t *index, double *dpred,
-                         double total, double *scratch, fn_result *res)
-    void fn_softmax_team_f64(fn_int n, fn_int c, const double *logits, double *probs)
-    void fn_optim_update_team_f64(const fn_optim_f64 *o, fn_int count, double *param,
-                                  const double *grad, double grad_scale)
-    double fn_sumsq_team_f64(fn_int count, const double *x, double *scratch)
+                                  double *scratch, fn_result *res)
+    void fn_mse_team_f64(fn_team *team, fn_int n, fn_int d, const double *pred,
+                         const double *targets, const double *weights, const int64_t *index,
+                         double *dpred, double total, double *scratch, fn_result *res)
+    void fn_softmax_team_f64(fn_team *team, fn_int n, fn_int c, const double *logits,
+                             double *probs)
+    void fn_optim_update_team_f64(fn_team *team, const fn_optim_f64 *o, fn_int count,
+                                  double *param, const double *grad, double grad_scale)
+    double fn_sumsq_team_f64(fn_team *team, fn_int count, const double *x, double *scratch)
     void fn_mlp_bind_f64(fn_mlp_f64 *net, fn_layer_f64 *layers, int n_layers,
                          const fn_int *sizes, const fn_mlp_config *cfg, fn_int max_batch,
                          double *params, double *grads, double *buffers, double *workspace,
                          uint8_t *masks, double *scratch)
-    void fn_mlp_train_step_f64(int threads, const fn_blas *blas, fn_mlp_f64 *net,
-                               const fn_batch_f64 *batch, const fn_optim_f64 *opt,
-                               double clip_norm, fn_result *res)
-    void fn_mlp_apply_update_f64(int threads, fn_mlp_f64 *net, const fn_optim_f64 *opt,
-                                  double clip_norm, fn_result *res)
-    void fn_mlp_forward_f64(int threads, const fn_blas *blas, fn_mlp_f64 *net, const double *x,
-                            fn_int n, double *out)
-
-cdef extern from "fn_omp.h" nogil:
-    int fn_omp_max_threads()
-    int fn_omp_thread_num()
+    void fn_mlp_train_step_team_f64(fn_team *team, const fn_blas *blas, fn_mlp_f64 *net,
+                                    const fn_batch_f64 *batch, const fn_optim_f64 *opt,
+                                    double clip_norm, fn_result *res)
+    void fn_mlp_apply_update_team_f64(fn_team *team, fn_mlp_f64 *net, const fn_optim_f64 *opt,
+                                      double clip_norm, fn_result *res)
+    void fn_mlp_forward_team_f64(fn_team *team, const fn_blas *blas, fn_mlp_f64 *net,
+                                 const double *x, fn_int n, double *out)
+    double fn_mlp_work_ns_f64(const fn_mlp_f64 *net, fn_int n, int training)

@@ -6,18 +6,19 @@ An Engine binds a model's flat parameter, gradient and buffer arrays, plus
 workspaces sized for one batch (allocated once, here), to the C network
 struct of csrc/fn_mlp.c.  `step()` then enters native code once per
 mini-batch: gather rows, forward, loss, backward, gradient norm, clipping
-and optimizer update run in a single OpenMP parallel region (none on one
-thread) without the GIL.
+and optimizer update run in one session of fastnet's thread team (none for
+one thread or for work below the cost of a partner) without the GIL.
 """
 import numpy as np
 
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cython cimport floating
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from libc.math cimport isfinite
 from libc.string cimport memset
 
 from fastnet._native cimport *
-from fastnet._parallel cimport blas_table, current_threads
+from fastnet._parallel cimport blas_table, current_threads, team_begin, team_end
 
 ACTIVATIONS = {"relu": FN_ACT_RELU, "tanh": FN_ACT_TANH, "sigmoid": FN_ACT_SIGMOID}
 LOSSES = {"cross_entropy": FN_LOSS_CROSS_ENTROPY, "mse": FN_LOSS_MSE}
@@ -310,6 +311,65 @@ cdef class Engine:
                                nesterov, buf1, buf2)
         self._has_opt = True
 
+    cdef double _step_work_ns(self, Py_ssize_t n) noexcept nogil:
+        return fn_mlp_work_ns_f32(&self.n32, n, 1) if self.bits == 32 else \
+            fn_mlp_work_ns_f64(&self.n64, n, 1)
+
+    cdef int _train(self, fn_team *team, Py_ssize_t start, Py_ssize_t n, double lr,
+                    double clip_norm, uint64_t seed, uint32_t step_index, bint update,
+                    double total_weight, Py_ssize_t total_rows, Py_ssize_t row0,
+                    fn_result *res) except -1:
+        """One step on rows order[start:start + n] in a team session (checked
+        arguments), and the epoch's running sums."""
+        cdef fn_blas blas = blas_table()
+        cdef fn_mlp_f32 *n32 = &self.n32
+        cdef fn_mlp_f64 *n64 = &self.n64
+        cdef fn_batch_f32 *b32 = &self.b32
+        cdef fn_batch_f64 *b64 = &self.b64
+        cdef fn_optim_f32 *o32 = &self.o32 if update else NULL
+        cdef fn_optim_f64 *o64 = &self.o64 if update else NULL
+        cdef const int64_t *index = self.b32.index
+        cdef const int64_t *batch_index = index + start
+        if self.bits == 32:
+            b32.index = batch_index
+            b32.n = n
+            b32.seed = seed
+            b32.step = step_index
+            b32.total_weight = total_weight
+            b32.total_rows = total_rows
+            b32.row0 = row0
+            self.o32.lr = lr
+            self.o32.step = self.opt_step
+            with nogil:
+                fn_mlp_train_step_team_f32(team, &blas, n32, b32, o32, clip_norm, res)
+        else:
+            b64.index = batch_index
+            b64.n = n
+            b64.seed = seed
+            b64.step = step_index
+            b64.total_weight = total_weight
+            b64.total_rows = total_rows
+            b64.row0 = row0
+            self.o64.lr = lr
+            self.o64.step = self.opt_step
+            with nogil:
+                fn_mlp_train_step_team_f64(team, &blas, n64, b64, o64, clip_norm, res)
+        self.b32.index = index
+        self.b64.index = index
+        if self._reduce_error is not None:
+            error, self._reduce_error = self._reduce_error, None
+            raise error
+        if update:
+            self.opt_step += 1
+        self.loss_sum += res.loss * n
+        self.correct += res.correct
+        self.rows += n
+        self.grad_norm_sum += res.grad_norm
+        self.steps += 1
+        self.last_grad_norm = res.grad_norm
+        self.last_rows = n
+        return 0
+
     def step(self, Py_ssize_t start, Py_ssize_t stop, double lr, double clip_norm,
              uint64_t seed, uint32_t step_index, bint update=True, double total_weight=0,
              Py_ssize_t total_rows=0, Py_ssize_t row0=0):
@@ -331,55 +391,72 @@ cdef class Engine:
         if start < 0 or n < 1 or n > self.max_batch or stop > self._order.shape[0]:
             raise ValueError(f"bad batch [{start}, {stop}) for max_batch {self.max_batch}")
         cdef fn_result res
-        cdef fn_blas blas = blas_table()
         cdef int nt = self.threads if self.threads > 0 else current_threads()
-        cdef fn_mlp_f32 *n32 = &self.n32
-        cdef fn_mlp_f64 *n64 = &self.n64
-        cdef fn_batch_f32 *b32 = &self.b32
-        cdef fn_batch_f64 *b64 = &self.b64
-        cdef fn_optim_f32 *o32 = &self.o32 if update else NULL
-        cdef fn_optim_f64 *o64 = &self.o64 if update else NULL
-        cdef const int64_t *index = self.b32.index
-        cdef const int64_t *batch_index = index + start
-        if self.bits == 32:
-            b32.index = batch_index
-            b32.n = n
-            b32.seed = seed
-            b32.step = step_index
-            b32.total_weight = total_weight
-            b32.total_rows = total_rows
-            b32.row0 = row0
-            self.o32.lr = lr
-            self.o32.step = self.opt_step
-            with nogil:     # the C side starts the team (none for one thread)
-                fn_mlp_train_step_f32(nt, &blas, n32, b32, o32, clip_norm, &res)
-        else:
-            b64.index = batch_index
-            b64.n = n
-            b64.seed = seed
-            b64.step = step_index
-            b64.total_weight = total_weight
-            b64.total_rows = total_rows
-            b64.row0 = row0
-            self.o64.lr = lr
-            self.o64.step = self.opt_step
-            with nogil:     # the C side starts the team (none for one thread)
-                fn_mlp_train_step_f64(nt, &blas, n64, b64, o64, clip_norm, &res)
-        self.b32.index = index
-        self.b64.index = index
-        if self._reduce_error is not None:
-            error, self._reduce_error = self._reduce_error, None
-            raise error
-        if update:
-            self.opt_step += 1
-        self.loss_sum += res.loss * n
-        self.correct += res.correct
-        self.rows += n
-        self.grad_norm_sum += res.grad_norm
-        self.steps += 1
-        self.last_grad_norm = res.grad_norm
-        self.last_rows = n
+        cdef double work_ns = self._step_work_ns(n)
+        cdef fn_team *team
+        with nogil:
+            team = team_begin(nt, work_ns)
+        try:
+            self._train(team, start, n, lr, clip_norm, seed, step_index, update, total_weight,
+                        total_rows, row0, &res)
+        finally:
+            team_end(team)
         return res.loss
+
+    def run_steps(self, Py_ssize_t first, Py_ssize_t last, Py_ssize_t batch_size, lr,
+                  double clip_norm, uint64_t seed, uint64_t step0, double loss_limit,
+                  should_stop):
+        """Train the batches first, ..., last - 1 of the epoch's order in one
+        team session, as as many calls of :meth:`step` would.
+
+        Batch b is ``order[b * batch_size : (b + 1) * batch_size]`` (the last
+        one shorter), its step index ``(step0 + b - first) mod 2**32``, its lr
+        ``lr`` (a float) or ``lr[b - first]`` (a float64 array).  Stops after
+        the first step whose loss is not finite or exceeds ``loss_limit``, or
+        after which ``should_stop()`` is true (checked after every step, as a
+        training loop checks Ctrl-C).
+
+        Returns
+        -------
+        (steps, loss) : (int, float)
+            Steps taken and the last step's loss.
+        """
+        if not (self._has_data and self._has_order and self._has_opt):
+            raise RuntimeError("set_data, set_order and set_optimizer first")
+        cdef Py_ssize_t rows = self._order.shape[0]
+        if not (0 < batch_size <= self.max_batch and 0 <= first < last
+                and (last - 1) * batch_size < rows):
+            raise ValueError(f"bad batches [{first}, {last}) of {batch_size} rows for "
+                             f"{rows} rows and max_batch {self.max_batch}")
+        cdef const double[::1] lrs
+        cdef double lr_now = 0
+        cdef bint per_step = not isinstance(lr, float)
+        if per_step:
+            lrs = lr
+            if lrs.shape[0] != last - first:
+                raise ValueError(f"lr has {lrs.shape[0]} entries for {last - first} steps")
+        else:
+            lr_now = lr
+        cdef fn_result res
+        cdef int nt = self.threads if self.threads > 0 else current_threads()
+        cdef double work_ns = self._step_work_ns(min(batch_size, rows))
+        cdef fn_team *team
+        cdef Py_ssize_t b, start
+        with nogil:
+            team = team_begin(nt, work_ns)
+        try:
+            for b in range(first, last):
+                start = b * batch_size
+                if per_step:
+                    lr_now = lrs[b - first]
+                self._train(team, start, min(batch_size, rows - start), lr_now, clip_norm, seed,
+                            <uint32_t>((step0 + <uint64_t>(b - first)) & 0xFFFFFFFF), True,
+                            0, 0, 0, &res)
+                if not isfinite(res.loss) or res.loss > loss_limit or should_stop():
+                    return b - first + 1, res.loss
+        finally:
+            team_end(team)
+        return last - first, res.loss
 
     def layer_stats(self, double[::1] sumsq, int64_t[::1] dead):
         """Gradient-health figures of the last step, written into the arguments.
@@ -415,6 +492,8 @@ cdef class Engine:
             raise RuntimeError("set_optimizer first")
         cdef fn_result res
         cdef int nt = self.threads if self.threads > 0 else current_threads()
+        cdef double work_ns = 5.0 * self.n_params * FN_NS_PER_ELEMENT
+        cdef fn_team *team
         cdef fn_mlp_f32 *n32 = &self.n32
         cdef fn_mlp_f64 *n64 = &self.n64
         cdef fn_optim_f32 *o32 = &self.o32
@@ -423,12 +502,16 @@ cdef class Engine:
             o32.lr = lr
             o32.step = self.opt_step
             with nogil:
-                fn_mlp_apply_update_f32(nt, n32, o32, clip_norm, &res)
+                team = team_begin(nt, work_ns)
+                fn_mlp_apply_update_team_f32(team, n32, o32, clip_norm, &res)
+                team_end(team)
         else:
             o64.lr = lr
             o64.step = self.opt_step
             with nogil:
-                fn_mlp_apply_update_f64(nt, n64, o64, clip_norm, &res)
+                team = team_begin(nt, work_ns)
+                fn_mlp_apply_update_team_f64(team, n64, o64, clip_norm, &res)
+                team_end(team)
         self.opt_step += 1
         return res.grad_norm
 
@@ -458,12 +541,12 @@ cdef void _layer_stats(void *layers, int n_layers, Py_ssize_t n, double *scratch
     for l in range(n_layers):
         if floating is float:
             L32 = (<fn_layer_f32 *>layers) + l
-            sumsq[l] = fn_sumsq_team_f32(L32.fan_in * L32.fan_out, L32.dw, scratch)
+            sumsq[l] = fn_sumsq_team_f32(NULL, L32.fan_in * L32.fan_out, L32.dw, scratch)
             act = L32.act
             f = L32.fan_out
         else:
             L64 = (<fn_layer_f64 *>layers) + l
-            sumsq[l] = fn_sumsq_team_f64(L64.fan_in * L64.fan_out, L64.dw, scratch)
+            sumsq[l] = fn_sumsq_team_f64(NULL, L64.fan_in * L64.fan_out, L64.dw, scratch)
             act = L64.act
             f = L64.fan_out
         if l == n_layers - 1:
@@ -540,16 +623,19 @@ cdef int _forward(Engine e, const floating[:, ::1] x, floating[:, ::1] out) exce
                          f"out of shape (n, {e.n_out}) with n >= 1, got "
                          f"({x.shape[0]}, {x.shape[1]}) and ({out.shape[0]}, {out.shape[1]})")
     cdef fn_blas blas = blas_table()
-    cdef int nt = current_threads()
+    cdef fn_team *team
     cdef fn_mlp_f32 *n32 = &e.n32
     cdef fn_mlp_f64 *n64 = &e.n64
     for s in range(0, n, e.max_batch):
         m = min(e.max_batch, n - s)
-        with nogil:     # the C side starts the team (none for one thread)
+        with nogil:
             if floating is float:
-                fn_mlp_forward_f32(nt, &blas, n32, &x[s, 0], m, &out[s, 0])
+                team = team_begin(0, fn_mlp_work_ns_f32(n32, m, 0))
+                fn_mlp_forward_team_f32(team, &blas, n32, &x[s, 0], m, &out[s, 0])
             else:
-                fn_mlp_forward_f64(nt, &blas, n64, &x[s, 0], m, &out[s, 0])
+                team = team_begin(0, fn_mlp_work_ns_f64(n64, m, 0))
+                fn_mlp_forward_team_f64(team, &blas, n64, &x[s, 0], m, &out[s, 0])
+            team_end(team)
     return 0
 
 

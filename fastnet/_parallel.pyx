@@ -1,11 +1,12 @@
 # cython: language_level=3
-"""Thread count and BLAS kernels of the native core.
+"""Thread count, thread team and BLAS kernels of the native core.
 
-fastnet runs its kernels on one OpenMP team whose size is set here (and only
-here).  Matrix products beyond the built-in small kernel call BLIS through
-cython-blis, single-threaded per tile, so no second thread pool ever runs
-beside the OpenMP team, and NumPy's or SciPy's BLAS settings are never
-touched.
+fastnet runs its kernels on its own thread team (csrc/fn_team.c), whose
+size is set here (and only here) and whose sessions are begun here only
+(team_begin / team_end, for every native module).  Matrix products beyond
+the built-in small kernel call BLIS through cython-blis, single-threaded per
+tile, so no second thread pool ever runs beside the team, and NumPy's or
+SciPy's BLAS settings are never touched.
 
 BLIS picks its kernels from the CPU model at load time.  On a CPU it does
 not know (a virtual machine's "Intel Xeon Processor" with AVX-512), it falls
@@ -26,9 +27,11 @@ cdef extern from "<dlfcn.h>" nogil:
     const int RTLD_NOLOAD           # glibc, musl and macOS; not in Cython's posix.dlfcn
 
 from blis.cy cimport sgemm as blis_sgemm, dgemm as blis_dgemm
-from fastnet._native cimport (fn_blas, fn_sgemm_fn, fn_dgemm_fn, fn_omp_max_threads,
-                              fn_build_openmp, fn_build_compiler, fn_build_multiversion,
-                              fn_cpu_has_avx512)
+from fastnet._native cimport (fn_blas, fn_sgemm_fn, fn_dgemm_fn, fn_build_compiler,
+                              fn_build_multiversion, fn_cpu_has_avx512, fn_team,
+                              fn_team_begin, fn_team_end, fn_team_reserve, fn_team_stats,
+                              fn_team_get_stats, fn_team_available, fn_fork_gate_enter,
+                              fn_fork_gate_leave)
 
 cdef int _n_threads = 1
 cdef fn_blas _blas
@@ -43,9 +46,9 @@ def machine_cores():
         return os.cpu_count() or 1
 
 
-def openmp_enabled():
-    """True when the native core was compiled with OpenMP."""
-    return bool(fn_build_openmp())
+def threads_available():
+    """True when this build runs helper threads (POSIX threads)."""
+    return bool(fn_team_available())
 
 
 def compiler():
@@ -56,11 +59,40 @@ def multiversioned():
     return bool(fn_build_multiversion())
 
 
+# Above this the count is refused: it is no CPU count of any machine, and it
+# would not fit the native int.
+_MAX_THREADS = 2**31 - 1
+
+
+def _capped(n, what, stacklevel):
+    """n threads capped at the CPUs this process may use, with a warning."""
+    cores = machine_cores()
+    if n > cores:
+        warnings.warn(f"{what} asks for {n} threads, but this process may run on {cores} CPU"
+                      f"{'s' if cores != 1 else ''} (os.sched_getaffinity); fastnet uses "
+                      f"{cores}", RuntimeWarning, stacklevel=stacklevel + 1)
+        return cores
+    return n
+
+
 def default_num_threads():
-    """OMP_NUM_THREADS if set, else every CPU the process may use (1 without OpenMP)."""
-    if not fn_build_openmp():
+    """OMP_NUM_THREADS if set (its first entry, capped at the CPUs this process
+    may use), else every CPU the process may use (1 without threads)."""
+    if not fn_team_available():
         return 1
-    return max(1, fn_omp_max_threads())
+    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if not value:
+        return machine_cores()
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= _MAX_THREADS:
+        warnings.warn(f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']!r} is not a positive "
+                      f"thread count; fastnet uses {machine_cores()} threads",
+                      RuntimeWarning, stacklevel=2)
+        return machine_cores()
+    return _capped(n, "OMP_NUM_THREADS", 2)
 
 
 def get_num_threads():
@@ -69,23 +101,80 @@ def get_num_threads():
 
 
 def set_num_threads(n):
-    """Set the number of threads fastnet's kernels use (a positive int).
+    """Set the number of threads fastnet's kernels use.
 
     Results do not depend on it: every kernel splits its work over a grid
     fixed by the problem shape.  NumPy's and SciPy's thread settings are not
     affected.
+
+    Parameters
+    ----------
+    n : int
+        At least 1.  A count above the CPUs this process may use
+        (``os.sched_getaffinity``) is capped there, with a warning; so is one
+        above the threads the system lets fastnet start.
+
+    Raises
+    ------
+    TypeError
+        If n is not an int.
+    ValueError
+        If n is below 1 or above 2**31 - 1.
     """
     global _n_threads
     if isinstance(n, bool) or not hasattr(n, "__index__"):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     n = operator.index(n)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if n > 1 and not fn_build_openmp():
-        warnings.warn("fastnet was built without OpenMP; kernels run on 1 thread",
+    if not 1 <= n <= _MAX_THREADS:
+        raise ValueError(f"n must be a thread count from 1 to {_MAX_THREADS}, got {n}; "
+                         f"this process may run on {machine_cores()} CPUs")
+    if n > 1 and not fn_team_available():
+        warnings.warn("this build of fastnet has no threads; kernels run on 1 thread",
                       RuntimeWarning, stacklevel=2)
         n = 1
+    n = _capped(n, f"set_num_threads({n})", 2)
+    if n > 1:
+        started = fn_team_reserve(n)
+        if started < n:
+            warnings.warn(f"fastnet could start only {started} of {n} threads (the system "
+                          f"refused to create more); kernels run on {started}",
+                          RuntimeWarning, stacklevel=2)
+            n = started
     _n_threads = n
+
+
+def _force_num_threads(n):
+    """Set the thread count without the CPU cap: for tests that run
+    oversubscribed teams (up to the team's capacity, 8 or more) to show
+    that results do not depend on the count."""
+    global _n_threads
+    _n_threads = min(max(1, operator.index(n)), fn_team_reserve(n))
+
+
+def team_stats():
+    """Counters and measurements of fastnet's thread team (for tests and diagnostics).
+
+    Returns
+    -------
+    dict
+        ``launches`` (sessions that invited helper threads), ``joins``
+        ((session, helper) pairs in which the helper ran work), ``stalls``
+        (phases that waited on a descheduled helper), ``serial_small``,
+        ``serial_quiet`` and ``serial_busy`` (sessions kept on the calling
+        thread: work below the cost of inviting a helper, helpers left alone
+        after a stall, another thread's session running), ``helpers``
+        (threads alive), ``capacity``, ``create_failed``, and the measured
+        ``wake_ns`` (inviting a sleeping helper until it runs), ``handoff_ns``
+        (a phase until a spinning helper takes part) and ``spin_ns`` (how long
+        helpers spin before they sleep).
+    """
+    cdef fn_team_stats st
+    fn_team_get_stats(&st)
+    return {"launches": st.launches, "joins": st.joins, "stalls": st.stalls,
+            "serial_small": st.serial_small, "serial_quiet": st.serial_quiet,
+            "serial_busy": st.serial_busy, "helpers": st.helpers, "capacity": st.capacity,
+            "create_failed": bool(st.create_failed), "wake_ns": st.wake_ns,
+            "handoff_ns": st.handoff_ns, "spin_ns": st.spin_ns}
 
 
 def grid():
@@ -112,18 +201,41 @@ _AVX2_OR_OLDER = {"haswell", "zen", "zen2", "zen3", "sandybridge", "penryn", "ge
                   "excavator", "steamroller", "piledriver", "bulldozer"}
 
 
+# Every BLIS call goes through the fork gate (fn_team.h): BLIS's memory broker
+# takes a mutex, and a child forked while another thread held it hung there.
+
 cdef void _sgemm_in_cntx(int ta, int tb, int m, int n, int k, float alpha, const float *a,
                          int lda, const float *b, int ldb, float beta, float *c,
                          int ldc) noexcept nogil:
+    fn_fork_gate_enter()
     _sgemm_ex(8 if ta else 0, 8 if tb else 0, m, n, k, &alpha, a, lda, 1, b, ldb, 1,
               &beta, c, ldc, 1, _blis_cntx, NULL)
+    fn_fork_gate_leave()
 
 
 cdef void _dgemm_in_cntx(int ta, int tb, int m, int n, int k, double alpha, const double *a,
                          int lda, const double *b, int ldb, double beta, double *c,
                          int ldc) noexcept nogil:
+    fn_fork_gate_enter()
     _dgemm_ex(8 if ta else 0, 8 if tb else 0, m, n, k, &alpha, a, lda, 1, b, ldb, 1,
               &beta, c, ldc, 1, _blis_cntx, NULL)
+    fn_fork_gate_leave()
+
+
+cdef void _sgemm_own_cntx(int ta, int tb, int m, int n, int k, float alpha, const float *a,
+                          int lda, const float *b, int ldb, float beta, float *c,
+                          int ldc) noexcept nogil:
+    fn_fork_gate_enter()
+    blis_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    fn_fork_gate_leave()
+
+
+cdef void _dgemm_own_cntx(int ta, int tb, int m, int n, int k, double alpha, const double *a,
+                          int lda, const double *b, int ldb, double beta, double *c,
+                          int ldc) noexcept nogil:
+    fn_fork_gate_enter()
+    blis_dgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    fn_fork_gate_leave()
 
 
 cdef _choose_blis_kernels():
@@ -179,8 +291,8 @@ def use_blas(flag):
         _blas.sgemm = <fn_sgemm_fn>_sgemm_in_cntx
         _blas.dgemm = <fn_dgemm_fn>_dgemm_in_cntx
     elif flag:
-        _blas.sgemm = <fn_sgemm_fn>blis_sgemm
-        _blas.dgemm = <fn_dgemm_fn>blis_dgemm
+        _blas.sgemm = <fn_sgemm_fn>_sgemm_own_cntx
+        _blas.dgemm = <fn_dgemm_fn>_dgemm_own_cntx
     else:
         _blas.sgemm = NULL
         _blas.dgemm = NULL
@@ -195,25 +307,17 @@ cdef int current_threads() noexcept nogil:
     return _n_threads
 
 
-# Below about 20 us of single-threaded work, waking a second thread and
-# meeting it at a barrier costs more than it saves, and on a loaded machine a
-# descheduled partner can stall the call for a whole time slice (measured
-# here: a 128x10 softmax took 16 ms instead of 45 us on a busy 2-core box).
-# The estimates: ~0.5 ns per element of a memory-bound pass, ~0.05 ns per
-# multiply-add of a small product.  Results never depend on the team size.
-cdef double _SERIAL_BELOW_NS = 20000.0
+cdef fn_team *team_begin(int threads, double work_ns) noexcept nogil:
+    """A team session for about work_ns of single-thread work on `threads`
+    threads (0: fastnet's count), or NULL: the calling thread alone."""
+    return fn_team_begin(threads if threads > 0 else _n_threads, work_ns)
 
 
-cdef int threads_for_elements(double count) noexcept nogil:
-    """Team size for a memory-bound kernel over `count` elements."""
-    return 1 if count * 0.5 < _SERIAL_BELOW_NS else _n_threads
+cdef void team_end(fn_team *team) noexcept nogil:
+    fn_team_end(team)
 
 
-cdef int threads_for_gemm(double m, double n, double k) noexcept nogil:
-    """Team size for an m x n x k product (and its epilogue)."""
-    return 1 if m * n * k * 0.05 < _SERIAL_BELOW_NS else _n_threads
-
-
+fn_team_reserve(1)        # the team's at-fork handlers, before any BLIS call (no thread)
 _blas.grid = max(1, min(machine_cores(), 64))
 _choose_blis_kernels()
 use_blas(True)

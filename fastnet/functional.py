@@ -1,7 +1,7 @@
 """Native kernels of fastnet, one function per operation of an MLP.
 
 Each function validates its arguments (dtype, shape, layout), then runs one
-C kernel without the GIL on fastnet's OpenMP team (see
+C kernel without the GIL on fastnet's thread team (see
 :func:`fastnet.set_num_threads`).  float32 and float64 are supported; the
 output dtype is the input dtype.  Inputs are never modified, except the
 running buffers of :func:`batch_norm`, which are documented as updated in

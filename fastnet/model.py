@@ -914,7 +914,29 @@ class MLP:
                 bar = _progress(verbose, steps, epoch, epochs)
                 t0 = time.perf_counter()
                 bad_loss = None
-                for b in range(steps):
+                b = 0
+                while b < steps:
+                    # no per-batch control needed: a block of steps in one native call
+                    block = governor.block(steps - b) if run is None and tracker is None \
+                        and not wants_batch_end and bar is None and guard.limit is not None else 1
+                    if block > 1:
+                        lrs = epoch_lr if epoch_lr is not None else np.array(
+                            [float(sched(global_step + i)) * lr_scale for i in range(block)])
+                        engine.threads = threads_now = governor.threads()
+                        tick = time.perf_counter()
+                        done, batch_loss = engine.run_steps(
+                            b, b + block, max_batch, lrs, clip, dropout_seed, global_step,
+                            guard.limit, lambda: interrupt.raised or self.stop_training)
+                        governor.record(threads_now, time.perf_counter() - tick, done)
+                        step_lr = lrs if epoch_lr is not None else float(lrs[done - 1])
+                        global_step += done
+                        b += done
+                        if guard.diverged(batch_loss):
+                            bad_loss = batch_loss
+                            break
+                        if interrupt.raised or self.stop_training:
+                            break
+                        continue
                     step_lr = epoch_lr if epoch_lr is not None else \
                         float(sched(global_step)) * lr_scale
                     start = b * max_batch
@@ -944,6 +966,7 @@ class MLP:
                     if run.stop if run is not None else (interrupt.raised or
                                                          self.stop_training):
                         break
+                    b += 1
                 if bar is not None:
                     bar.close()
                 opt.t = engine.opt_step

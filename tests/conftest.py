@@ -103,13 +103,14 @@ def names_argument(message, name):
 
 @contextlib.contextmanager
 def num_threads(n):
-    """Run fastnet kernels on n threads, restoring the previous count."""
+    """Run fastnet kernels on n threads, restoring the previous count; n may
+    exceed the machine's CPUs (an oversubscribed team, bits unchanged)."""
     previous = _parallel.get_num_threads()
-    _parallel.set_num_threads(n)
+    _parallel._force_num_threads(n)
     try:
         yield
     finally:
-        _parallel.set_num_threads(previous)
+        _parallel._force_num_threads(previous)
 
 
 @contextlib.contextmanager
@@ -172,5 +173,5 @@ def _restore_native_state():
     had_blas = _parallel.use_blas(True)
     _parallel.use_blas(had_blas)
     yield
-    _parallel.set_num_threads(threads)
+    _parallel._force_num_threads(threads)
     _parallel.use_blas(had_blas)

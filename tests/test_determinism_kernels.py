@@ -131,7 +131,8 @@ def test_repeated_calls_bit_identical(rng):
 
 def test_concurrent_calls_from_python_threads(rng):
     """The kernels release the GIL: calls from several Python threads at once
-    (each opening its own OpenMP team) give the bits of sequential calls."""
+    (one of them on the team, the others on their own thread) give the bits
+    of sequential calls."""
     from concurrent.futures import ThreadPoolExecutor
     cases = []
     for i, kernel in enumerate(KERNELS):
