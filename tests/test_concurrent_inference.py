@@ -116,12 +116,11 @@ def test_repeated_small_predictions_reuse_their_engines(monkeypatch):
         for _ in range(20):
             model.predict(X)
 
-    _run_threads(work)
-    # at most one engine per thread that ran at the same time, then reuse
-    assert len(built) <= THREADS
-    before = len(built)
-    _run_threads(work)
-    assert len(built) == before
+    # at most one engine per call running at the same time, kept for the next calls
+    # (THREADS <= the pool size): however the threads overlap, never more than THREADS
+    for _ in range(2):
+        _run_threads(work)
+        assert len(built) <= THREADS
 
 
 def test_predict_during_fit_in_another_thread_raises_a_clear_error():
