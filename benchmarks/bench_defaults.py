@@ -8,16 +8,15 @@ several estimators::
 * ``sklearn``: ``sklearn.neural_network.MLPClassifier()`` / ``MLPRegressor()``,
   scikit-learn's defaults;
 * ``fastnet``: ``fastnet.sklearn.MLPClassifier()`` / ``MLPRegressor()``,
-  whatever the installed fastnet's defaults are;
+  whatever the installed fastnet's defaults are (chosen from this table,
+  ``docs/defaults.md``); ``--set name=value`` overrides them to try others;
+* ``previous``: fastnet 0.1's defaults, passed explicitly (LeCun init,
+  dropout 0.5, batches of 64 at lr 4e-3, early stopping on every data set);
 * ``recipe``: the article's recipe through fastnet.sklearn's parameters (He
   init, batch norm, dropout 0.3, AdamW at 1e-3 with 10 warmup epochs and a
   cosine decay over 200, early stopping with patience 15);
 * ``cli``: the defaults of ``fastnet train`` expressed through
   ``fastnet.sklearn.MLPClassifier`` (classification only);
-* ``proposed``: the defaults this benchmark proposes (``docs/defaults.md``),
-  passed explicitly and resolved for the size of the training set as the
-  proposed ``early_stopping="auto"`` would (:func:`proposed_params`);
-  ``--set name=value`` overrides them to try others.
 
 Each data set has one fixed test split (25 %, stratified for classification,
 ``random_state=0``; the archive's own split for the UCR time series, whose
@@ -40,7 +39,7 @@ Usage::
 
     python benchmarks/bench_defaults.py --threads 1         # full table (~10 min)
     python benchmarks/bench_defaults.py --quick             # smoke test, < 1 min
-    python benchmarks/bench_defaults.py --configs sklearn,fastnet,proposed --json out.json
+    python benchmarks/bench_defaults.py --configs sklearn,fastnet,previous --json out.json
     python benchmarks/bench_defaults.py --datasets digits,diamonds --set dropout=0.1
 """
 import argparse
@@ -88,37 +87,20 @@ CLI_PARAMS = dict(hidden_layer_sizes=(256, 128), init="he", batch_norm=True, dro
                   warmup_epochs=5, max_iter=100, batch_size=64, n_iter_no_change=15,
                   validation_fraction=0.15)
 
-# The defaults proposed in docs/defaults.md, for both estimators (and `fastnet train`).
-PROPOSED_PARAMS = dict(hidden_layer_sizes=(128, 128), init="he", batch_norm=True,
-                       dropout=0.3, optimizer="adamw", learning_rate_init=4e-3,
+# fastnet 0.1's defaults, before this benchmark chose today's (docs/defaults.md).
+PREVIOUS_PARAMS = dict(hidden_layer_sizes=(128, 128), init="lecun", batch_norm=True,
+                       dropout=0.5, optimizer="adamw", learning_rate_init=4e-3,
                        schedule="plateau", warmup_epochs=5, max_iter=200, batch_size=64,
                        early_stopping=True, validation_fraction=0.1, n_iter_no_change=10)
-# ... except that a classifier with fewer training rows than this is optimised as
-# scikit-learn's MLP is (what the proposed early_stopping="auto" means): on every row,
-# without dropout, in batches of min(200, n) at lr 1e-3, stopping when the training loss
-# stalls.  On such sets a held-out tenth (under 100 rows) chose the epoch by noise and
-# dropout underfitted (docs/defaults.md).
-SMALL_DATA_ROWS = 1000
-SMALL_DATA_PARAMS = dict(early_stopping=False, dropout=0.0, batch_size="auto",
-                         learning_rate_init=1e-3)
 
 
-def proposed_params(task, n_train, overrides=None):
-    """The proposed parameters for a training set of `n_train` rows, resolved as the
-    proposed ``early_stopping="auto"`` would resolve them, then `overrides`."""
-    params = dict(PROPOSED_PARAMS)
-    if task == CLASSIFICATION and n_train < SMALL_DATA_ROWS:
-        params.update(SMALL_DATA_PARAMS)
-    return {**params, **(overrides or {})}
-
-
-CONFIGS = ("sklearn", "fastnet", "recipe", "cli", "proposed")
+CONFIGS = ("sklearn", "fastnet", "previous", "recipe", "cli")
 DEFAULT_CONFIGS = CONFIGS
 
 
-def make_estimator(config, task, seed, n_train, overrides=None):
-    """The final step of the pipeline for `config` on a `task` with `n_train` training
-    rows, seeded by `seed`.
+def make_estimator(config, task, seed, overrides=None):
+    """The final step of the pipeline for `config` on a `task`, seeded by `seed`
+    (`overrides`: parameters of the ``fastnet`` configuration).
 
     Returns None for a configuration that does not apply to the task (``cli`` on
     regression: ``fastnet train`` only classifies)."""
@@ -128,13 +110,13 @@ def make_estimator(config, task, seed, n_train, overrides=None):
         return (MLPClassifier if classify else MLPRegressor)(random_state=seed)
     fastnet_class = fastnet.sklearn.MLPClassifier if classify else fastnet.sklearn.MLPRegressor
     if config == "fastnet":
-        return fastnet_class(random_state=seed)
+        return fastnet_class(random_state=seed, **(overrides or {}))
+    if config == "previous":
+        return fastnet_class(random_state=seed, **PREVIOUS_PARAMS)
     if config == "recipe":
         return fastnet_class(random_state=seed, **RECIPE_PARAMS)
     if config == "cli":
         return fastnet_class(random_state=seed, **CLI_PARAMS) if classify else None
-    if config == "proposed":
-        return fastnet_class(random_state=seed, **proposed_params(task, n_train, overrides))
     raise ValueError(f"unknown configuration {config!r}; choose from {', '.join(CONFIGS)}")
 
 
@@ -319,8 +301,7 @@ def run_dataset(dataset, configs, seeds=SEEDS, overrides=None, log=None):
         record["majority_rate"] = float(counts.max() / counts.sum())
     for seed in seeds:                      # configurations back to back within a seed
         for config in configs:
-            estimator = make_estimator(config, dataset.task, seed, X_train.shape[0],
-                                       overrides)
+            estimator = make_estimator(config, dataset.task, seed, overrides)
             if estimator is None:
                 continue
             score, seconds, epochs = fit_and_score(estimator, X_train, X_test, y_train,
@@ -360,10 +341,11 @@ def one_row(record):
     return 1.0 / record["n_test"]
 
 
-def goals(record, config="proposed", baseline="fastnet"):
+def goals(record, config="fastnet", baseline="previous"):
     """Whether `config` meets the goal on one data set: its mean score at least
     scikit-learn's less one test row, at least the published figure less one test row,
-    and a median fit time no longer than `baseline`'s (today's defaults) in the same run."""
+    and a median fit time no longer than `baseline`'s (the previous defaults) in the same
+    run."""
     runs = record["configs"].get(config)
     if not runs:
         return None
@@ -383,7 +365,7 @@ def goals(record, config="proposed", baseline="fastnet"):
 
 
 def markdown(records, configs):
-    """The results table, its goal table (when `proposed` ran) and the notes."""
+    """The results table, its goal table (when `fastnet` ran) and the notes."""
     shown = [c for c in configs if any(c in r["configs"] for r in records)]
     timed = [c for c in shown if c != "sklearn"]
     head = (["data set", "task", "train / test", "features"] + shown + ["published MLP"]
@@ -407,7 +389,7 @@ def markdown(records, configs):
                  + [f"{sk['median_fit_seconds']:.2f}" if sk else ""])
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", _summary(records, shown)]
-    if "proposed" in shown:
+    if "fastnet" in shown:
         lines += ["", goal_table(records)]
     if references:
         lines += [""] + [f"[{i + 1}] {ref}" for i, ref in enumerate(references)]
@@ -435,7 +417,7 @@ def _summary(records, shown):
     return "\n".join(out)
 
 
-def goal_table(records, config="proposed", baseline="fastnet"):
+def goal_table(records, config="fastnet", baseline="previous"):
     head = ["data set", "one test row", f"{config} - sklearn", f"{config} - published",
             f"{config} time / {baseline} time", "goal"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 2) + "---|"]
@@ -506,7 +488,8 @@ def build_parser():
                    help=f"model seeds 0..n-1 (default {len(SEEDS)})")
     p.add_argument("--set", dest="overrides", type=_parse_override, action="append",
                    default=[], metavar="NAME=VALUE",
-                   help="override a proposed parameter (JSON value), e.g. dropout=0.2")
+                   help="override a default of the fastnet configuration (JSON value), "
+                        "e.g. dropout=0.2")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for fastnet and for scikit-learn's BLAS alike (default: "
                         "each library's own; 1 gives steadier times on a shared machine)")
@@ -548,7 +531,7 @@ def main(argv=None):
             json.dump({"records": records, "skipped": skipped, "seconds": elapsed,
                        "threads": threads, "load_average": os.getloadavg(),
                        "configs": args.configs, "overrides": dict(args.overrides),
-                       "proposed": PROPOSED_PARAMS, "recipe": RECIPE_PARAMS,
+                       "previous": PREVIOUS_PARAMS, "recipe": RECIPE_PARAMS,
                        "cli": CLI_PARAMS}, fh, indent=1)
     return 0
 

@@ -164,6 +164,22 @@ def _check_real(value, name, low=None, high=None, low_open=False, high_open=Fals
     return real_number(value, name, low, high, low_open, high_open)
 
 
+def _auto_or(value, name, check, *bounds, **options):
+    """`value` checked by `check`, or the string "auto" (resolved at fit time)."""
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f"{name} must be a number or 'auto', got {value!r}")
+        return value
+    return check(value, name, *bounds, **options)
+
+
+# What the "auto" parameters resolve to, with and without early stopping in effect
+# (_BaseMLP._resolve_auto; the evidence is in docs/defaults.md).
+_SMALL_DATA_ROWS = 1000
+_AUTO_WITH_EARLY_STOPPING = {"dropout": 0.3, "lr": 4e-3, "batch_size": 64}
+_AUTO_WITHOUT_EARLY_STOPPING = {"dropout": 0.0, "lr": 1e-3, "batch_size": 200}
+
+
 def _target_standardization(y, weights):
     """Per-column (weighted) mean and scale that standardise the targets `y`.
 
@@ -241,22 +257,17 @@ class _BaseMLP(BaseEstimator):
         else:
             raise TypeError(f"init must be 'he', 'xavier', 'lecun' or a callable, got "
                             f"{self.init!r}")
-        p["dropout"] = _check_real(self.dropout, "dropout", 0.0, 1.0, high_open=True)
+        p["dropout"] = _auto_or(self.dropout, "dropout", _check_real, 0.0, 1.0,
+                                high_open=True)
         if isinstance(self.optimizer, _optim.Optimizer):
             p["optimizer"] = self.optimizer
         else:
             p["optimizer"] = _check_choice(self.optimizer, "optimizer", _OPTIMIZERS)
-        p["lr"] = _check_real(self.learning_rate_init, "learning_rate_init", 0.0,
-                              low_open=True)
+        p["lr"] = _auto_or(self.learning_rate_init, "learning_rate_init", _check_real, 0.0,
+                           low_open=True)
         p["weight_decay"] = _check_real(self.weight_decay, "weight_decay", 0.0,
                                         allow_none=True)
-        if isinstance(self.batch_size, str):
-            if self.batch_size != "auto":
-                raise ValueError(f"batch_size must be an int >= 2 or 'auto', got "
-                                 f"{self.batch_size!r}")
-            p["batch_size"] = "auto"
-        else:
-            p["batch_size"] = _check_int(self.batch_size, "batch_size", 2)
+        p["batch_size"] = _auto_or(self.batch_size, "batch_size", _check_int, 2)
         p["max_iter"] = _check_int(self.max_iter, "max_iter", 1)
         if isinstance(self.schedule, str):
             p["schedule"] = _check_choice(self.schedule, "schedule", SCHEDULES)
@@ -273,7 +284,11 @@ class _BaseMLP(BaseEstimator):
         p["tol"] = _check_real(self.tol, "tol", 0.0)
         p["grad_clip"] = _check_real(self.grad_clip, "grad_clip", 0.0, low_open=True,
                                      allow_none=True)
-        p["early_stopping"] = bool(self.early_stopping)
+        if isinstance(self.early_stopping, str):
+            p["early_stopping"] = _check_choice(self.early_stopping, "early_stopping",
+                                                ("auto",))
+        else:
+            p["early_stopping"] = bool(self.early_stopping)
         p["n_threads"] = _check_int(self.n_threads, "n_threads", 1, allow_none=True)
         p["verbose"] = _check_int(int(self.verbose) if isinstance(self.verbose, bool)
                                   else self.verbose, "verbose", 0)
@@ -282,6 +297,26 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         p["dtype"] = np.dtype(self.dtype)
         return p
+
+    def _resolve_auto(self, p, n_samples, incremental):
+        """Replace the "auto" values in `p` by those for a fit on `n_samples` rows.
+
+        ``early_stopping="auto"`` holds out a validation split for every regressor and for
+        a classifier from ``_SMALL_DATA_ROWS`` rows up.  With early stopping in effect, the
+        "auto" dropout, learning rate and batch size are the article's regularised recipe
+        (0.3, 4e-3, 64); without it (a small classifier, ``early_stopping=False``,
+        ``partial_fit``) they are scikit-learn's optimisation (no dropout, 1e-3, batches of
+        ``min(200, n)``): on fewer than 1000 rows a held-out tenth chose the epoch by noise
+        and dropout without early stopping underfitted (docs/defaults.md).
+        """
+        if p["early_stopping"] == "auto":
+            p["early_stopping"] = self._early_stopping_by_default(n_samples)
+        stops_early = p["early_stopping"] and not incremental
+        resolved = _AUTO_WITH_EARLY_STOPPING if stops_early else _AUTO_WITHOUT_EARLY_STOPPING
+        for name, value in resolved.items():
+            if p[name] == "auto":
+                p[name] = min(value, n_samples) if name == "batch_size" else value
+        self.do_early_stopping_ = stops_early
 
     def _threads(self, p=None):
         n = self.n_threads if p is None else p["n_threads"]
@@ -355,6 +390,7 @@ class _BaseMLP(BaseEstimator):
         if n < 2:
             raise ValueError(f"{type(self).__name__} needs at least 2 samples to train (batch "
                              f"normalisation and mini-batches), got n_samples={n}")
+        self._resolve_auto(p, n, incremental)
         if first:
             self._reset(p)
         targets, sample_weight = self._encode_targets(y, sample_weight, first, incremental,
@@ -385,8 +421,7 @@ class _BaseMLP(BaseEstimator):
             if split is not None:
                 X_train, t_train, w_train, val = split
         n_train = X_train.shape[0]
-        batch = min(200, n_train) if p["batch_size"] == "auto" else min(p["batch_size"],
-                                                                         n_train)
+        batch = min(p["batch_size"], n_train)
         epochs = 1 if incremental else p["max_iter"]
         sched = None if incremental else self._make_schedule(p, epochs, val is not None)
 
@@ -585,25 +620,26 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     ----------
     hidden_layer_sizes : int or sequence of int, default (128, 128)
     activation : {"relu", "tanh", "sigmoid"}, default "relu"
-    init : {"lecun", "he", "xavier"} or callable, default "lecun"
-        Initialisation of the weights (see :mod:`fastnet.init`); "lecun" is
-        N(0, 1/fan_in), which with batch norm after every layer trained as
-        well as "he" on digits and better on the diabetes regression.
+    init : {"he", "xavier", "lecun"} or callable, default "he"
+        Initialisation of the weights (see :mod:`fastnet.init`); "he" is
+        the article's N(0, 2/fan_in) for ReLU.
     batch_norm : bool, default True
-    dropout : float in [0, 1), default 0.5
-        Dropout rate after every hidden activation.  0.5 (Srivastava et al.,
-        2014) regularised best of 0.1 / 0.2 / 0.5 on both acceptance data
-        sets; lower it for large data sets or narrow layers.
+    dropout : float in [0, 1) or "auto", default "auto"
+        Dropout rate after every hidden activation.  "auto" is 0.3 with
+        early stopping in effect and 0 without it (dropout without early
+        stopping underfitted the small data sets of docs/defaults.md).
     optimizer : {"adamw", "adam", "sgd"} or fastnet.optim.Optimizer, default "adamw"
         "sgd" is Nesterov momentum 0.9.  An optimizer object is copied at the
         first fit (its own lr and weight decay are then used).
-    learning_rate_init : float, default 4e-3
-        Peak learning rate.
+    learning_rate_init : float or "auto", default "auto"
+        Peak learning rate.  "auto" is 4e-3 with early stopping in effect
+        and 1e-3 (scikit-learn's) without it.
     weight_decay : float or None, default None
         None keeps the optimizer's default (0.01 decoupled for AdamW, 0 for
         Adam and SGD).
-    batch_size : int >= 2 or "auto", default 64
-        "auto" is ``min(200, n_samples)`` as in scikit-learn.
+    batch_size : int >= 2 or "auto", default "auto"
+        "auto" is 64 with early stopping in effect and ``min(200,
+        n_samples)`` (scikit-learn's "auto") without it.
     max_iter : int, default 200
         Maximum number of epochs.
     schedule : str, fastnet schedule object, callable or None, default "plateau"
@@ -616,12 +652,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         the run long before ``max_iter``.
         An object or callable ``epoch -> lr`` is copied for every fit.
     warmup_epochs : int, default 5
-    early_stopping : bool, default True
+    early_stopping : bool or "auto", default "auto"
         Hold out ``validation_fraction`` of the data (stratified), stop when
         the validation loss has not improved by ``tol`` for
         ``n_iter_no_change`` epochs and keep the best epoch's weights.
         Without early stopping, training stops when the training loss stalls
-        in the same way (scikit-learn's rule).
+        in the same way (scikit-learn's rule).  "auto" is on from 1000
+        samples (for :class:`MLPRegressor`, always): on fewer, a held-out
+        tenth is too small to choose the epoch.  ``partial_fit`` never
+        stops early.  Together the "auto" values train a small classifier
+        as scikit-learn's MLP does and a larger one with the article's
+        recipe; docs/defaults.md has the benchmark behind each default.
     validation_fraction : float in (0, 1), default 0.1
     n_iter_no_change : int, default 10
     tol : float, default 1e-4
@@ -663,16 +704,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         lowest training loss.
     best_validation_score_ : float or None
         Validation accuracy at ``best_epoch_``.
+    do_early_stopping_ : bool
+        Whether the last fit held out a validation split and stopped early
+        (what ``early_stopping="auto"`` resolved to).
     history_ : fastnet.History of the last fit
     """
 
     _loss = "cross_entropy"
 
-    def __init__(self, hidden_layer_sizes=(128, 128), *, activation="relu", init="lecun",
-                 batch_norm=True, dropout=0.5, optimizer="adamw", learning_rate_init=4e-3,
-                 weight_decay=None, batch_size=64, max_iter=200, schedule="plateau",
-                 warmup_epochs=5,
-                 early_stopping=True, validation_fraction=0.1, n_iter_no_change=10,
+    def _early_stopping_by_default(self, n_samples):
+        return n_samples >= _SMALL_DATA_ROWS
+
+    def __init__(self, hidden_layer_sizes=(128, 128), *, activation="relu", init="he",
+                 batch_norm=True, dropout="auto", optimizer="adamw",
+                 learning_rate_init="auto", weight_decay=None, batch_size="auto", max_iter=200,
+                 schedule="plateau", warmup_epochs=5, early_stopping="auto",
+                 validation_fraction=0.1, n_iter_no_change=10,
                  tol=1e-4, grad_clip=None, class_weight=None, random_state=None,
                  n_threads=None, verbose=0, warm_start=False, dtype="float32"):
         self._store(locals())
@@ -801,11 +848,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     _loss = "mse"
 
-    def __init__(self, hidden_layer_sizes=(128, 128), *, activation="relu", init="lecun",
-                 batch_norm=True, dropout=0.5, optimizer="adamw", learning_rate_init=4e-3,
-                 weight_decay=None, batch_size=64, max_iter=200, schedule="plateau",
-                 warmup_epochs=5,
-                 early_stopping=True, validation_fraction=0.1, n_iter_no_change=10,
+    def _early_stopping_by_default(self, n_samples):
+        return True        # even on small sets: without it, diabetes overfits (docs/defaults.md)
+
+    def __init__(self, hidden_layer_sizes=(128, 128), *, activation="relu", init="he",
+                 batch_norm=True, dropout="auto", optimizer="adamw",
+                 learning_rate_init="auto", weight_decay=None, batch_size="auto", max_iter=200,
+                 schedule="plateau", warmup_epochs=5, early_stopping="auto",
+                 validation_fraction=0.1, n_iter_no_change=10,
                  tol=1e-4, grad_clip=None, standardize_targets=True, random_state=None,
                  n_threads=None, verbose=0, warm_start=False, dtype="float32"):
         self._store(locals())

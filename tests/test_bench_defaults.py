@@ -13,7 +13,7 @@ pytest.importorskip("sklearn")
 from conftest import TESTS_DIR  # noqa: E402
 
 BENCH = os.path.join(os.path.dirname(TESTS_DIR), "benchmarks", "bench_defaults.py")
-CONFIGS = ("sklearn", "fastnet", "recipe", "cli", "proposed")
+CONFIGS = ("sklearn", "fastnet", "previous", "recipe", "cli")
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,10 @@ from fastnet.sklearn import MLPClassifier, MLPRegressor, effective_n_threads  # 
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
-# tiny networks trained briefly: the default dropout of 0.5 is meant for (128, 128)
-SMALL = dict(hidden_layer_sizes=(16,), max_iter=20, dropout=0.1, n_threads=1)
+# tiny networks trained briefly: mini-batches of 64 at lr 4e-3 (the defaults from 1000 rows
+# up), so that 20 epochs train on a few hundred rows; early stopping stays "auto"
+SMALL = dict(hidden_layer_sizes=(16,), max_iter=20, dropout=0.1, batch_size=64,
+             learning_rate_init=4e-3, n_threads=1)
 
 _SGD_REASON = ("mini-batch SGD with shuffling and batch norm (whose batch statistics are "
                "unweighted): a weighted row is not the same as a repeated or a removed row")
@@ -64,7 +66,7 @@ def blobs(n=240, seed=0, n_classes=3):
 def test_digits_accuracy_and_fitted_attributes(digits):
     X, y = digits
     clf = MLPClassifier(hidden_layer_sizes=(64,), max_iter=40, dropout=0.1, random_state=0,
-                        n_threads=1).fit(X[:450], y[:450])
+                        early_stopping=True, n_threads=1).fit(X[:450], y[:450])
     assert clf.score(X[450:], y[450:]) > 0.85
     assert clf.n_features_in_ == 64
     np.testing.assert_array_equal(clf.classes_, np.arange(10))
@@ -96,6 +98,37 @@ def test_string_and_non_contiguous_labels(labels):
     assert np.mean(pred == yl) > 0.9
     proba = clf.predict_proba(X)
     np.testing.assert_array_equal(clf.classes_[proba.argmax(1)], pred)
+
+
+def test_auto_defaults_follow_the_number_of_samples(digits):
+    """early_stopping="auto": a classifier under 1000 rows trains as scikit-learn's MLP does
+    (every row, no dropout, batches of min(200, n), lr 1e-3), from 1000 rows up with the
+    article's recipe on a held-out split (dropout 0.3, batches of 64, lr 4e-3); a regressor
+    always stops early.  Explicit values win over "auto"."""
+    X, y = digits
+    small = MLPClassifier(hidden_layer_sizes=(16,), max_iter=3, random_state=0,
+                          n_threads=1).fit(X[:450], y[:450])
+    assert not small.do_early_stopping_ and small.validation_scores_ is None
+    assert small.model_.dropout == 0.0 and small.model_.optimizer.lr == pytest.approx(1e-3)
+    assert small.t_ == 3 * 450 and small.model_.optimizer.t == 3 * 3      # batches of 200
+    X_large, y_large = np.tile(X, (2, 1)), np.tile(y, 2)                  # 1200 rows
+    large = MLPClassifier(hidden_layer_sizes=(16,), max_iter=2, random_state=0,
+                          n_threads=1).fit(X_large, y_large)
+    assert large.do_early_stopping_ and len(large.validation_scores_) == large.n_iter_
+    assert large.model_.dropout == 0.3
+    assert large.t_ == 2 * 1080 and large.model_.optimizer.t == 2 * 17      # batches of 64
+    explicit = MLPClassifier(hidden_layer_sizes=(16,), max_iter=2, dropout=0.2,
+                             batch_size=100, learning_rate_init=2e-3, random_state=0,
+                             n_threads=1).fit(X[:450], y[:450])
+    assert explicit.model_.dropout == 0.2 and explicit.model_.optimizer.t == 2 * 5
+    assert explicit.get_params()["early_stopping"] == "auto"
+    reg = MLPRegressor(hidden_layer_sizes=(16,), max_iter=2, random_state=0,
+                       n_threads=1).fit(X[:300], y[:300].astype(float))
+    assert reg.do_early_stopping_ and reg.model_.dropout == 0.3
+    with pytest.raises(ValueError, match="dropout must be a number or 'auto'"):
+        MLPClassifier(dropout="high").fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="early_stopping"):
+        MLPClassifier(early_stopping="sometimes").fit(X[:50], y[:50])
 
 
 def test_binary_and_one_class():
@@ -313,7 +346,8 @@ def test_pickle_round_trip_and_continue():
 def test_pipeline_cross_val_score_grid_search(digits):
     X, y = digits
     pipe = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(32,), max_iter=40,
-                                                         dropout=0.1, random_state=0))
+                                                         dropout=0.1, early_stopping=True,
+                                                         random_state=0))
     scores = cross_val_score(pipe, X, y, cv=3)
     # 400 training rows per fold; scikit-learn's MLPClassifier((32,)) scores 0.83-0.90 here
     assert scores.shape == (3,) and scores.min() > 0.75 and scores.mean() > 0.8
