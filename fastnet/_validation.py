@@ -10,6 +10,8 @@ import numbers
 
 import numpy as np
 
+from fastnet import _inputs
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -63,7 +65,7 @@ def finite_array(source, dtype, name):
     else:
         with np.errstate(over="ignore"):     # reported below
             arr = source.astype(dtype, order="C")      # a new array: aligned
-    if np.isfinite(arr).all():
+    if _inputs.all_finite(arr):      # a chunk of rows at a time: no mask of the data's size
         return arr
     if source.dtype.kind in "iuf" and np.all(np.isfinite(source)):
         raise ValueError(f"{name} holds finite values too large for {arr.dtype} (largest "

@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 
-from fastnet import _checkpoint, _io, _network, distributed as _distributed, \
+from fastnet import _checkpoint, _inputs, _io, _network, distributed as _distributed, \
     health as _health, init as _init, optim as _optim, schedules as _schedules
 from fastnet._io import atomic_savez, read_npz
 from fastnet._governor import ThreadGovernor
@@ -560,11 +560,20 @@ class MLP:
 
     def _check_x(self, X, name="X", dtype=None):
         """X as a finite C-contiguous (n, n_in) array of `dtype` (default: the model's);
-        an array that is one already (read-only or memory-mapped too) is not copied."""
-        arr = real_array(X, name)
+        an array that is one already (read-only or memory-mapped too) is not copied.  A
+        scipy.sparse matrix becomes a canonical CSR matrix, a data frame an array of its
+        columns (see fastnet._inputs)."""
+        n_in = self._layer_sizes[0]
+        if isinstance(X, _inputs.Rows):      # rows of an array, e.g. fastnet.sklearn's split
+            return _inputs.Rows(self._check_x(X.base, name, dtype), X.index)
+        if _inputs.is_sparse(X):
+            if X.ndim != 2 or X.shape[1] != n_in or X.shape[0] == 0:
+                raise ValueError(f"{name} has shape {X.shape} but the model takes (n, {n_in}) "
+                                 f"with n >= 1")
+            return _inputs.as_csr(X, self._dtype if dtype is None else dtype, name)
+        arr = real_array(_inputs.frame_array(X, name), name)
         if arr.dtype.kind not in "iuf":          # not bool, complex, object, ...
             raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-        n_in = self._layer_sizes[0]
         if arr.ndim != 2 or arr.shape[1] != n_in:
             raise ValueError(f"{name} has shape {arr.shape} but the model takes (n, {n_in})")
         if arr.shape[0] == 0:
@@ -637,7 +646,11 @@ class MLP:
         loss : "cross_entropy" or "mse"
         grad_clip : float, optional
             Clip the global gradient norm to this value.
-        shuffle : bool
+        shuffle : bool or "chunks", default True
+            Shuffle the rows every epoch (seeded).  ``"chunks"``: runs of contiguous
+            rows (about 4 MB each) in a random order, rows shuffled among 8 runs, so
+            that data larger than memory (a memory-mapped ``.npy``) is read from disk
+            in long sequential pieces; see docs/data.md for its effect on accuracy.
         seed : int, optional
             Seed of shuffling and dropout (default: the model's seed).
         verbose : 0, 1 (progress bar and a line per epoch) or 2 (lines only)
@@ -752,11 +765,16 @@ class MLP:
         if self.batch_norm and batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 with batch_norm=True (a batch of one "
                              f"row has no batch variance), got {batch_size}")
+        shuffle = _inputs.shuffle_mode(shuffle)
         policy = _health.divergence_policy(on_divergence)
         samples = _health.track_samples(track_gradients)
+        feature_names = _inputs.frame_columns(X)
         X, labels, targets, weights = self._training_rows(X, y, loss, sample_weight,
                                                           class_weight)
         n = X.shape[0]
+        # rows: the training rows of X (None: all); never copied
+        X, rows, labels, targets, weights = _inputs.spread(X, labels, targets, weights)
+        row_bytes = _inputs.row_bytes(X)
         if n < 2:
             raise ValueError(f"fit needs at least 2 rows, X has {n}")
         every = _positive_int(checkpoint_every, "checkpoint_every")
@@ -790,17 +808,17 @@ class MLP:
                 n_val = int(math.ceil(split * n))
                 if n - n_val < 2:
                     raise ValueError(f"validation_split={split} leaves {n - n_val} training rows")
-                order = np.random.default_rng([run_seed, 0xDA7A]).permutation(n)
-                vi, ti = np.sort(order[:n_val]), np.sort(order[n_val:])
-                val = (X[vi], None if labels is None else labels[vi],
-                       None if targets is None else targets[vi],
+                # index sets over X: no row is copied (the engine trains through `rows`)
+                ti, vi = _inputs.validation_split(n, split, run_seed)
+                rows, vi = (ti, vi) if rows is None else (rows[ti], rows[vi])
+                val = (_inputs.Rows(X, vi), _inputs.subset(labels, vi),
+                       _inputs.subset(targets, vi),
                        None if weights is None or not np.any(weights[vi] > 0)
                        else weights[vi])   # all-zero held-out weights: score unweighted
-                X = X[ti]
-                labels = None if labels is None else labels[ti]
-                targets = None if targets is None else targets[ti]
-                weights = None if weights is None else weights[ti]
-                n = X.shape[0]
+                n = rows.shape[0]
+        train = (X, labels, targets, weights) if rows is None else (
+            _inputs.Rows(X, rows),) + tuple(_inputs.subset(a, rows)
+                                            for a in (labels, targets, weights))
         opt = _optim.get(optimizer, lr=lr, weight_decay=weight_decay)
         base_lr = opt.lr
         sched = _schedules.resolve(schedule, base_lr)
@@ -835,8 +853,8 @@ class MLP:
         record = None
         if checkpoint is not None or resume_state is not None:
             record = _checkpoint.run_record(
-                (X, labels, targets, weights), val, batch_size=batch_size, loss=loss,
-                schedule=sched, optimizer=opt, grad_clip=clip or None, shuffle=bool(shuffle),
+                train, val, batch_size=batch_size, loss=loss,
+                schedule=sched, optimizer=opt, grad_clip=clip or None, shuffle=shuffle,
                 on_divergence=policy, track_gradients=samples,
                 ranks=1 if dist is None else dist.size)
         if resume_state is not None:
@@ -844,16 +862,18 @@ class MLP:
 
         # ---- everything is valid: set up the engine ------------------------
         self.loss = loss
+        self.feature_names_in_ = feature_names
         self._targets_1d = loss == "mse" and np.ndim(y) == 1
         run = _distributed.start(
-            dist, self, n, batch_size, (X, labels, targets, weights), val,
-            loss=loss, epochs=epochs, grad_clip=clip, shuffle=bool(shuffle), seed=run_seed,
+            dist, self, n, batch_size, train, val,
+            loss=loss, epochs=epochs, grad_clip=clip, shuffle=shuffle, seed=run_seed,
             optimizer=(type(opt).__name__, opt._native_hyper(), base_lr),
             resume=None if resume_state is None else resume_state["meta"]["epochs_done"])
         if run is not None and not run.root:
             verbose = 0
         engine, max_batch, steps = self._training_engine(
-            X, labels, targets, weights, batch_size if run is None else run.max_batch, loss)
+            X, labels, targets, weights, batch_size if run is None else run.max_batch, loss,
+            n_rows=n)
         if run is not None:
             run.bind(engine, weights)
             steps = run.steps
@@ -866,8 +886,8 @@ class MLP:
             history.history["layer_grad_norm"] = []
             history.history["dead_fraction"] = []
             tracker = _health.GradientTracker(engine, self.layer_sizes, steps, samples)
-        guard = _health.DivergenceGuard(_health.baseline_loss(self.layer_sizes[-1], targets,
-                                                              weights))
+        guard = _health.DivergenceGuard(_health.baseline_loss(self.layer_sizes[-1], train[2],
+                                                              train[3]))
         rollback = policy if isinstance(policy, _health.Rollback) else None
         monitor = "val_loss" if val is not None else "loss"
         # An epoch's training loss is measured on the weights before each update, so it
@@ -896,10 +916,9 @@ class MLP:
             epoch = start_epoch
             while epoch < epochs:
                 _call(callbacks, "on_epoch_begin", epoch, {})
-                if shuffle:
-                    order = np.random.default_rng([run_seed, epoch]).permutation(n)
-                else:
-                    order = np.arange(n, dtype=np.int64)
+                order = _inputs.epoch_order(n, shuffle, [run_seed, epoch], row_bytes)
+                if rows is not None:
+                    order = rows[order]
                 engine.set_order(order)
                 engine.begin_epoch()
                 if tracker is not None:
@@ -984,7 +1003,7 @@ class MLP:
                         # after a rollback the weights an epoch ends with must have learned
                         # (measured on them): a backed-off lr that keeps the loss finite but
                         # flat, or unlearns, backs off further
-                        end_loss = self._training_loss(engine, X, labels, targets, weights)
+                        end_loss = self._training_loss(engine, *train)
                         if not guard.learned(end_loss):
                             bad_loss = end_loss
                 if bad_loss is not None:
@@ -1107,12 +1126,13 @@ class MLP:
                              "positive weight")
         return X, labels, targets, weights
 
-    def _training_engine(self, X, labels, targets, weights, batch_size, loss):
-        """An Engine bound to the training rows; returns (engine, max_batch, steps per epoch)."""
-        n = X.shape[0]
+    def _training_engine(self, X, labels, targets, weights, batch_size, loss, n_rows=None):
+        """An Engine bound to the rows of X; returns (engine, max_batch, steps per epoch)
+        for epochs of `n_rows` rows (default: all)."""
+        n = X.shape[0] if n_rows is None else n_rows
         max_batch = min(batch_size, n)
         engine = self._engine(max_batch, loss)
-        engine.set_data(X, labels, targets, weights)
+        _inputs.bind(engine, X, labels, targets, weights)
         steps = int(math.ceil(n / max_batch))
         # a trailing batch of one row has no batch variance: skip it
         if self.batch_norm and steps > 1 and n % max_batch == 1:
@@ -1173,9 +1193,13 @@ class MLP:
             raise ValueError(f"batch_size must be >= 2 with batch_norm=True, got {batch_size}")
         smoothing = real_number(smoothing, "smoothing", low=0.0, high=1.0, high_open=True)
         diverge_factor = real_number(diverge_factor, "diverge_factor", low=1.0, low_open=True)
+        feature_names = _inputs.frame_columns(X)
         X, labels, targets, weights = self._training_rows(X, y, loss, sample_weight,
                                                           class_weight)
         n = X.shape[0]
+        # rows: the training rows of X (None: all); never copied
+        X, rows, labels, targets, weights = _inputs.spread(X, labels, targets, weights)
+        row_bytes = _inputs.row_bytes(X)
         if n < 2:
             raise ValueError(f"lr_find needs at least 2 rows, X has {n}")
         run_seed = self.seed if seed is None else seed_value(seed)
@@ -1251,7 +1275,7 @@ class MLP:
     def _training_loss(self, engine, X, labels, targets, weights):
         """Loss of the weights as they are on the rows (X, ...), in inference mode."""
         out = np.empty((X.shape[0], self._layer_sizes[-1]), dtype=self._dtype)
-        engine.forward(X, out)
+        _inputs.forward(engine, X, out)
         value = self._score(out, labels, targets, weights)["loss"]
         return value if math.isfinite(value) else math.inf
 
@@ -1262,7 +1286,7 @@ class MLP:
             logs["accuracy"] = engine.correct / engine.rows
         if val is not None:
             out = np.empty((val[0].shape[0], self.layer_sizes[-1]), dtype=self.dtype)
-            engine.forward(val[0], out)
+            _inputs.forward(engine, val[0], out)
             logs.update({"val_" + k: v
                          for k, v in self._score(out, val[1], val[2], val[3]).items()})
         return logs
@@ -1270,6 +1294,7 @@ class MLP:
     # ---- inference -------------------------------------------------------------
 
     def _outputs(self, X):
+        _inputs.check_columns(getattr(self, "feature_names_in_", None), X, "X")
         X = self._check_x(X)
         n = X.shape[0]
         out = np.empty((n, self._layer_sizes[-1]), dtype=self._dtype)
@@ -1277,7 +1302,7 @@ class MLP:
         try:
             if engine is None:
                 engine = self._engine(max(min(n, _PREDICT_ROWS), 256), self.loss)
-            engine.forward(X, out)
+            _inputs.forward(engine, X, out)
         finally:
             self._access.end_read(engine, token)
         return out
