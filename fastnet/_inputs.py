@@ -13,6 +13,7 @@
   the column names are kept (:func:`frame_columns`) so that ``predict`` can check
   them.
 """
+import os
 import zlib
 
 import numpy as np
@@ -167,12 +168,14 @@ def check_columns(fitted, value, name):
 
 # ---- rows, checks and products ----------------------------------------------------
 
-def all_finite(arr):
-    """np.isfinite(arr).all() a chunk of rows at a time (no mask of the whole array)."""
-    if arr.ndim < 2:
-        return bool(np.isfinite(arr).all())
-    step = _chunk_rows(arr[:1].nbytes)
-    return all(np.isfinite(arr[s:s + step]).all() for s in range(0, arr.shape[0], step))
+def all_finite(arr, dtype=None):
+    """np.isfinite(arr.astype(dtype)).all() a chunk of rows at a time (no mask or copy of
+    the whole array); dtype None: arr's own."""
+    step = _chunk_rows(arr[:1].nbytes) if arr.ndim > 1 else max(1, CHUNK_BYTES // 8)
+    with np.errstate(over="ignore"):          # an overflow to infinity is the answer
+        return all(np.isfinite(arr[s:s + step] if dtype is None else
+                               arr[s:s + step].astype(dtype)).all()
+                   for s in range(0, max(1, arr.shape[0]), step))
 
 
 class Rows:
@@ -271,10 +274,100 @@ def epoch_order(n, shuffle, seed, row_bytes):
     starts = rng.permutation(n_chunks) * chunk
     lengths = np.minimum(chunk, n - starts)
     # the rows of the chunks in their drawn order: start of its chunk + place in it
-    first = np.cumsum(lengths) - lengths
-    order = np.repeat(starts - first, lengths) + np.arange(n, dtype=np.int64)
-    window = np.repeat(np.arange(n_chunks, dtype=np.int64) // SHUFFLE_WINDOW_CHUNKS, lengths)
-    return order[np.lexsort((rng.random(n), window))]
+    # every chunk padded to `chunk` rows (-1: none; only the data's last chunk is short),
+    # the rows of each window of chunks permuted in place (O(n), no sort)
+    padded = starts[:, None] + np.arange(chunk, dtype=np.int64)
+    padded[padded >= n] = -1
+    windows = -(-n_chunks // SHUFFLE_WINDOW_CHUNKS)
+    grid = np.full((windows, SHUFFLE_WINDOW_CHUNKS * chunk), -1, dtype=np.int64)
+    grid.reshape(-1)[:padded.size] = padded.reshape(-1)
+    rng.permuted(grid, axis=1, out=grid)
+    order = grid.reshape(-1)
+    return order[order >= 0]
+
+
+class ReadAhead:
+    """Asks the kernel to read a memory map's chunks into the page cache a few windows
+    ahead of training (``posix_fadvise(POSIX_FADV_WILLNEED)`` on a thread), so that the
+    disk reads of a ``shuffle="chunks"`` epoch overlap its computing instead of stalling
+    it a page fault at a time.  A no-op for data that is not a file mapping.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        The training rows: a view of a numpy.memmap (np.load(..., mmap_mode="r")).
+    order : numpy.ndarray of int64
+        The epoch's row order (:func:`epoch_order` with "chunks").
+    progress : callable
+        Rows trained so far this epoch (read on the thread; the steps release the GIL).
+    """
+
+    WINDOWS_AHEAD = 2
+
+    def __init__(self, x, order, progress):
+        self._stopped = False
+        self._thread = None
+        source = _mapped_file(x)
+        if source is None or not hasattr(os, "posix_fadvise"):
+            return
+        import threading
+        self._file, self._offset = source
+        self._x, self._order, self._progress = x, order, progress
+        self._thread = threading.Thread(target=self._run, name="fastnet-read-ahead",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        import time
+        row = self._x[:1].nbytes
+        chunk = max(1, CHUNK_SHUFFLE_BYTES // row)
+        window = chunk * SHUFFLE_WINDOW_CHUNKS
+        try:
+            fd = os.open(self._file, os.O_RDONLY)
+        except OSError:
+            return
+        asked = np.zeros(-(-self._x.shape[0] // chunk), dtype=bool)
+        try:
+            for start in range(0, self._order.shape[0], window):
+                while not self._stopped and \
+                        self._progress() + self.WINDOWS_AHEAD * window < start:
+                    time.sleep(0.002)
+                if self._stopped:
+                    return
+                wanted = np.unique(self._order[start:start + window] // chunk)
+                for c in wanted[~asked[wanted]]:   # a short chunk shifts the windows
+                    asked[c] = True
+                    os.posix_fadvise(fd, self._offset + int(c) * chunk * row, chunk * row,
+                                     os.POSIX_FADV_WILLNEED)
+        finally:
+            os.close(fd)
+
+    def stop(self):
+        self._stopped = True
+        if self._thread is not None:
+            self._thread.join()
+
+
+def read_ahead(previous, x, order, shuffle, progress):
+    """Stop `previous` (a :class:`ReadAhead` or None); a new one for a chunk-shuffled
+    epoch over a memory map, else None."""
+    if previous is not None:
+        previous.stop()
+    if shuffle != "chunks" or not isinstance(x, np.ndarray):
+        return None
+    return ReadAhead(x, order, progress)
+
+
+def _mapped_file(x):
+    """(file name, byte offset of x's first row) when x is a C-contiguous view of a
+    numpy.memmap, else None."""
+    base = x
+    while isinstance(base.base, np.ndarray):      # the array that maps the file itself
+        base = base.base
+    if not isinstance(base, np.memmap) or getattr(base, "filename", None) is None \
+            or not x.flags.c_contiguous:
+        return None
+    return base.filename, base.offset + (x.ctypes.data - base.ctypes.data)
 
 
 def bind(engine, x, labels, targets, weights):

@@ -558,14 +558,15 @@ class MLP:
 
     # ---- data checks --------------------------------------------------------
 
-    def _check_x(self, X, name="X", dtype=None):
+    def _check_x(self, X, name="X", dtype=None, convert=True):
         """X as a finite C-contiguous (n, n_in) array of `dtype` (default: the model's);
-        an array that is one already (read-only or memory-mapped too) is not copied.  A
+        an array that is one already (read-only or memory-mapped too) is not copied, nor
+        any array with convert=False (inference converts a chunk of rows at a time).  A
         scipy.sparse matrix becomes a canonical CSR matrix, a data frame an array of its
         columns (see fastnet._inputs)."""
         n_in = self._layer_sizes[0]
         if isinstance(X, _inputs.Rows):      # rows of an array, e.g. fastnet.sklearn's split
-            return _inputs.Rows(self._check_x(X.base, name, dtype), X.index)
+            return _inputs.Rows(self._check_x(X.base, name, dtype, convert), X.index)
         if _inputs.is_sparse(X):
             if X.ndim != 2 or X.shape[1] != n_in or X.shape[0] == 0:
                 raise ValueError(f"{name} has shape {X.shape} but the model takes (n, {n_in}) "
@@ -578,7 +579,7 @@ class MLP:
             raise ValueError(f"{name} has shape {arr.shape} but the model takes (n, {n_in})")
         if arr.shape[0] == 0:
             raise ValueError(f"{name} is empty")
-        return finite_array(arr, self._dtype if dtype is None else dtype, name)
+        return finite_array(arr, self._dtype if dtype is None else dtype, name, convert)
 
     def _check_y(self, y, n, loss, name="y"):
         arr = real_array(y, name)
@@ -911,6 +912,7 @@ class MLP:
         lr_scale = history.rollbacks[-1]["lr_scale"] if history.rollbacks else 1.0
         good = _snapshot(self, opt_buffers, engine, global_step) if rollback else None
         watched = False        # a rollback happened: measure where each epoch ends
+        ahead = None        # disk reads of a memory map ahead of training
         try:
             interrupt.install()
             epoch = start_epoch
@@ -921,6 +923,7 @@ class MLP:
                     order = rows[order]
                 engine.set_order(order)
                 engine.begin_epoch()
+                ahead = _inputs.read_ahead(ahead, X, order, shuffle, lambda: engine.rows)
                 if tracker is not None:
                     tracker.begin_epoch()
                 if run is not None:
@@ -1080,6 +1083,7 @@ class MLP:
             raise
         finally:
             interrupt.uninstall()
+            _inputs.read_ahead(ahead, None, None, None, None)
             opt.t = engine.opt_step
         if history.diverged or history.interrupted:
             self._restore(best_state)
@@ -1295,7 +1299,7 @@ class MLP:
 
     def _outputs(self, X):
         _inputs.check_columns(getattr(self, "feature_names_in_", None), X, "X")
-        X = self._check_x(X)
+        X = self._check_x(X, convert=False)
         n = X.shape[0]
         out = np.empty((n, self._layer_sizes[-1]), dtype=self._dtype)
         engine, token = self._access.begin_read("predict", n)

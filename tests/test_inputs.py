@@ -3,6 +3,7 @@ matrices multiplied natively by the first layer, data frames (pandas, Arrow, pol
 with their columns checked at predict, and the memory a fit adds, measured in a child
 process."""
 import contextlib
+import os
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ import fastnet
 from fastnet import _inputs
 from fastnet.sklearn import MLPClassifier, MLPRegressor
 
+import _memory
 from _memory import fit_extra_anon
 from conftest import child_env
 
@@ -93,6 +95,40 @@ def test_extra_memory_of_a_fit_is_a_small_share_of_the_data(case, tmp_path):
                                      env=child_env(), timeout=300)
         limit = 37.5 * 2**20
     assert extra <= limit, f"{case}: {extra / 2**20:.1f} MB extra for {data / 2**20:.0f} MB"
+
+
+def test_inference_converts_other_dtypes_and_layouts_a_chunk_at_a_time():
+    X, y = _data()
+    model = _fit(X, y, [6, 8, 2])
+    ref = model.predict_proba(X)
+    big = np.repeat(X.astype(np.float64), 4000, axis=0)       # 23 MB: several chunks
+    expected = np.repeat(ref, 4000, axis=0)
+    for other in (big, np.asfortranarray(big), big.astype(">f8"), big[:, ::-1][:, ::-1]):
+        assert np.array_equal(model.predict_proba(other), expected)
+    assert np.array_equal(model.predict(np.round(X * 4).astype(np.int16)),
+                          model.predict(np.round(X * 4).astype(np.float32)))
+    huge = X.astype(np.float64)
+    huge[3, 2] = 1e39
+    with pytest.raises(ValueError, match="finite values too large for float32"):
+        model.predict(huge)
+    huge[3, 2] = np.nan
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        model.predict(huge)
+
+
+def test_predict_on_a_float64_memory_map_adds_a_chunk_not_a_copy(tmp_path):
+    setup = f"""
+import numpy as np, fastnet
+X = np.lib.format.open_memmap({str(tmp_path / "X.npy")!r}, mode="w+", dtype=np.float64,
+                              shape=(65536, 256))
+X[:] = 1.0
+X.flush()
+del X
+X = np.load({str(tmp_path / "X.npy")!r}, mmap_mode="r")          # 128 MB of float64
+model = fastnet.MLP([256, 64, 2], seed=0)
+"""
+    extra = _memory.extra_anon_bytes(setup, "model.predict(X)", env=child_env(), timeout=300)
+    assert extra <= 32 * 2**20, f"{extra / 2**20:.1f} MB extra (a float32 copy: 64 MB)"
 
 
 def test_the_finite_check_reads_a_chunk_at_a_time():
@@ -329,3 +365,39 @@ def test_fit_with_chunk_shuffle_is_deterministic_and_checked(tmp_path):
     for bad in ("rows", None, 2):
         with pytest.raises(ValueError, match="shuffle must be True, False or 'chunks'"):
             _fit(X, y, [6, 8, 2], shuffle=bad)
+
+
+def test_chunk_shuffle_reads_a_memory_map_ahead_and_leaves_no_thread(tmp_path, monkeypatch):
+    import threading
+    monkeypatch.setattr(_inputs, "CHUNK_SHUFFLE_BYTES", 1024)
+    X, y = _data(n=3000)
+    np.save(tmp_path / "X.npy", X)
+    Xm = np.load(tmp_path / "X.npy", mmap_mode="r")
+    assert _inputs._mapped_file(Xm[10:]) == (Xm.filename, Xm.offset + 10 * Xm[:1].nbytes)
+    assert _inputs._mapped_file(X) is None
+    advised = []
+    real = os.posix_fadvise
+    monkeypatch.setattr(os, "posix_fadvise",
+                        lambda fd, off, size, advice: advised.append((off, size)) or
+                        real(fd, off, size, advice))
+    order = _inputs.epoch_order(len(X), "chunks", [0, 0], X[:1].nbytes)
+    done = [0]
+    ahead = _inputs.ReadAhead(Xm, order, lambda: done[0])
+    ahead._thread.join(timeout=0.2)
+    chunk = 1024 // X[:1].nbytes
+    window = chunk * _inputs.SHUFFLE_WINDOW_CHUNKS
+    # without progress it reads WINDOWS_AHEAD windows beyond the first, then waits
+    assert ahead._thread.is_alive()
+    ahead_chunks = (1 + ahead.WINDOWS_AHEAD) * _inputs.SHUFFLE_WINDOW_CHUNKS
+    assert ahead_chunks <= len(advised) <= ahead_chunks + _inputs.SHUFFLE_WINDOW_CHUNKS
+    done[0] = len(X)
+    ahead._thread.join(timeout=30)
+    # every chunk of the file, once
+    assert sorted(advised) == [(Xm.offset + c * chunk * X[:1].nbytes, chunk * X[:1].nbytes)
+                               for c in range(-(-len(X) // chunk))]
+    ahead.stop()
+    a = _fit(Xm, y, [6, 8, 2], shuffle="chunks", seed=2, epochs=2, batch_size=64)
+    b = _fit(X, y, [6, 8, 2], shuffle="chunks", seed=2, epochs=2, batch_size=64)
+    assert a.params.tobytes() == b.params.tobytes()
+    assert not any(t.name == "fastnet-read-ahead" for t in threading.enumerate())
+    assert window > 0
