@@ -624,7 +624,14 @@ class MLP:
 
         Parameters
         ----------
-        X : array (n, layer_sizes[0])
+        X : array (n, layer_sizes[0]), scipy.sparse matrix or data frame
+            An array of the model's dtype, C-contiguous (read-only or memory-mapped
+            too), is used in place, never copied (the validation split and the
+            shuffles are index sets); other dtypes and layouts are converted once.
+            Sparse matrices train the first layer natively (CSC, COO: converted to
+            CSR once); pandas, pyarrow and polars frames need numeric columns without
+            missing values, and their column names are kept in ``feature_names_in_``
+            (see docs/data.md).
         y : int labels (n,) for ``loss="cross_entropy"``, float targets
             (n, n_out) or (n,) for ``loss="mse"``.
         epochs, batch_size : int
@@ -1197,13 +1204,9 @@ class MLP:
             raise ValueError(f"batch_size must be >= 2 with batch_norm=True, got {batch_size}")
         smoothing = real_number(smoothing, "smoothing", low=0.0, high=1.0, high_open=True)
         diverge_factor = real_number(diverge_factor, "diverge_factor", low=1.0, low_open=True)
-        feature_names = _inputs.frame_columns(X)
         X, labels, targets, weights = self._training_rows(X, y, loss, sample_weight,
                                                           class_weight)
         n = X.shape[0]
-        # rows: the training rows of X (None: all); never copied
-        X, rows, labels, targets, weights = _inputs.spread(X, labels, targets, weights)
-        row_bytes = _inputs.row_bytes(X)
         if n < 2:
             raise ValueError(f"lr_find needs at least 2 rows, X has {n}")
         run_seed = self.seed if seed is None else seed_value(seed)
@@ -1262,7 +1265,7 @@ class MLP:
             raise ValueError("batch norm needs at least 2 rows to compute gradients")
         engine = self._engine(X.shape[0], loss)
         engine.freeze_bn_stats = True
-        engine.set_data(X, labels, targets, weights)
+        _inputs.bind(engine, X, labels, targets, weights)
         engine.set_order(np.arange(X.shape[0], dtype=np.int64))
         value = engine.step(0, X.shape[0], 0.0, 0.0,
                             seed_value(self.seed if seed is None else seed), 0, update=False)

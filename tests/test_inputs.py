@@ -157,6 +157,19 @@ def test_sparse_input_trains_like_the_same_values_dense(fmt, dtype, batch_norm):
                                                          rel=tol)
 
 
+def test_gradients_and_lr_find_take_sparse_input():
+    X, y = _sparse_data()
+    model = fastnet.MLP([40, 16, 2], seed=0)
+    loss, grads = model.gradients(X, y)
+    ref_loss, ref = model.gradients(X.toarray(), y)
+    assert loss == pytest.approx(ref_loss, rel=1e-6)
+    for g, r in zip(grads, ref):
+        for k in r:
+            np.testing.assert_allclose(g[k], r[k], rtol=1e-5, atol=1e-6)
+    found = model.lr_find(X, y, steps=8, batch_size=16)
+    assert len(found.lrs) > 0
+
+
 def test_sparse_training_has_the_same_bits_at_any_thread_count():
     X, y = _sparse_data(n=600, n_in=3000, density=0.02)
     results = []
