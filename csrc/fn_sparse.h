@@ -9,11 +9,11 @@
  *
  * The products sum each output element over the stored values in a fixed
  * order with one multiply-add a term: row i of X W over its columns in
- * ascending order, row c of X^T dZ over the batch's rows in batch order,
- * the orders fn_gemm_team's built-in kernel takes over the same matrix
- * stored dense (whose zeros add nothing).  Work is split over output rows
- * by a grid fixed by the shape, so any thread count gives the same bits.
- * Callers pass every workspace. */
+ * ascending order, row c of X^T dZ over the batch's rows in batch order
+ * (the dense products' orders, zeros left out: the results agree with the
+ * dense path within rounding).  Work is split over output rows by a grid
+ * fixed by the shape, so any thread count gives the same bits.  Callers
+ * pass every workspace. */
 
 #ifndef FN_SPARSE_H
 #define FN_SPARSE_H

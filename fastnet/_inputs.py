@@ -197,8 +197,7 @@ class Rows:
     def chunks(self):
         """(start, rows) pairs: rows ``start:start + len(rows)`` as one array or CSR
         matrix of their own."""
-        step = _chunk_rows(self.base[:1].nbytes if isinstance(self.base, np.ndarray)
-                           else self.shape[1] * self.dtype.itemsize // 8 + 1)
+        step = _chunk_rows(row_bytes(self.base))
         for s in range(0, self.shape[0], step):
             yield s, self.base[self.index[s:s + step]]
 
