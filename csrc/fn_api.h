@@ -196,8 +196,15 @@ typedef struct {
     double *bn_sums;
 } FN(fn_mlp);
 
+#include "fn_sparse.h"
+
 typedef struct {
     const fn_real *x;                /* rows of fan_in values, contiguous */
+    /* Sparse rows instead of x (NULL: x), and the workspaces of the first
+     * layer's weight gradient (fn_csr_weight_grad_team). */
+    const FN(fn_csr) *csr;
+    int64_t *csr_work_index;
+    fn_real *csr_work_values;
     const int64_t *index;            /* batch rows of x, or NULL: rows 0..n-1 */
     fn_int n;
     const int64_t *labels;           /* cross-entropy: indexed like x */
@@ -235,6 +242,9 @@ void FN(fn_mlp_apply_update_team)(fn_team *team, FN(fn_mlp) *net, const FN(fn_op
  * into out (n x n_out); workspaces must hold n rows. */
 void FN(fn_mlp_forward_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *net,
                              const fn_real *x, fn_int n, fn_real *out);
+/* The same for the rows of a CSR matrix of n rows (fn_sparse.h). */
+void FN(fn_mlp_forward_csr_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *net,
+                                 const FN(fn_csr) *x, fn_real *out);
 /* Rough single-thread nanoseconds of a training step (training = 1) or an
  * inference forward of n rows, for fn_team_begin. */
 double FN(fn_mlp_work_ns)(const FN(fn_mlp) *net, fn_int n, int training);

@@ -218,8 +218,9 @@ static void FN(sum_over_processes)(const FN(fn_mlp) *net, double *v, fn_int coun
  * batch of stat_n rows split over processes (two-pass: means, then
  * variances about them, as on one process). */
 static void FN(layer_forward)(fn_team *team, const fn_blas *blas, const FN(fn_mlp) *net, int l,
-                              const fn_real *h, fn_int n, int training,
-                              const fn_dropout *d, fn_real *top, fn_int stat_n)
+                              const fn_real *h, const FN(fn_csr) *csr, const int64_t *rows,
+                              fn_int n, int training, const fn_dropout *d, fn_real *top,
+                              fn_int stat_n)
 {
     FN(fn_layer) *L = &net->layers[l];
     const int last = l == net->n_layers - 1;
@@ -232,7 +233,10 @@ static void FN(layer_forward)(fn_team *team, const fn_blas *blas, const FN(fn_ml
         .accumulate = 0, .bias = L->b, .act = (last || bn) ? FN_ACT_NONE : net->act,
         .pack = net->pack,
     };
-    FN(fn_gemm_team)(team, blas, &g);
+    if (l == 0 && csr)       /* sparse input: rows `rows` of csr (NULL: its rows 0..n-1) */
+        FN(fn_csr_matmul_team)(team, csr, rows, n, L->w, L->fan_out, L->b, g.act, g.c);
+    else
+        FN(fn_gemm_team)(team, blas, &g);
     if (last) return;
     const int dropout = training && net->dropout > 0;
     if (bn) {
@@ -296,7 +300,7 @@ void FN(fn_mlp_train_step_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *
 
     /* 1. the batch's rows, gathered once */
     const fn_real *x0 = batch->x;
-    if (batch->index) {
+    if (batch->index && !batch->csr) {
         const FN(gather_plan) s = {net, batch};
         fn_team_for(team, FN_CEIL_DIV(n, FN_GATHER_ROWS), (double)n * n_in * FN_NS_PER_ELEMENT,
                     FN(gather_chunk), &s);
@@ -308,7 +312,8 @@ void FN(fn_mlp_train_step_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *
     for (int l = 0; l < nl; l++) {
         const fn_dropout d = {net->dropout, batch->seed, (uint32_t)l, batch->step,
                              batch->row0};
-        FN(layer_forward)(team, blas, net, l, h, n, 1, &d, net->layers[nl - 1].act, stat_n);
+        FN(layer_forward)(team, blas, net, l, h, batch->csr, batch->index, n, 1, &d,
+                          net->layers[nl - 1].act, stat_n);
         h = FN(layer_output)(net, l, 1);
     }
 
@@ -335,7 +340,11 @@ void FN(fn_mlp_train_step_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *
             .b = dz, .b_rs = L->fan_out, .b_cs = 1,
             .c = L->dw, .ldc = L->fan_out, .pack = net->pack,
         };
-        FN(fn_gemm_team)(team, blas, &gw);
+        if (l == 0 && batch->csr)
+            FN(fn_csr_weight_grad_team)(team, batch->csr, batch->index, n, dz, L->fan_out,
+                                        batch->csr_work_index, batch->csr_work_values, L->dw);
+        else
+            FN(fn_gemm_team)(team, blas, &gw);
         if (l == 0) break;
         FN(fn_gemm_args) gx = {
             .m = n, .n = L->fan_in, .k = L->fan_out,
@@ -392,14 +401,26 @@ void FN(fn_mlp_apply_update_team)(fn_team *team, FN(fn_mlp) *net, const FN(fn_op
     res->grad_norm = norm;
 }
 
-void FN(fn_mlp_forward_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *net,
-                             const fn_real *x, fn_int n, fn_real *out)
+static void FN(forward)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *net, const fn_real *x,
+                        const FN(fn_csr) *csr, fn_int n, fn_real *out)
 {
     const fn_real *h = x;
     for (int l = 0; l < net->n_layers; l++) {
-        FN(layer_forward)(team, blas, net, l, h, n, 0, NULL, out, 0);
+        FN(layer_forward)(team, blas, net, l, h, csr, NULL, n, 0, NULL, out, 0);
         h = FN(layer_output)(net, l, 0);
     }
+}
+
+void FN(fn_mlp_forward_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *net,
+                             const fn_real *x, fn_int n, fn_real *out)
+{
+    FN(forward)(team, blas, net, x, NULL, n, out);
+}
+
+void FN(fn_mlp_forward_csr_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *net,
+                                 const FN(fn_csr) *x, fn_real *out)
+{
+    FN(forward)(team, blas, net, NULL, x, x->rows, out);
 }
 
 double FN(fn_mlp_work_ns)(const FN(fn_mlp) *net, fn_int n, int training)

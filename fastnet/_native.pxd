@@ -19,6 +19,19 @@ cdef extern from "fn_team.h" nogil:
 
 cdef extern from "fastnet.h" nogil:
     ctypedef Py_ssize_t fn_int
+    # sparse first-layer input (fn_sparse.h)
+    ctypedef struct fn_csr_f32:
+        fn_int rows, cols
+        int index_bits
+        const void *indptr
+        const void *indices
+        const float *values
+    ctypedef struct fn_csr_f64:
+        fn_int rows, cols
+        int index_bits
+        const void *indptr
+        const void *indices
+        const double *values
     const double FN_NS_PER_ELEMENT
     const double FN_NS_PER_FMA
 
@@ -189,6 +202,9 @@ cdef extern from "fastnet.h" nogil:
 
     ctypedef struct fn_batch_f32:
         const float *x
+        const fn_csr_f32 *csr
+        int64_t *csr_work_index
+        float *csr_work_values
         const int64_t *index
         fn_int n
         const int64_t *labels
@@ -341,6 +357,9 @@ cdef extern from "fastnet.h" nogil:
 
     ctypedef struct fn_batch_f64:
         const double *x
+        const fn_csr_f64 *csr
+        int64_t *csr_work_index
+        double *csr_work_values
         const int64_t *index
         fn_int n
         const int64_t *labels
@@ -386,3 +405,10 @@ cdef extern from "fastnet.h" nogil:
     void fn_mlp_forward_team_f64(fn_team *team, const fn_blas *blas, fn_mlp_f64 *net,
                                  const double *x, fn_int n, double *out)
     double fn_mlp_work_ns_f64(const fn_mlp_f64 *net, fn_int n, int training)
+
+    # ---- sparse first-layer input (fn_sparse.h) ----------------------------
+    fn_int fn_csr_grad_work_size(fn_int cols, fn_int nnz)
+    void fn_mlp_forward_csr_team_f32(fn_team *team, const fn_blas *blas, fn_mlp_f32 *net,
+                                     const fn_csr_f32 *x, float *out)
+    void fn_mlp_forward_csr_team_f64(fn_team *team, const fn_blas *blas, fn_mlp_f64 *net,
+                                     const fn_csr_f64 *x, double *out)

@@ -114,6 +114,8 @@ cdef class Engine:
     cdef fn_batch_f64 b64
     cdef fn_optim_f32 o32
     cdef fn_optim_f64 o64
+    cdef fn_csr_f32 c32         # set_csr_data's rows
+    cdef fn_csr_f64 c64
     cdef readonly int bits, n_layers
     cdef readonly Py_ssize_t max_batch, n_params
     cdef readonly tuple sizes
@@ -228,6 +230,18 @@ cdef class Engine:
                              f"{getattr(x, 'shape', type(x).__name__)}")
         n = x.shape[0]
         _check_array(x, "x", (n, self.n_in), dtype)
+        self._set_rows(n, labels, targets, weights)
+        self._data_refs = (x, labels, targets, weights)
+        if self.bits == 32:
+            _set_batch[float](&self.b32, x, targets, weights)
+            self.b32.csr = NULL
+        else:
+            _set_batch[double](&self.b64, x, targets, weights)
+            self.b64.csr = NULL
+
+    def _set_rows(self, Py_ssize_t n, labels, targets, weights):
+        """Check and bind the per-row arrays of n training rows."""
+        dtype = self._dtype()
         if self.loss == FN_LOSS_CROSS_ENTROPY:
             if labels is None:
                 raise ValueError("Engine: cross-entropy needs labels")
@@ -240,17 +254,48 @@ cdef class Engine:
             _check_array(targets, "targets", (n, self.n_out), dtype)
         if weights is not None:
             _check_array(weights, "weights", (n,), dtype)
-        self._data_refs = (x, labels, targets, weights)
         self._n_rows = n
         self._order = None
         self._has_order = False
-        if self.bits == 32:
-            _set_batch[float](&self.b32, x, targets, weights)
-            self.b32.labels = _labels_ptr(labels)
-        else:
-            _set_batch[double](&self.b64, x, targets, weights)
-            self.b64.labels = _labels_ptr(labels)
+        self.b32.labels = self.b64.labels = _labels_ptr(labels)
         self._has_data = True
+
+    def set_csr_data(self, indptr, indices, values, Py_ssize_t n_cols, labels, targets,
+                     weights):
+        """Bind training rows given as a CSR matrix (the indptr, indices and data arrays
+        of a canonical scipy.sparse CSR matrix: column indices sorted and unique within
+        each row) instead of :meth:`set_data`; the first layer then multiplies them
+        sparse.  Never written, so read-only arrays are fine."""
+        dtype = self._dtype()
+        n = _check_csr(indptr, indices, values, n_cols, self.n_in, dtype)
+        self._set_rows(n, labels, targets, weights)
+        # the weight gradient's workspace: a batch holds at most max_batch longest rows
+        longest = int(np.max(indptr[1:] - indptr[:-1]))
+        nnz = max(1, longest * min(self.max_batch, n))
+        work_index = np.empty(fn_csr_grad_work_size(n_cols, nnz), dtype=np.int64)
+        work_values = np.empty(nnz, dtype=dtype)
+        self._data_refs = (indptr, indices, values, labels, targets, weights, work_index,
+                           work_values)
+        if self.bits == 32:
+            _set_batch[float](&self.b32, None, targets, weights)
+            _set_csr[float](&self.c32, indptr, indices, values, n, n_cols)
+            _set_csr_work[float](&self.b32, &self.c32, work_index, work_values)
+        else:
+            _set_batch[double](&self.b64, None, targets, weights)
+            _set_csr[double](&self.c64, indptr, indices, values, n, n_cols)
+            _set_csr_work[double](&self.b64, &self.c64, work_index, work_values)
+
+    def forward_csr(self, indptr, indices, values, Py_ssize_t n_cols, out):
+        """:meth:`forward` of the rows of a CSR matrix (as :meth:`set_csr_data` takes
+        it) into out."""
+        cdef Py_ssize_t n = _check_csr(indptr, indices, values, n_cols, self.n_in,
+                                       self._dtype())
+        _check_array(out, "out", (n, self.n_out), self._dtype(), writeable=True)
+        if self.bits == 32:
+            _forward_csr[float](self, indptr, indices, values, n, n_cols, out)
+        else:
+            _forward_csr[double](self, indptr, indices, values, n, n_cols, out)
+        return out
 
     def _dtype(self):
         return np.float32 if self.bits == 32 else np.float64
@@ -576,12 +621,12 @@ cdef void _set_batch(void *batch, const floating[:, ::1] x, const floating[:, ::
     cdef fn_batch_f64 *b64
     if floating is float:
         b32 = <fn_batch_f32 *>batch
-        b32.x = &x[0, 0]
+        b32.x = &x[0, 0] if x is not None else NULL
         b32.targets = &targets[0, 0] if targets is not None else NULL
         b32.weights = &weights[0] if weights is not None else NULL
     else:
         b64 = <fn_batch_f64 *>batch
-        b64.x = &x[0, 0]
+        b64.x = &x[0, 0] if x is not None else NULL
         b64.targets = &targets[0, 0] if targets is not None else NULL
         b64.weights = &weights[0] if weights is not None else NULL
 
@@ -654,3 +699,92 @@ cdef void _call_reducer(Engine e, double *values, fn_int count) noexcept:
         e._reducer(start, start + count)
     except BaseException as exc:
         e._reduce_error = exc
+
+
+# ---- sparse (CSR) input -------------------------------------------------------------
+
+def _check_csr(indptr, indices, values, Py_ssize_t n_cols, Py_ssize_t n_in, dtype):
+    """The row count of a valid CSR matrix for the first layer (ValueError otherwise:
+    the native code trusts its offsets and column indices)."""
+    if n_cols != n_in:
+        raise ValueError(f"Engine: a CSR matrix of {n_cols} columns for {n_in} inputs")
+    ok = all(isinstance(a, np.ndarray) and a.ndim == 1 and a.flags.c_contiguous
+             and a.flags.aligned for a in (indptr, indices, values))
+    if not ok or indptr.dtype not in (np.int32, np.int64) or indices.dtype != indptr.dtype \
+            or values.dtype != dtype or indptr.shape[0] < 2 \
+            or indices.shape[0] != values.shape[0]:
+        raise ValueError(f"Engine: a CSR matrix needs 1-D C-contiguous indptr (int32 or "
+                         f"int64, at least 2 entries), indices of the same dtype and "
+                         f"{np.dtype(dtype).name} values as long as indices")
+    if indptr[0] < 0 or indptr[indptr.shape[0] - 1] > indices.shape[0] \
+            or np.any(indptr[1:] < indptr[:-1]):
+        raise ValueError("Engine: CSR indptr must be non-decreasing offsets into indices")
+    used = indices[indptr[0]:indptr[indptr.shape[0] - 1]]
+    if used.shape[0] and (used.min() < 0 or used.max() >= n_cols):
+        raise ValueError(f"Engine: CSR column indices must be in [0, {n_cols})")
+    return indptr.shape[0] - 1
+
+
+cdef void _set_csr(void *csr, indptr, indices, const floating[::1] values, Py_ssize_t n,
+                   Py_ssize_t n_cols):
+    cdef fn_csr_f32 *c32
+    cdef fn_csr_f64 *c64
+    cdef int bits = 32 if indptr.dtype == np.int32 else 64
+    cdef const uint8_t[::1] p = indptr.view(np.uint8)
+    cdef const uint8_t[::1] i = indices.view(np.uint8) if indices.shape[0] else None
+    cdef const void *ip = <const void *>&p[0]
+    cdef const void *ii = <const void *>&i[0] if i is not None else NULL
+    cdef const floating *v = &values[0] if values.shape[0] else NULL
+    if floating is float:
+        c32 = <fn_csr_f32 *>csr
+        c32[0] = fn_csr_f32(n, n_cols, bits, ip, ii, v)
+    else:
+        c64 = <fn_csr_f64 *>csr
+        c64[0] = fn_csr_f64(n, n_cols, bits, ip, ii, v)
+
+
+cdef void _set_csr_work(void *batch, void *csr, int64_t[::1] work_index,
+                        floating[::1] work_values):
+    cdef fn_batch_f32 *b32
+    cdef fn_batch_f64 *b64
+    if floating is float:
+        b32 = <fn_batch_f32 *>batch
+        b32.csr = <fn_csr_f32 *>csr
+        b32.csr_work_index = &work_index[0]
+        b32.csr_work_values = &work_values[0]
+    else:
+        b64 = <fn_batch_f64 *>batch
+        b64.csr = <fn_csr_f64 *>csr
+        b64.csr_work_index = &work_index[0]
+        b64.csr_work_values = &work_values[0]
+
+
+cdef int _forward_csr(Engine e, indptr, indices, const floating[::1] values, Py_ssize_t n,
+                      Py_ssize_t n_cols, floating[:, ::1] out) except -1:
+    """Engine.forward_csr for one dtype: max_batch rows a native call (a moved indptr
+    describes them)."""
+    cdef fn_blas blas = blas_table()
+    cdef fn_team *team
+    cdef fn_csr_f32 c32
+    cdef fn_csr_f64 c64
+    cdef Py_ssize_t s, m, width = indptr.dtype.itemsize
+    cdef fn_mlp_f32 *n32 = &e.n32
+    cdef fn_mlp_f64 *n64 = &e.n64
+    _set_csr[floating](&c32 if floating is float else <void *>&c64, indptr, indices, values,
+                       n, n_cols)
+    cdef const char *start = <const char *>(c32.indptr if floating is float else c64.indptr)
+    for s in range(0, n, e.max_batch):
+        m = min(e.max_batch, n - s)
+        with nogil:
+            if floating is float:
+                c32.rows = m
+                c32.indptr = start + s * width
+                team = team_begin(0, fn_mlp_work_ns_f32(n32, m, 0))
+                fn_mlp_forward_csr_team_f32(team, &blas, n32, &c32, &out[s, 0])
+            else:
+                c64.rows = m
+                c64.indptr = start + s * width
+                team = team_begin(0, fn_mlp_work_ns_f64(n64, m, 0))
+                fn_mlp_forward_csr_team_f64(team, &blas, n64, &c64, &out[s, 0])
+            team_end(team)
+    return 0

@@ -10,6 +10,8 @@ import numbers
 
 import numpy as np
 
+from fastnet import _inputs
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -54,23 +56,30 @@ def _nullable_numeric_dtype(value):
     return np.result_type(*numpy_dtypes)
 
 
-def finite_array(source, dtype, name):
+def finite_array(source, dtype, name, convert=True):
     """`source` as an aligned C-contiguous array of `dtype` (copied only if needed);
     ValueError unless it is finite, saying so when a finite `source` overflows `dtype`
-    (rather than calling it NaN)."""
-    if source.dtype == dtype:
-        arr = c_array(source, dtype)
+    (rather than calling it NaN).  convert=False: `source` as it is, checked as it would
+    convert (a chunk of rows at a time), for callers that convert one chunk at a time."""
+    if not convert:
+        if _inputs.all_finite(source, dtype):
+            return source
+        target = np.dtype(dtype)
     else:
-        with np.errstate(over="ignore"):     # reported below
-            arr = source.astype(dtype, order="C")      # a new array: aligned
-    if np.isfinite(arr).all():
-        return arr
+        if source.dtype == dtype:
+            arr = c_array(source, dtype)
+        else:
+            with np.errstate(over="ignore"):     # reported below
+                arr = source.astype(dtype, order="C")      # a new array: aligned
+        if _inputs.all_finite(arr):      # a chunk of rows at a time: no mask of the data's size
+            return arr
+        target = arr.dtype
     if source.dtype.kind in "iuf" and np.all(np.isfinite(source)):
-        raise ValueError(f"{name} holds finite values too large for {arr.dtype} (largest "
-                         f"magnitude {float(np.max(np.abs(source))):.3g}, {arr.dtype} holds "
-                         f"up to {float(np.finfo(arr.dtype).max):.3g}); scale {name} down"
+        raise ValueError(f"{name} holds finite values too large for {target} (largest "
+                         f"magnitude {float(np.max(np.abs(source))):.3g}, {target} holds "
+                         f"up to {float(np.finfo(target).max):.3g}); scale {name} down"
                          + (" or use a float64 model (dtype='float64')"
-                            if arr.dtype == np.float32 else ""))
+                            if target == np.float32 else ""))
     raise ValueError(f"{name} contains NaN or infinity")
 
 

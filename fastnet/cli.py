@@ -133,7 +133,7 @@ _EPILOG = """\
 what the commands do:
   train     Train the full recipe (He init, batch norm, dropout 0.3, AdamW,
             warmup + cosine lr, early stopping) on the digits that ship with
-            fastnet, or on --data FILE (.npz or .csv). Prints one line per
+            fastnet, or on --data FILE (.npz, .csv, .npy or .parquet). Prints one line per
             epoch and the test accuracy; saves model.npz, history.json and
             training_curves.png in --out (default ./fastnet-out).
   diagnose  Print the seed article's experiments: vanishing gradients through
@@ -173,10 +173,12 @@ def _add_data_and_model_arguments(p):
     """Options `train` and `lr-find` share: data, split, model and optimizer."""
     d = DEFAULTS
     p.add_argument("--data", metavar="FILE",
-                   help=".npz with arrays X and y, or .csv with a label column "
+                   help=".npz with arrays X and y, or .csv, .npy (2-D, memory-mapped) or "
+                        ".parquet (needs pyarrow) with a label column "
                         "(default: the bundled digits, pixels / 16)")
     p.add_argument("--label-column", metavar="NAME",
-                   help="label column of a .csv: a header name or a 0-based index "
+                   help="label column of a .csv, .npy or .parquet: a header name or a "
+                        "0-based index "
                         "(default: the column named 'label', else the last one)")
     _add_header_argument(p)
     p.add_argument("--layers", type=_layer_list, default=_layer_list(d["layers"]),

@@ -152,9 +152,14 @@ def load_file(path, label_column=None, *, header="auto"):
         X, labels = _read_npz(path)
     elif ext == ".csv":
         X, labels = _read_csv(path, label_column, header)
+    elif ext in (".npy", ".parquet"):
+        if header != "auto":
+            raise ValueError("--header applies to .csv files only")
+        X, labels = (_read_npy if ext == ".npy" else _read_parquet)(path, label_column)
     else:
         raise ValueError(f"{path}: unsupported file type {ext or '(none)'!r}; "
-                         "use a .npz with arrays X and y or a .csv with a label column")
+                         "use a .npz with arrays X and y, or a .csv, .npy or .parquet "
+                         "with a label column")
     if X.shape[0] < 2:
         raise ValueError(f"{path} has {X.shape[0]} rows; at least 2 are needed")
     if X.shape[1] < 1:
@@ -203,6 +208,59 @@ def _read_npz(path):
         raise ValueError(f"{path}: y has shape {y.shape} but X has shape {X.shape}; "
                          f"y must be ({X.shape[0]},)")
     return X, y
+
+
+def _read_npy(path, label_column):
+    """A 2-D numeric .npy (memory-mapped, read once): the label column and the others."""
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{path} is not a readable .npy file ({exc})") from None
+    if data.ndim != 2 or data.dtype == np.bool_ or data.dtype.kind not in "iuf":
+        raise ValueError(f"{path}: a .npy must hold a 2-D numeric array (rows of features "
+                         f"and a label column), got {data.dtype} of shape {data.shape}")
+    label = _label_index(path, label_column, None, data.shape[1])
+    keep = [j for j in range(data.shape[1]) if j != label]
+    return _checked_features(path, data[:, keep], None), np.asarray(data[:, label])
+
+
+def _read_parquet(path, label_column):
+    """A Parquet file (needs pyarrow): the label column and the numeric others."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ValueError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") \
+            from None
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:          # pyarrow's own errors: not a Parquet file, ...
+        raise ValueError(f"{path} is not a readable Parquet file ({exc})") from None
+    names = list(table.column_names)
+    label = _label_index(path, label_column, names, len(names))
+    labels = table.column(label)
+    if labels.null_count:
+        raise ValueError(f"{path}: the label column {names[label]!r} has "
+                         f"{labels.null_count} missing values")
+    features = table.select([c for j, c in enumerate(names) if j != label])
+    from fastnet import _inputs
+    try:
+        X = _inputs.frame_array(features, f"{path}:")
+    except (TypeError, ValueError) as exc:
+        raise ValueError(str(exc)) from None
+    return _checked_features(path, X, [c for j, c in enumerate(names) if j != label]), \
+        labels.to_numpy(zero_copy_only=False)
+
+
+def _checked_features(path, X, names):
+    """X as float64; ValueError naming the first NaN/inf by row and column (a name from
+    `names`, else the feature's 0-based number)."""
+    X = np.asarray(X, dtype=np.float64)
+    bad = np.argwhere(~np.isfinite(X))
+    if bad.size:
+        row, col = (int(v) for v in bad[0])
+        column = repr(names[col]) if names else f"{col} (0-based, label column excluded)"
+        raise ValueError(f"{path}: NaN or infinity at row {row}, feature column {column}")
+    return X
 
 
 def _is_number(field):

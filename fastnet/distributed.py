@@ -178,6 +178,9 @@ def _checksum(a):
 
 
 def _describe(a):
+    if a is not None and not isinstance(a, np.ndarray):     # rows of X, a CSR matrix
+        from fastnet import _inputs
+        return _inputs.describe(a)
     return None if a is None else (tuple(a.shape), a.dtype.str, _checksum(a))
 
 

@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 
-from fastnet import _checkpoint, _io, _network, distributed as _distributed, \
+from fastnet import _checkpoint, _inputs, _io, _network, distributed as _distributed, \
     health as _health, init as _init, optim as _optim, schedules as _schedules
 from fastnet._io import atomic_savez, read_npz
 from fastnet._governor import ThreadGovernor
@@ -558,18 +558,28 @@ class MLP:
 
     # ---- data checks --------------------------------------------------------
 
-    def _check_x(self, X, name="X", dtype=None):
+    def _check_x(self, X, name="X", dtype=None, convert=True):
         """X as a finite C-contiguous (n, n_in) array of `dtype` (default: the model's);
-        an array that is one already (read-only or memory-mapped too) is not copied."""
-        arr = real_array(X, name)
+        an array that is one already (read-only or memory-mapped too) is not copied, nor
+        any array with convert=False (inference converts a chunk of rows at a time).  A
+        scipy.sparse matrix becomes a canonical CSR matrix, a data frame an array of its
+        columns (see fastnet._inputs)."""
+        n_in = self._layer_sizes[0]
+        if isinstance(X, _inputs.Rows):      # rows of an array, e.g. fastnet.sklearn's split
+            return _inputs.Rows(self._check_x(X.base, name, dtype, convert), X.index)
+        if _inputs.is_sparse(X):
+            if X.ndim != 2 or X.shape[1] != n_in or X.shape[0] == 0:
+                raise ValueError(f"{name} has shape {X.shape} but the model takes (n, {n_in}) "
+                                 f"with n >= 1")
+            return _inputs.as_csr(X, self._dtype if dtype is None else dtype, name)
+        arr = real_array(_inputs.frame_array(X, name), name)
         if arr.dtype.kind not in "iuf":          # not bool, complex, object, ...
             raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-        n_in = self._layer_sizes[0]
         if arr.ndim != 2 or arr.shape[1] != n_in:
             raise ValueError(f"{name} has shape {arr.shape} but the model takes (n, {n_in})")
         if arr.shape[0] == 0:
             raise ValueError(f"{name} is empty")
-        return finite_array(arr, self._dtype if dtype is None else dtype, name)
+        return finite_array(arr, self._dtype if dtype is None else dtype, name, convert)
 
     def _check_y(self, y, n, loss, name="y"):
         arr = real_array(y, name)
@@ -614,7 +624,14 @@ class MLP:
 
         Parameters
         ----------
-        X : array (n, layer_sizes[0])
+        X : array (n, layer_sizes[0]), scipy.sparse matrix or data frame
+            An array of the model's dtype, C-contiguous (read-only or memory-mapped
+            too), is used in place, never copied (the validation split and the
+            shuffles are index sets); other dtypes and layouts are converted once.
+            Sparse matrices train the first layer natively (CSC, COO: converted to
+            CSR once); pandas, pyarrow and polars frames need numeric columns without
+            missing values, and their column names are kept in ``feature_names_in_``
+            (see docs/data.md).
         y : int labels (n,) for ``loss="cross_entropy"``, float targets
             (n, n_out) or (n,) for ``loss="mse"``.
         epochs, batch_size : int
@@ -637,7 +654,11 @@ class MLP:
         loss : "cross_entropy" or "mse"
         grad_clip : float, optional
             Clip the global gradient norm to this value.
-        shuffle : bool
+        shuffle : bool or "chunks", default True
+            Shuffle the rows every epoch (seeded).  ``"chunks"``: runs of contiguous
+            rows (about 4 MB each) in a random order, rows shuffled among 8 runs, so
+            that data larger than memory (a memory-mapped ``.npy``) is read from disk
+            in long sequential pieces; see docs/data.md for its effect on accuracy.
         seed : int, optional
             Seed of shuffling and dropout (default: the model's seed).
         verbose : 0, 1 (progress bar and a line per epoch) or 2 (lines only)
@@ -752,11 +773,16 @@ class MLP:
         if self.batch_norm and batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 with batch_norm=True (a batch of one "
                              f"row has no batch variance), got {batch_size}")
+        shuffle = _inputs.shuffle_mode(shuffle)
         policy = _health.divergence_policy(on_divergence)
         samples = _health.track_samples(track_gradients)
+        feature_names = _inputs.frame_columns(X)
         X, labels, targets, weights = self._training_rows(X, y, loss, sample_weight,
                                                           class_weight)
         n = X.shape[0]
+        # rows: the training rows of X (None: all); never copied
+        X, rows, labels, targets, weights = _inputs.spread(X, labels, targets, weights)
+        row_bytes = _inputs.row_bytes(X)
         if n < 2:
             raise ValueError(f"fit needs at least 2 rows, X has {n}")
         every = _positive_int(checkpoint_every, "checkpoint_every")
@@ -790,17 +816,17 @@ class MLP:
                 n_val = int(math.ceil(split * n))
                 if n - n_val < 2:
                     raise ValueError(f"validation_split={split} leaves {n - n_val} training rows")
-                order = np.random.default_rng([run_seed, 0xDA7A]).permutation(n)
-                vi, ti = np.sort(order[:n_val]), np.sort(order[n_val:])
-                val = (X[vi], None if labels is None else labels[vi],
-                       None if targets is None else targets[vi],
+                # index sets over X: no row is copied (the engine trains through `rows`)
+                ti, vi = _inputs.validation_split(n, split, run_seed)
+                rows, vi = (ti, vi) if rows is None else (rows[ti], rows[vi])
+                val = (_inputs.Rows(X, vi), _inputs.subset(labels, vi),
+                       _inputs.subset(targets, vi),
                        None if weights is None or not np.any(weights[vi] > 0)
                        else weights[vi])   # all-zero held-out weights: score unweighted
-                X = X[ti]
-                labels = None if labels is None else labels[ti]
-                targets = None if targets is None else targets[ti]
-                weights = None if weights is None else weights[ti]
-                n = X.shape[0]
+                n = rows.shape[0]
+        train = (X, labels, targets, weights) if rows is None else (
+            _inputs.Rows(X, rows),) + tuple(_inputs.subset(a, rows)
+                                            for a in (labels, targets, weights))
         opt = _optim.get(optimizer, lr=lr, weight_decay=weight_decay)
         base_lr = opt.lr
         sched = _schedules.resolve(schedule, base_lr)
@@ -835,8 +861,8 @@ class MLP:
         record = None
         if checkpoint is not None or resume_state is not None:
             record = _checkpoint.run_record(
-                (X, labels, targets, weights), val, batch_size=batch_size, loss=loss,
-                schedule=sched, optimizer=opt, grad_clip=clip or None, shuffle=bool(shuffle),
+                train, val, batch_size=batch_size, loss=loss,
+                schedule=sched, optimizer=opt, grad_clip=clip or None, shuffle=shuffle,
                 on_divergence=policy, track_gradients=samples,
                 ranks=1 if dist is None else dist.size)
         if resume_state is not None:
@@ -844,16 +870,18 @@ class MLP:
 
         # ---- everything is valid: set up the engine ------------------------
         self.loss = loss
+        self.feature_names_in_ = feature_names
         self._targets_1d = loss == "mse" and np.ndim(y) == 1
         run = _distributed.start(
-            dist, self, n, batch_size, (X, labels, targets, weights), val,
-            loss=loss, epochs=epochs, grad_clip=clip, shuffle=bool(shuffle), seed=run_seed,
+            dist, self, n, batch_size, train, val,
+            loss=loss, epochs=epochs, grad_clip=clip, shuffle=shuffle, seed=run_seed,
             optimizer=(type(opt).__name__, opt._native_hyper(), base_lr),
             resume=None if resume_state is None else resume_state["meta"]["epochs_done"])
         if run is not None and not run.root:
             verbose = 0
         engine, max_batch, steps = self._training_engine(
-            X, labels, targets, weights, batch_size if run is None else run.max_batch, loss)
+            X, labels, targets, weights, batch_size if run is None else run.max_batch, loss,
+            n_rows=n)
         if run is not None:
             run.bind(engine, weights)
             steps = run.steps
@@ -866,8 +894,8 @@ class MLP:
             history.history["layer_grad_norm"] = []
             history.history["dead_fraction"] = []
             tracker = _health.GradientTracker(engine, self.layer_sizes, steps, samples)
-        guard = _health.DivergenceGuard(_health.baseline_loss(self.layer_sizes[-1], targets,
-                                                              weights))
+        guard = _health.DivergenceGuard(_health.baseline_loss(self.layer_sizes[-1], train[2],
+                                                              train[3]))
         rollback = policy if isinstance(policy, _health.Rollback) else None
         monitor = "val_loss" if val is not None else "loss"
         # An epoch's training loss is measured on the weights before each update, so it
@@ -891,17 +919,18 @@ class MLP:
         lr_scale = history.rollbacks[-1]["lr_scale"] if history.rollbacks else 1.0
         good = _snapshot(self, opt_buffers, engine, global_step) if rollback else None
         watched = False        # a rollback happened: measure where each epoch ends
+        ahead = None        # disk reads of a memory map ahead of training
         try:
             interrupt.install()
             epoch = start_epoch
             while epoch < epochs:
                 _call(callbacks, "on_epoch_begin", epoch, {})
-                if shuffle:
-                    order = np.random.default_rng([run_seed, epoch]).permutation(n)
-                else:
-                    order = np.arange(n, dtype=np.int64)
+                order = _inputs.epoch_order(n, shuffle, [run_seed, epoch], row_bytes)
+                if rows is not None:
+                    order = rows[order]
                 engine.set_order(order)
                 engine.begin_epoch()
+                ahead = _inputs.read_ahead(ahead, X, order, shuffle, lambda: engine.rows)
                 if tracker is not None:
                     tracker.begin_epoch()
                 if run is not None:
@@ -984,7 +1013,7 @@ class MLP:
                         # after a rollback the weights an epoch ends with must have learned
                         # (measured on them): a backed-off lr that keeps the loss finite but
                         # flat, or unlearns, backs off further
-                        end_loss = self._training_loss(engine, X, labels, targets, weights)
+                        end_loss = self._training_loss(engine, *train)
                         if not guard.learned(end_loss):
                             bad_loss = end_loss
                 if bad_loss is not None:
@@ -1061,6 +1090,7 @@ class MLP:
             raise
         finally:
             interrupt.uninstall()
+            _inputs.read_ahead(ahead, None, None, None, None)
             opt.t = engine.opt_step
         if history.diverged or history.interrupted:
             self._restore(best_state)
@@ -1107,12 +1137,13 @@ class MLP:
                              "positive weight")
         return X, labels, targets, weights
 
-    def _training_engine(self, X, labels, targets, weights, batch_size, loss):
-        """An Engine bound to the training rows; returns (engine, max_batch, steps per epoch)."""
-        n = X.shape[0]
+    def _training_engine(self, X, labels, targets, weights, batch_size, loss, n_rows=None):
+        """An Engine bound to the rows of X; returns (engine, max_batch, steps per epoch)
+        for epochs of `n_rows` rows (default: all)."""
+        n = X.shape[0] if n_rows is None else n_rows
         max_batch = min(batch_size, n)
         engine = self._engine(max_batch, loss)
-        engine.set_data(X, labels, targets, weights)
+        _inputs.bind(engine, X, labels, targets, weights)
         steps = int(math.ceil(n / max_batch))
         # a trailing batch of one row has no batch variance: skip it
         if self.batch_norm and steps > 1 and n % max_batch == 1:
@@ -1234,7 +1265,7 @@ class MLP:
             raise ValueError("batch norm needs at least 2 rows to compute gradients")
         engine = self._engine(X.shape[0], loss)
         engine.freeze_bn_stats = True
-        engine.set_data(X, labels, targets, weights)
+        _inputs.bind(engine, X, labels, targets, weights)
         engine.set_order(np.arange(X.shape[0], dtype=np.int64))
         value = engine.step(0, X.shape[0], 0.0, 0.0,
                             seed_value(self.seed if seed is None else seed), 0, update=False)
@@ -1251,7 +1282,7 @@ class MLP:
     def _training_loss(self, engine, X, labels, targets, weights):
         """Loss of the weights as they are on the rows (X, ...), in inference mode."""
         out = np.empty((X.shape[0], self._layer_sizes[-1]), dtype=self._dtype)
-        engine.forward(X, out)
+        _inputs.forward(engine, X, out)
         value = self._score(out, labels, targets, weights)["loss"]
         return value if math.isfinite(value) else math.inf
 
@@ -1262,7 +1293,7 @@ class MLP:
             logs["accuracy"] = engine.correct / engine.rows
         if val is not None:
             out = np.empty((val[0].shape[0], self.layer_sizes[-1]), dtype=self.dtype)
-            engine.forward(val[0], out)
+            _inputs.forward(engine, val[0], out)
             logs.update({"val_" + k: v
                          for k, v in self._score(out, val[1], val[2], val[3]).items()})
         return logs
@@ -1270,14 +1301,15 @@ class MLP:
     # ---- inference -------------------------------------------------------------
 
     def _outputs(self, X):
-        X = self._check_x(X)
+        _inputs.check_columns(getattr(self, "feature_names_in_", None), X, "X")
+        X = self._check_x(X, convert=False)
         n = X.shape[0]
         out = np.empty((n, self._layer_sizes[-1]), dtype=self._dtype)
         engine, token = self._access.begin_read("predict", n)
         try:
             if engine is None:
                 engine = self._engine(max(min(n, _PREDICT_ROWS), 256), self.loss)
-            engine.forward(X, out)
+            _inputs.forward(engine, X, out)
         finally:
             self._access.end_read(engine, token)
         return out

@@ -59,7 +59,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                       "pip install 'fastnet[sklearn]'") from exc
 
 import fastnet
-from fastnet import optim as _optim
+from fastnet import _inputs, optim as _optim
 from fastnet import schedules as _schedules
 from fastnet._validation import real_number
 from fastnet.callbacks import EarlyStopping
@@ -146,6 +146,11 @@ _thread_limit = _ThreadLimit()
 
 
 # ---- parameter checks ------------------------------------------------------------------
+
+# scipy.sparse input: the first layer multiplies CSR natively (scikit-learn converts
+# CSC, COO, ... to CSR once)
+_SPARSE = "csr"
+
 
 def _check_int(value, name, low, allow_none=False):
     if value is None and allow_none:
@@ -543,8 +548,10 @@ class _BaseMLP(BaseEstimator):
             w = None
         if w_val is not None and not np.any(w_val > 0):
             w_val = None
-        val = (X[val_idx], targets[val_idx]) + (() if w_val is None else (w_val,))
-        return X[train_idx], targets[train_idx], w, val
+        # index sets over X: the rows are not copied
+        val = (_inputs.Rows(X, val_idx), targets[val_idx]) + \
+            (() if w_val is None else (w_val,))
+        return _inputs.Rows(X, train_idx), targets[train_idx], w, val
 
     def _stratify(self, targets, n_val):
         return None
@@ -585,11 +592,12 @@ class _BaseMLP(BaseEstimator):
 
     def _check_predict_x(self, X):
         check_is_fitted(self, "model_")
-        return validate_data(self, X, reset=False, dtype=self.model_.dtype)
+        return validate_data(self, X, reset=False, dtype=self.model_.dtype,
+                             accept_sparse=_SPARSE)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         tags.input_tags.allow_nan = False
         return tags
 
@@ -732,7 +740,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return p
 
     def _validate_xy(self, X, y, reset, dtype):
-        X, y = validate_data(self, X, y, reset=reset, dtype=dtype)
+        X, y = validate_data(self, X, y, reset=reset, dtype=dtype, accept_sparse=_SPARSE)
         check_classification_targets(y)
         return X, y
 
@@ -862,6 +870,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _validate_xy(self, X, y, reset, dtype):
         X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=True,
+                             accept_sparse=_SPARSE,
                              y_numeric=True)
         return X, np.asarray(y, dtype=np.float64)
 

@@ -191,3 +191,37 @@ def test_utf16_with_a_byte_order_mark_is_decoded(tmp_path):
                                                   text.encode(codec)))
         np.testing.assert_array_equal(X, [[1, 2], [3, 4]])
         assert classes.tolist() == ["x", "y"]
+
+
+def test_load_npy_and_parquet_with_a_label_column(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    rows = np.array([[0.5, 1.0, 3], [1.5, -2.0, 5], [2.5, 0.0, 3], [3.5, 4.0, 5]])
+    np.save(tmp_path / "d.npy", rows)
+    X, y, classes = datasets.load_file(tmp_path / "d.npy")
+    assert np.array_equal(X, rows[:, :2]) and np.array_equal(classes[y], [3, 5, 3, 5])
+    np.save(tmp_path / "first.npy", rows[:, ::-1].copy())    # the labels first
+    X, y, classes = datasets.load_file(tmp_path / "first.npy", "0")
+    assert np.array_equal(X, rows[:, 1::-1]) and np.array_equal(classes[y], [3, 5, 3, 5])
+    table = pa.table({"a": rows[:, 0], "label": ["x", "y", "x", "y"],
+                      "b": rows[:, 1].astype(np.float32)})
+    pq.write_table(table, tmp_path / "d.parquet")
+    X, y, classes = datasets.load_file(tmp_path / "d.parquet")
+    assert np.array_equal(X, rows[:, :2]) and list(classes[y]) == ["x", "y", "x", "y"]
+    bad = rows.copy()
+    bad[2, 1] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    with pytest.raises(ValueError, match=r"bad.npy: NaN or infinity at row 2, feature column 1"):
+        datasets.load_file(tmp_path / "bad.npy")
+    pq.write_table(table.set_column(2, "b", pa.array([1.0, None, 2.0, 3.0])),
+                   tmp_path / "nulls.parquet")
+    with pytest.raises(ValueError, match="nulls.parquet: column 'b' has 1 missing values"):
+        datasets.load_file(tmp_path / "nulls.parquet")
+    pq.write_table(table.set_column(0, "a", pa.array(["p", "q", "r", "s"])),
+                   tmp_path / "text.parquet")
+    with pytest.raises(ValueError, match="text.parquet: column 'a' has type string, not a "
+                                         "number; encode it"):
+        datasets.load_file(tmp_path / "text.parquet")
+    np.save(tmp_path / "one.npy", rows[:, 0])
+    with pytest.raises(ValueError, match="2-D numeric array"):
+        datasets.load_file(tmp_path / "one.npy")

@@ -35,6 +35,7 @@ _SGD_REASON = ("mini-batch SGD with shuffling and batch norm (whose batch statis
 def _expected_failed_checks(estimator):
     return {
         "check_sample_weight_equivalence_on_dense_data": _SGD_REASON,
+        "check_sample_weight_equivalence_on_sparse_data": _SGD_REASON,
         "check_sample_weights_invariance": _SGD_REASON,
     }
 
