@@ -190,3 +190,37 @@ def one_of(value, name, choices):
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(map(repr, choices))}, got {value!r}")
     return value
+
+
+def integer(value, name, low=0):
+    """An int >= `low` (NumPy integers accepted, bools refused), as a Python int."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = int(value)
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return value
+
+
+def positive_int(value, name):
+    """An int >= 1."""
+    return integer(value, name, low=1)
+
+
+def sample_weights(value, n, dtype, name):
+    """None, or a finite non-negative (n,) array of `dtype` with a positive sum."""
+    if value is None:
+        return None
+    source = real_array(value, name)
+    if source.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {source.dtype}")
+    if source.shape != (n,):
+        raise ValueError(f"{name} must be a finite, non-negative array of shape ({n},), got "
+                         f"shape {source.shape}")
+    weights = finite_array(source, dtype, name)
+    if np.any(weights < 0):
+        raise ValueError(f"{name} must be a finite, non-negative array of shape ({n},); it "
+                         f"holds negative weights")
+    if not np.any(weights > 0):
+        raise ValueError(f"{name} must have at least one positive entry")
+    return weights

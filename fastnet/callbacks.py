@@ -23,7 +23,39 @@ import warnings
 
 import numpy as np
 
-__all__ = ["Callback", "EarlyStopping"]
+from fastnet._validation import integer as _int
+
+__all__ = ["Callback", "EarlyStopping", "improved"]
+
+
+def improved(value, best, mode="min", min_delta=0.0, relative=False):
+    """Whether ``value`` improves on ``best``: the one rule of early stopping,
+    ReduceLROnPlateau and fit's best-state tracking.
+
+    ::
+
+        mode "min":  value < best - margin        mode "max":  value > best + margin
+        margin = min_delta (absolute), or min_delta * |best| (relative=True)
+
+    NaN never improves; ``best=None`` (nothing seen yet) is improved on by any
+    other value.
+
+    Parameters
+    ----------
+    value : float
+    best : float or None
+    mode : {"min", "max"}
+    min_delta : float >= 0
+    relative : bool
+        Measure ``min_delta`` as a fraction of ``|best|`` (PyTorch's
+        ``threshold_mode="rel"``) instead of in the metric's units.
+    """
+    if math.isnan(value):
+        return False
+    if best is None:
+        return True
+    margin = min_delta * abs(best) if relative and min_delta else min_delta
+    return value < best - margin if mode == "min" else value > best + margin
 
 
 class Callback:
@@ -171,9 +203,7 @@ class EarlyStopping(Callback):
         return self.best_loss
 
     def _better(self, value, reference):
-        if self.mode == "min":
-            return value < reference - self.min_delta
-        return value > reference + self.min_delta
+        return improved(value, reference, self.mode, self.min_delta)
 
     # -- the seed's protocol ------------------------------------------------
 
@@ -287,11 +317,3 @@ class EarlyStopping(Callback):
                 f"restore_best_weights={self.restore_best_weights}, "
                 f"start_from_epoch={self.start_from_epoch}, baseline={self.baseline})")
 
-
-def _int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    value = int(value)
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value

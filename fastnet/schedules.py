@@ -38,7 +38,8 @@ import numbers
 
 import numpy as np
 
-from fastnet._validation import real_number as _real
+from fastnet._validation import integer as _int, real_number as _real
+from fastnet.callbacks import improved
 
 __all__ = [
     "Constant",
@@ -128,15 +129,6 @@ def warmup_cosine(epoch, warmup_epochs, total_epochs, initial_lr, min_lr=1e-6):
 # Argument checks
 # ---------------------------------------------------------------------------
 
-def _int(value, name, *, low):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    value = int(value)
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return value
-
-
 def _lr(value, name="initial_lr"):
     return _real(value, name, low=0.0, low_open=True)
 
@@ -172,12 +164,20 @@ class Schedule:
         of the warmup).
     per_step : bool
         False: ``t`` counts epochs; True: ``t`` counts optimizer steps.
+    needs_metric : bool
+        True: ``fit`` calls ``step(logs[monitor])`` at the end of every epoch
+        (:class:`ReduceLROnPlateau`).
+    monitor : str or None
+        The epoch log entry a metric-driven schedule is stepped with (None:
+        fit's own, "val_loss" with validation data, else "loss").
 
     Subclasses implement :meth:`lr_at`; ``sched(t)`` validates ``t`` and
     returns ``float(lr_at(t))``.
     """
 
     per_step = False
+    needs_metric = False
+    monitor = None
 
     def __call__(self, t):
         return float(self.lr_at(_time(t)))
@@ -201,6 +201,10 @@ class Schedule:
 
     def _repr_args(self):
         return [("initial_lr", self.initial_lr), ("per_step", self.per_step)]
+
+    def record_name(self):
+        """How a checkpoint's run record names this schedule (its repr)."""
+        return repr(self)
 
 
 class Constant(Schedule):
@@ -235,6 +239,11 @@ class LambdaSchedule(Schedule):
     @property
     def initial_lr(self):
         return self(0)
+
+    def record_name(self):
+        # the repr holds an address; a partial has no __qualname__
+        fn = self.fn
+        return f"LambdaSchedule({getattr(fn, '__qualname__', type(fn).__name__)})"
 
     def __call__(self, t):
         t = _time(t)
@@ -566,8 +575,6 @@ class ReduceLROnPlateau(Schedule):
         Name of the epoch log entry ``fit`` passes to :meth:`step`.
     """
 
-    per_step = False
-    #: fit must call ``step(metric)`` once per epoch.
     needs_metric = True
 
     def __init__(self, initial_lr, factor=0.1, patience=10, mode="min", min_delta=1e-4,
@@ -601,13 +608,7 @@ class ReduceLROnPlateau(Schedule):
         return self.lr
 
     def _improved(self, value):
-        if math.isnan(value):
-            return False
-        if self.best is None:
-            return True
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
+        return improved(value, self.best, self.mode, self.min_delta)
 
     def step(self, metric):
         """Report the monitored metric of the epoch just finished.
@@ -664,6 +665,16 @@ class ReduceLROnPlateau(Schedule):
                 ("min_delta", self.min_delta), ("cooldown", self.cooldown),
                 ("min_lr", self.min_lr), ("warmup_epochs", self.warmup_epochs),
                 ("monitor", self.monitor)]
+
+
+def contract(schedule):
+    """(per_step, needs_metric, monitor) of a resolved schedule: the attributes
+    :class:`Schedule` declares, read once, with its defaults for schedule-like objects
+    of other classes."""
+    if isinstance(schedule, Schedule):
+        return bool(schedule.per_step), bool(schedule.needs_metric), schedule.monitor
+    return (bool(getattr(schedule, "per_step", False)),
+            bool(getattr(schedule, "needs_metric", False)), getattr(schedule, "monitor", None))
 
 
 def resolve(schedule, lr):
