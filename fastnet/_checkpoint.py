@@ -21,7 +21,8 @@ import numbers
 
 import numpy as np
 
-from fastnet import distributed as _distributed, schedules as _schedules
+from fastnet import distributed as _distributed
+from fastnet import schedules as _schedules
 from fastnet._io import atomic_savez, read_npz
 
 FORMAT = "fastnet-checkpoint"

@@ -31,7 +31,8 @@ import signal
 import threading
 import warnings
 
-from fastnet import _checkpoint, health as _health
+from fastnet import _checkpoint
+from fastnet import health as _health
 from fastnet.callbacks import improved
 
 

@@ -11,11 +11,13 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from fastnet import _checkpoint, _fit_callbacks as _builtins, _io, _loop, _network, \
-    _stepper, distributed as _distributed, health as _health, optim as _optim, \
-    schedules as _schedules
-from fastnet._validation import one_of, positive_int, real_number, sample_weights, \
-    seed_value
+from fastnet import _checkpoint, _io, _loop, _network, _stepper
+from fastnet import _fit_callbacks as _builtins
+from fastnet import distributed as _distributed
+from fastnet import health as _health
+from fastnet import optim as _optim
+from fastnet import schedules as _schedules
+from fastnet._validation import one_of, positive_int, real_number, sample_weights, seed_value
 
 
 def make_plan(model, X, y, *, epochs, batch_size, optimizer, lr, schedule, validation_data,

@@ -472,7 +472,8 @@ def _schedule(args):
         return schedules.CosineAnnealing(lr, epochs), f"cosine (over {epochs} epochs)"
     if args.schedule == "step":
         step = max(1, round(0.3 * epochs))
-        return schedules.StepDecay(lr, 0.5, step), f"step (x0.5 every {step} epoch{'s' if step != 1 else ''})"
+        plural = "s" if step != 1 else ""
+        return schedules.StepDecay(lr, 0.5, step), f"step (x0.5 every {step} epoch{plural})"
     if args.schedule == "plateau":
         patience = max(2, args.patience // 3) if args.patience else 5
         return (schedules.ReduceLROnPlateau(lr, factor=0.5, patience=patience),

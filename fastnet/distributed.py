@@ -144,7 +144,7 @@ def resolve(value):
         return None
     if value is True:
         dist = Distributed()
-        dist.comm                 # MPI starts now: a rank failing from here on ends the job
+        _ = dist.comm             # MPI starts now: a rank failing from here on ends the job
         return dist
     if isinstance(value, str) and value == "auto":
         if not launched_by_mpi():
@@ -152,7 +152,7 @@ def resolve(value):
         dist = Distributed()
         return dist if dist.size > 1 else None
     if isinstance(value, Distributed):
-        value.comm
+        _ = value.comm
         return value
     raise TypeError(f"distributed must be True, False, 'auto' or a fastnet.distributed."
                     f"Distributed, got {value!r}")

@@ -324,6 +324,7 @@ def to_onnx(model, path=None, *, opset=None, fold_batch_norm=True):
     """The ONNX model of `model`'s inference (see :meth:`fastnet.MLP.to_onnx`)."""
     onnx = _require("onnx", "MLP.to_onnx", "fastnet[onnx]")
     from onnx import helper
+
     from fastnet import __version__
     opset = _check_opset(opset, onnx)
     head = _HEADS.get(model.loss)

@@ -12,18 +12,29 @@ import copy
 import functools
 import math
 import numbers
-import reprlib
 import os
+import reprlib
 import threading
 import types
 
 import numpy as np
 
-from fastnet import _fit_plan, _network, distributed as _distributed, \
-    health as _health, init as _init, optim as _optim
+from fastnet import _fit_plan, _network
+from fastnet import distributed as _distributed
+from fastnet import health as _health
+from fastnet import init as _init
+from fastnet import optim as _optim
 from fastnet._io import atomic_savez, read_npz
-from fastnet._validation import c_array, finite_array, one_of, positive_int, real_array, \
-    real_number, sample_weights, seed_value
+from fastnet._validation import (
+    c_array,
+    finite_array,
+    one_of,
+    positive_int,
+    real_array,
+    real_number,
+    sample_weights,
+    seed_value,
+)
 
 __all__ = ["MLP", "History", "load"]
 

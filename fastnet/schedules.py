@@ -38,7 +38,8 @@ import numbers
 
 import numpy as np
 
-from fastnet._validation import integer as _int, real_number as _real
+from fastnet._validation import integer as _int
+from fastnet._validation import real_number as _real
 from fastnet.callbacks import improved
 
 __all__ = [

@@ -52,8 +52,7 @@ try:
     from sklearn.utils import check_random_state
     from sklearn.utils.class_weight import compute_sample_weight
     from sklearn.utils.multiclass import check_classification_targets, unique_labels
-    from sklearn.utils.validation import (_check_sample_weight, check_is_fitted,
-                                          validate_data)
+    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("fastnet.sklearn needs scikit-learn >= 1.6: "
                       "pip install 'fastnet[sklearn]'") from exc

@@ -4,9 +4,9 @@ import math
 
 import numpy as np
 import pytest
+from _seed_tables import SEED_SCHEDULE_TABLE
 
 import fastnet
-from _seed_tables import SEED_SCHEDULE_TABLE
 from fastnet import diagnostics as dg
 
 # The seed's printed tables (run verbatim with NumPy's legacy generator).
@@ -301,7 +301,7 @@ def test_activation_stats_inference_forward_matches_the_model(trained):
     np.testing.assert_allclose(logits, native, rtol=1e-4, atol=1e-4)
     rows = dg.activation_stats(model, X)
     assert [r["width"] for r in rows] == [32, 16]
-    for r, (z, a) in zip(rows, hidden):
+    for r, (_, a) in zip(rows, hidden):
         assert r["mean"] == pytest.approx(a.mean())
         assert r["std"] == pytest.approx(a.std())
         assert r["dead"] == int((a == 0).all(axis=0).sum())

@@ -15,10 +15,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import TESTS_DIR, assert_same_bits, child_env
 
 import fastnet
 from fastnet import distributed
-from conftest import TESTS_DIR, assert_same_bits, child_env
 
 MPIRUN = shutil.which("mpirun") or shutil.which("mpiexec")
 HAVE_MPI = MPIRUN is not None and importlib.util.find_spec("mpi4py") is not None
