@@ -274,13 +274,23 @@ class _Archive:
         if raw.dtype != np.uint8 or raw.ndim != 1:
             raise self.fail("has corrupted metadata (not a byte string)")
         try:
-            meta = json.loads(raw.tobytes().decode())
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            kind = "nested too deeply" if isinstance(exc, RecursionError) else exc
-            raise self.fail(f"has corrupted metadata ({kind})") from None
+            meta = decode_json(raw.tobytes().decode())
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise self.fail(f"has corrupted metadata ({exc})") from None
         if not isinstance(meta, dict):
             raise self.fail("has corrupted metadata (not an object)")
         return meta
+
+
+def decode_json(text, **options):
+    """``json.loads(text)`` for text read from a file: any way it fails, including
+    nesting deep enough to exhaust the recursion limit, is a ValueError saying why."""
+    try:
+        return json.loads(text, **options)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(str(exc)) from None
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ import struct
 
 import numpy as np
 
-from fastnet._io import atomic_file
+from fastnet._io import atomic_file, decode_json
 
 __all__ = ["MAX_HEADER_BYTES", "SUFFIX", "looks_like_safetensors", "read", "write"]
 
@@ -149,7 +149,7 @@ def _read_header(fh, size, path):
         text = fh.read(length).decode("utf-8")
         if not text.startswith("{"):
             raise ValueError("it does not start with '{'")
-        header = json.loads(text, object_pairs_hook=_unique_keys)
+        header = decode_json(text, object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ValueError(f"{path}: corrupted safetensors header ({exc})") from None
     if not isinstance(header, dict):

@@ -71,7 +71,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _int_at_least(low):
+def _int_at_least(low, high=None):
     def parse(text):
         try:
             value = int(text)
@@ -79,6 +79,8 @@ def _int_at_least(low):
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {value}")
         return value
     parse.__name__ = "int"
     return parse
@@ -191,7 +193,7 @@ def _add_data_and_model_arguments(p):
                    help=f"dropout rate after each hidden layer (default {d['dropout']})")
     p.add_argument("--no-batch-norm", action="store_true",
                    help="no batch normalisation (hidden layers get a bias instead)")
-    p.add_argument("--seed", type=_int_at_least(0), default=d["seed"],
+    p.add_argument("--seed", type=_int_at_least(0, 2**64 - 1), default=d["seed"],
                    help=f"seed of the weights, shuffling and dropout (default {d['seed']})")
     p.add_argument("--threads", type=_int_at_least(1), default=None,
                    help="threads of fastnet's kernels (default: OMP_NUM_THREADS or the "

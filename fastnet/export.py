@@ -59,7 +59,7 @@ import warnings
 import numpy as np
 
 from fastnet import _safetensors
-from fastnet._io import atomic_file
+from fastnet._io import atomic_file, decode_json
 
 __all__ = ["ACTIVATIONS", "Activation", "DEFAULT_OPSET", "MIN_OPSET", "to_onnx", "to_torch",
            "from_torch", "file_format", "save_safetensors", "load_safetensors",
@@ -755,7 +755,7 @@ def load_safetensors(path):
         if metadata.get("format") != _FORMAT:
             raise ValueError
         meta = {"format": _FORMAT, "version": int(metadata.get("version", "")),
-                "config": json.loads(metadata.get("config", ""))}
+                "config": decode_json(metadata.get("config", ""))}
     except ValueError:
         raise ValueError(f"{path} is not a fastnet model file (its safetensors metadata has "
                          f"no format {_FORMAT!r}, version and config)") from None

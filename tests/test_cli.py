@@ -267,6 +267,9 @@ def test_python_m_fastnet_error_has_no_traceback(tmp_path):
     proc = run_module("train", "--epochs", "-3", timeout=60)
     assert proc.returncode == 2
     assert_one_line_error(proc.stderr, "--epochs")
+    proc = run_module("train", "--seed", str(2**70), timeout=60)     # never reduced mod 2**64
+    assert proc.returncode == 2
+    assert_one_line_error(proc.stderr, "--seed", f"must be <= {2**64 - 1}")
 
 
 # ---- train keeps its results ---------------------------------------------------------------

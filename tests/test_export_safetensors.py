@@ -174,6 +174,10 @@ MALFORMED = {
                                                if k != "__metadata__"}, d),
     "bad config": lambda h, d: _file(dict(h, __metadata__=dict(h["__metadata__"],
                                                                 config="{}")), d),
+    "header nested too deeply": lambda h, d: _file(
+        None, d, raw_header=b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+    "config nested too deeply": lambda h, d: _file(dict(h, __metadata__=dict(
+        h["__metadata__"], config="[" * 100_000 + "]" * 100_000)), d),
     "not a model file": lambda h, d: _file(dict(h, __metadata__=dict(h["__metadata__"],
                                                                       format="other")), d),
 }
