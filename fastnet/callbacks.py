@@ -38,7 +38,8 @@ def improved(value, best, mode="min", min_delta=0.0, relative=False):
         margin = min_delta (absolute), or min_delta * |best| (relative=True)
 
     NaN never improves; ``best=None`` (nothing seen yet) is improved on by any
-    other value.
+    other value, and so is an infinite ``best`` (the usual "nothing seen yet" start)
+    by any finite value, in either margin mode.
 
     Parameters
     ----------
@@ -54,7 +55,10 @@ def improved(value, best, mode="min", min_delta=0.0, relative=False):
         return False
     if best is None:
         return True
-    margin = min_delta * abs(best) if relative and min_delta else min_delta
+    if relative:      # a fraction of |best|; of an infinite best it would be inf - inf
+        margin = min_delta * abs(best) if min_delta and math.isfinite(best) else 0.0
+    else:
+        margin = min_delta
     return value < best - margin if mode == "min" else value > best + margin
 
 
