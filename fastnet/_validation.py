@@ -149,36 +149,55 @@ def label_array(y, name, n_rows, n_classes, ref_name=None, ref_shape=None):
     return c_array(arr, np.int64)
 
 
-def real_number(value, name, low=None, high=None, low_open=False, high_open=False):
-    """A finite real number within [low, high] (or open ends)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
+def range_problem(value, low=None, high=None, low_open=False, high_open=False):
+    """What is wrong with the real `value` for the range, as ``"must be in [low, high),
+    got value"``, or None when it is inside.  An end without a bound is open, so
+    infinities are refused.  Shared by :func:`real_number` and the command line's
+    argparse types, which add the argument's name themselves."""
     bad = not math.isfinite(value)
     if low is not None:
         bad = bad or value < low or (low_open and value == low)
     if high is not None:
         bad = bad or value > high or (high_open and value == high)
-    if bad:      # an end without a bound is open: infinities are refused
-        lb = "(" if low_open or low is None else "["
-        hb = ")" if high_open or high is None else "]"
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        raise ValueError(f"{name} must be in {lb}{lo}, {hi}{hb}, got {value}")
+    if not bad:
+        return None
+    lb = "(" if low_open or low is None else "["
+    hb = ")" if high_open or high is None else "]"
+    lo = "-inf" if low is None else low
+    hi = "inf" if high is None else high
+    return f"must be in {lb}{lo}, {hi}{hb}, got {value}"
+
+
+def real_number(value, name, low=None, high=None, low_open=False, high_open=False, *,
+                allow_none=False):
+    """A finite real number within [low, high] (or open ends), as a float; None passes
+    through when `allow_none`."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    problem = range_problem(value, low, high, low_open, high_open)
+    if problem:
+        raise ValueError(f"{name} {problem}")
     return value
+
+
+def _check_rng_argument(seed, rng):
+    if seed is not None and rng is not None:
+        raise ValueError("pass seed= or rng=, not both")
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
 
 
 def seed_value(seed=None, rng=None, name="seed"):
     """A 64-bit seed from `seed` (int) or `rng` (numpy Generator), fresh if neither."""
-    if seed is not None and rng is not None:
-        raise ValueError("pass seed= or rng=, not both")
+    _check_rng_argument(seed, rng)
     if rng is not None:
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         return int(rng.integers(0, 2**63, dtype=np.int64))
     if seed is None:
         return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(seed).__name__}")
     seed = int(seed)
     if not 0 <= seed < 2**64:     # larger seeds would alias smaller ones: refuse them
@@ -186,19 +205,46 @@ def seed_value(seed=None, rng=None, name="seed"):
     return seed
 
 
-def one_of(value, name, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(map(repr, choices))}, got {value!r}")
-    return value
+def generator(seed=None, rng=None):
+    """The Generator to draw from: `rng` itself, or a new one seeded with `seed`
+    (checked as :func:`seed_value` does; fresh entropy if both are None)."""
+    _check_rng_argument(seed, rng)
+    return rng if rng is not None else np.random.default_rng(seed_value(seed))
 
 
-def integer(value, name, low=0):
-    """An int >= `low` (NumPy integers accepted, bools refused), as a Python int."""
+def one_of(value, name, choices, *, ignore_case=False):
+    """`value` if it is one of `choices` (lower-cased first when `ignore_case`)."""
+    if ignore_case and isinstance(value, str):
+        value = value.lower()
+    try:
+        if value in choices:
+            return value
+    except TypeError:     # unhashable, e.g. a list against a dict's keys
+        pass
+    raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def integer_problem(value, low=0, high=None):
+    """What is wrong with the int `value` for [low, high], or None (see
+    :func:`range_problem`)."""
+    if value < low:
+        return f"must be >= {low}, got {value}"
+    if high is not None and value > high:
+        return f"must be <= {high}, got {value}"
+    return None
+
+
+def integer(value, name, low=0, high=None, *, allow_none=False):
+    """An int in [low, high] (NumPy integers accepted, bools refused), as a Python int;
+    None passes through when `allow_none`."""
+    if value is None and allow_none:
+        return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     value = int(value)
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
+    problem = integer_problem(value, low, high)
+    if problem:
+        raise ValueError(f"{name} {problem}")
     return value
 
 

@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 
 from fastnet._validation import integer as _int
+from fastnet._validation import real_number
 
 __all__ = ["Callback", "EarlyStopping", "improved"]
 
@@ -169,10 +170,7 @@ class EarlyStopping(Callback):
     def __init__(self, patience=10, min_delta=0.0, monitor="val_loss", mode="min",
                  restore_best_weights=True, start_from_epoch=0, baseline=None, verbose=0):
         self.patience = _int(patience, "patience")
-        if (isinstance(min_delta, (bool, np.bool_)) or not isinstance(min_delta, numbers.Real)
-                or not math.isfinite(min_delta) or min_delta < 0):
-            raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
-        self.min_delta = float(min_delta)
+        self.min_delta = real_number(min_delta, "min_delta", low=0.0)
         if not isinstance(monitor, str):
             raise TypeError(f"monitor must be a str, got {type(monitor).__name__}")
         self.monitor = monitor

@@ -32,6 +32,8 @@ import warnings
 
 import numpy as np
 
+from fastnet import _validation
+
 __all__ = ["build_parser", "main"]
 
 PLOT_HINT = "matplotlib is not installed (fastnet depends on it: pip install matplotlib)"
@@ -72,34 +74,30 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _int_at_least(low, high=None):
+    """argparse type: an int in [low, high], checked as the library checks ints."""
     def parse(text):
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be <= {high}, got {value}")
+        problem = _validation.integer_problem(value, low, high)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
         return value
     parse.__name__ = "int"
     return parse
 
 
 def _float_in(low, high, *, low_open=False, high_open=False):
+    """argparse type: a finite float in the range, checked as the library checks reals."""
     def parse(text):
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        ok = math.isfinite(value)
-        ok = ok and (value > low if low_open else value >= low)
-        if high is not None:
-            ok = ok and (value < high if high_open else value <= high)
-        if not ok:
-            lb, hb = "(" if low_open else "[", ")" if high_open or high is None else "]"
-            raise argparse.ArgumentTypeError(
-                f"must be in {lb}{low}, {'inf' if high is None else high}{hb}, got {text}")
+        problem = _validation.range_problem(value, low, high, low_open, high_open)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
         return value
     parse.__name__ = "number"
     return parse

@@ -36,9 +36,10 @@ Two kinds of functions live here.
   random state.
 """
 import math
-import numbers
 
 import numpy as np
+
+from fastnet._validation import integer, one_of
 
 __all__ = [
     "activation_stats",
@@ -77,24 +78,9 @@ def _activate(z, activation):
     return _sigmoid(z)
 
 
-def _int_arg(value, name, low):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
 def _seed_arg(seed, name="seed", allow_none=False):
-    if seed is None and allow_none:
-        return None
-    return _int_arg(seed, name, 0)
-
-
-def _choice(value, name, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
+    """A seed of NumPy's legacy RandomState (the article's streams): [0, 2**32)."""
+    return integer(seed, name, 0, 2**32 - 1, allow_none=allow_none)
 
 
 def _unit_stats(a, activation):
@@ -261,7 +247,7 @@ def sigmoid_vanishing(n_layers=10, seed=None):
         ``worst_case_50``: 0.25**50 (7.89e-31);
         ``weakening_50``: 1 / 0.25**50 (1.27e+30).
     """
-    n_layers = _int_arg(n_layers, "n_layers", 1)
+    n_layers = integer(n_layers, "n_layers", 1)
     rs = np.random.RandomState(_seed_arg(seed, allow_none=True))
     gradient = 1.0
     layers = []
@@ -344,11 +330,11 @@ def init_experiment(n_layers=20, width=64, init="he", activation="relu", n_sampl
         ``width``; for tanh/sigmoid also ``saturated_fraction``.  The last
         row is what the seed prints.
     """
-    n_layers = _int_arg(n_layers, "n_layers", 1)
-    width = _int_arg(width, "width", 1)
-    n_samples = _int_arg(n_samples, "n_samples", 1)
-    init = _choice(init, "init", INIT_STRATEGIES)
-    activation = _choice(activation, "activation", ACTIVATIONS)
+    n_layers = integer(n_layers, "n_layers", 1)
+    width = integer(width, "width", 1)
+    n_samples = integer(n_samples, "n_samples", 1)
+    init = one_of(init, "init", INIT_STRATEGIES)
+    activation = one_of(activation, "activation", ACTIVATIONS)
     seed = _seed_arg(seed)
     data_seed = seed + 1 if data_seed is None else _seed_arg(data_seed, "data_seed")
     X = np.random.RandomState(data_seed).randn(n_samples, width)
@@ -378,7 +364,7 @@ def init_cheat_sheet(fan_in=256):
     list of dict with keys ``activation``, ``seed_name``, ``formula``,
         ``std`` and ``fastnet`` (the initialiser to use).
     """
-    fan_in = _int_arg(fan_in, "fan_in", 1)
+    fan_in = integer(fan_in, "fan_in", 1)
     return [
         {"activation": "ReLU", "seed_name": "He", "formula": f"sqrt(2/{fan_in})",
          "std": float(np.sqrt(2 / fan_in)), "fastnet": "he_normal"},
@@ -447,7 +433,7 @@ def batch_norm_experiment(n_layers=15, seed=42):
         ``bn_pre_std`` (of the pre-activations ``z``; with BN that is the BN
         output: mean 0, std 1 at every layer).
     """
-    n_layers = _int_arg(n_layers, "n_layers", 1)
+    n_layers = integer(n_layers, "n_layers", 1)
     rs = np.random.RandomState(_seed_arg(seed))
 
     def simulate(use_bn):
@@ -492,7 +478,7 @@ def dropout_demo(n_samples=4, rate=0.5, seed=42):
         ``active``, ``seed``).
     """
     from fastnet import functional
-    n_samples = _int_arg(n_samples, "n_samples", 1)
+    n_samples = integer(n_samples, "n_samples", 1)
     seed = _seed_arg(seed)
     a = np.arange(1.0, 9.0)
     samples = []
@@ -535,7 +521,7 @@ def schedule_table(epochs=(0, 5, 10, 20, 30, 50, 70, 90, 99), initial_lr=0.001,
     from fastnet import schedules
     rows = []
     for e in epochs:
-        e = _int_arg(e, "epoch", 0)
+        e = integer(e, "epoch", 0)
         rows.append({
             "epoch": e,
             "step": float(schedules.step_decay(e, initial_lr)),
@@ -587,8 +573,8 @@ def early_stopping_experiment(patience=10, epochs=200):
         ``restored_weights`` (the kept copy, as a list of lists).
     """
     from fastnet.callbacks import EarlyStopping
-    patience = _int_arg(patience, "patience", 1)
-    epochs = _int_arg(epochs, "epochs", 2)
+    patience = integer(patience, "patience", 1)
+    epochs = integer(epochs, "epochs", 2)
     train, val = _overfitting_curve(epochs)
     best = int(np.argmin(val))
     stopper = EarlyStopping(patience=patience)
@@ -659,9 +645,9 @@ def recipe_simulation(lr_initial=0.001, warmup_epochs=10, total_epochs=200, pati
     """
     from fastnet.callbacks import EarlyStopping
     from fastnet.schedules import warmup_cosine
-    total_epochs = _int_arg(total_epochs, "total_epochs", 1)
-    patience = _int_arg(patience, "patience", 1)
-    log_every = _int_arg(log_every, "log_every", 1)
+    total_epochs = integer(total_epochs, "total_epochs", 1)
+    patience = integer(patience, "patience", 1)
+    log_every = integer(log_every, "log_every", 1)
     stopper = EarlyStopping(patience=patience)
     log, lrs, train_losses, val_losses = [], [], [], []
     stopped = None

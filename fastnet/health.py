@@ -65,6 +65,8 @@ import numbers
 
 import numpy as np
 
+from fastnet._validation import integer, real_number
+
 __all__ = [
     "DEAD_LIMIT",
     "EXPLODE_FACTOR",
@@ -399,16 +401,8 @@ class Rollback:
     """
 
     def __init__(self, factor=10.0, max_rollbacks=5):
-        if isinstance(factor, bool) or not isinstance(factor, numbers.Real):
-            raise TypeError(f"factor must be a real number, got {type(factor).__name__}")
-        if not (math.isfinite(factor) and factor > 1):
-            raise ValueError(f"factor must be a finite number > 1, got {factor}")
-        if isinstance(max_rollbacks, bool) or not isinstance(max_rollbacks, numbers.Integral):
-            raise TypeError(f"max_rollbacks must be an int, got {type(max_rollbacks).__name__}")
-        if max_rollbacks < 1:
-            raise ValueError(f"max_rollbacks must be >= 1, got {max_rollbacks}")
-        self.factor = float(factor)
-        self.max_rollbacks = int(max_rollbacks)
+        self.factor = real_number(factor, "factor", low=1.0, low_open=True)
+        self.max_rollbacks = integer(max_rollbacks, "max_rollbacks", low=1)
 
     def __repr__(self):
         return f"Rollback(factor={self.factor:g}, max_rollbacks={self.max_rollbacks})"

@@ -36,7 +36,7 @@ import numbers
 
 import numpy as np
 
-from fastnet._validation import seed_value
+from fastnet._validation import generator, integer
 
 __all__ = [
     "calculate_gain",
@@ -119,15 +119,6 @@ def calculate_gain(nonlinearity, param=None):
 # shared argument handling
 # ---------------------------------------------------------------------------
 
-def _check_fan(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive int, got {type(value).__name__}")
-    value = int(value)
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
-
-
 def _check_dtype(dtype):
     try:
         dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) would be float64
@@ -138,31 +129,20 @@ def _check_dtype(dtype):
     return dt
 
 
-def _generator(seed, rng):
-    """The Generator to draw from: ``rng`` itself, or one seeded with ``seed``."""
-    if rng is not None:
-        if seed is not None:
-            raise ValueError("pass seed= or rng=, not both")
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-        return rng
-    return np.random.default_rng(seed_value(seed))
-
-
 def _normal(fan_in, fan_out, std, seed, rng, dtype):
-    fan_in = _check_fan(fan_in, "fan_in")
-    fan_out = _check_fan(fan_out, "fan_out")
+    fan_in = integer(fan_in, "fan_in", low=1)
+    fan_out = integer(fan_out, "fan_out", low=1)
     dt = _check_dtype(dtype)
-    gen = _generator(seed, rng)
+    gen = generator(seed, rng)
     w = gen.standard_normal((fan_in, fan_out)) * std(fan_in, fan_out)
     return w.astype(dt, copy=False)
 
 
 def _uniform(fan_in, fan_out, bound, seed, rng, dtype):
-    fan_in = _check_fan(fan_in, "fan_in")
-    fan_out = _check_fan(fan_out, "fan_out")
+    fan_in = integer(fan_in, "fan_in", low=1)
+    fan_out = integer(fan_out, "fan_out", low=1)
     dt = _check_dtype(dtype)
-    gen = _generator(seed, rng)
+    gen = generator(seed, rng)
     a = bound(fan_in, fan_out)
     w = gen.uniform(-a, a, size=(fan_in, fan_out))
     return w.astype(dt, copy=False)

@@ -60,7 +60,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 import fastnet
 from fastnet import optim as _optim
 from fastnet import schedules as _schedules
-from fastnet._validation import real_number
+from fastnet._validation import integer, one_of, real_number
 from fastnet.callbacks import EarlyStopping
 
 __all__ = ["MLPClassifier", "MLPRegressor", "effective_n_threads"]
@@ -144,24 +144,7 @@ class _ThreadLimitContext:
 _thread_limit = _ThreadLimit()
 
 
-# ---- parameter checks ------------------------------------------------------------------
-
-def _check_int(value, name, low, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
-def _check_real(value, name, low=None, high=None, low_open=False, high_open=False,
-                allow_none=False):
-    if value is None and allow_none:
-        return None
-    return real_number(value, name, low, high, low_open, high_open)
-
+# ---- helpers ---------------------------------------------------------------------------
 
 def _target_standardization(y, weights):
     """Per-column (weighted) mean and scale that standardise the targets `y`.
@@ -185,12 +168,6 @@ def _target_standardization(y, weights):
     spread = np.max(np.abs(deviation), axis=0) * unit
     std[constant] = np.maximum(1.0, spread[constant])
     return mean, std
-
-
-def _check_choice(value, name, choices):
-    if not isinstance(value, str) or value.lower() not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value.lower()
 
 
 def _optimizer_key(opt):
@@ -225,29 +202,29 @@ class _BaseMLP(BaseEstimator):
         except TypeError:
             raise TypeError("hidden_layer_sizes must be an int or a sequence of ints, got "
                             f"{self.hidden_layer_sizes!r}") from None
-        return [_check_int(s, "hidden_layer_sizes", 1) for s in sizes]
+        return [integer(s, "hidden_layer_sizes", 1) for s in sizes]
 
     def _check_params(self):
         """Validated copies of the parameters (the attributes are never changed)."""
         p = {}
         p["hidden"] = self._hidden_sizes()
-        p["activation"] = _check_choice(self.activation, "activation",
-                                        ("relu", "tanh", "sigmoid"))
+        p["activation"] = one_of(self.activation, "activation", ("relu", "tanh", "sigmoid"),
+                                 ignore_case=True)
         if isinstance(self.init, str):
-            p["init"] = _check_choice(self.init, "init", ("he", "xavier", "lecun"))
+            p["init"] = one_of(self.init, "init", ("he", "xavier", "lecun"), ignore_case=True)
         elif callable(self.init):
             p["init"] = self.init
         else:
             raise TypeError(f"init must be 'he', 'xavier', 'lecun' or a callable, got "
                             f"{self.init!r}")
-        p["dropout"] = _check_real(self.dropout, "dropout", 0.0, 1.0, high_open=True)
+        p["dropout"] = real_number(self.dropout, "dropout", 0.0, 1.0, high_open=True)
         if isinstance(self.optimizer, _optim.Optimizer):
             p["optimizer"] = self.optimizer
         else:
-            p["optimizer"] = _check_choice(self.optimizer, "optimizer", _OPTIMIZERS)
-        p["lr"] = _check_real(self.learning_rate_init, "learning_rate_init", 0.0,
+            p["optimizer"] = one_of(self.optimizer, "optimizer", _OPTIMIZERS, ignore_case=True)
+        p["lr"] = real_number(self.learning_rate_init, "learning_rate_init", 0.0,
                               low_open=True)
-        p["weight_decay"] = _check_real(self.weight_decay, "weight_decay", 0.0,
+        p["weight_decay"] = real_number(self.weight_decay, "weight_decay", 0.0,
                                         allow_none=True)
         if isinstance(self.batch_size, str):
             if self.batch_size != "auto":
@@ -255,26 +232,26 @@ class _BaseMLP(BaseEstimator):
                                  f"{self.batch_size!r}")
             p["batch_size"] = "auto"
         else:
-            p["batch_size"] = _check_int(self.batch_size, "batch_size", 2)
-        p["max_iter"] = _check_int(self.max_iter, "max_iter", 1)
+            p["batch_size"] = integer(self.batch_size, "batch_size", 2)
+        p["max_iter"] = integer(self.max_iter, "max_iter", 1)
         if isinstance(self.schedule, str):
-            p["schedule"] = _check_choice(self.schedule, "schedule", SCHEDULES)
+            p["schedule"] = one_of(self.schedule, "schedule", SCHEDULES, ignore_case=True)
         elif self.schedule is None or callable(self.schedule):
             p["schedule"] = self.schedule
         else:
             raise TypeError(f"schedule must be one of {list(SCHEDULES)}, a fastnet.schedules "
                             f"object, a callable epoch -> lr or None, got {self.schedule!r}")
-        p["warmup_epochs"] = _check_int(self.warmup_epochs, "warmup_epochs", 0)
-        p["validation_fraction"] = _check_real(self.validation_fraction,
+        p["warmup_epochs"] = integer(self.warmup_epochs, "warmup_epochs", 0)
+        p["validation_fraction"] = real_number(self.validation_fraction,
                                                "validation_fraction", 0.0, 1.0,
                                                low_open=True, high_open=True)
-        p["n_iter_no_change"] = _check_int(self.n_iter_no_change, "n_iter_no_change", 1)
-        p["tol"] = _check_real(self.tol, "tol", 0.0)
-        p["grad_clip"] = _check_real(self.grad_clip, "grad_clip", 0.0, low_open=True,
+        p["n_iter_no_change"] = integer(self.n_iter_no_change, "n_iter_no_change", 1)
+        p["tol"] = real_number(self.tol, "tol", 0.0)
+        p["grad_clip"] = real_number(self.grad_clip, "grad_clip", 0.0, low_open=True,
                                      allow_none=True)
         p["early_stopping"] = bool(self.early_stopping)
-        p["n_threads"] = _check_int(self.n_threads, "n_threads", 1, allow_none=True)
-        p["verbose"] = _check_int(int(self.verbose) if isinstance(self.verbose, bool)
+        p["n_threads"] = integer(self.n_threads, "n_threads", 1, allow_none=True)
+        p["verbose"] = integer(int(self.verbose) if isinstance(self.verbose, bool)
                                   else self.verbose, "verbose", 0)
         if self.dtype not in ("float32", "float64", np.float32, np.float64) and \
                 np.dtype(self.dtype) not in (np.float32, np.float64):
