@@ -1212,7 +1212,8 @@ def _diagnose_model(args):
 def _health_notes(model, flow, acts):
     notes = []
     dead = [r for r in acts if r["dead"]]
-    if model.activation == "relu":
+    from fastnet import _activations
+    if _activations.dead_units(model.activation):
         if not dead:
             notes.append("no dead ReLUs: every hidden unit is active for some row")
         for r in dead:

@@ -39,6 +39,7 @@ import math
 
 import numpy as np
 
+from fastnet import _activations
 from fastnet._validation import integer, one_of
 
 __all__ = [
@@ -66,16 +67,15 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid")
 # ---------------------------------------------------------------------------
 
 def _sigmoid(z):
-    """The seed's sigmoid: ``1 / (1 + exp(-clip(z, -500, 500)))``."""
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
+    """The article's sigmoid: ``1 / (1 + exp(-clip(z, -500, 500)))``."""
+    return _activations.ACTIVATIONS["sigmoid"].numpy(z)
 
 
-def _activate(z, activation):
-    if activation == "relu":
-        return np.maximum(0, z)
-    if activation == "tanh":
-        return np.tanh(z)
-    return _sigmoid(z)
+def _activate(z, activation, model=None):
+    """`activation` applied to `z` in NumPy, with `model`'s parameters of it (or the
+    defaults)."""
+    entry = _activations.ACTIVATIONS[activation]
+    return entry.numpy(z, **entry.values(model))
 
 
 def _seed_arg(seed, name="seed", allow_none=False):
@@ -84,14 +84,14 @@ def _seed_arg(seed, name="seed", allow_none=False):
 
 
 def _unit_stats(a, activation):
-    """mean, std, dead units and (tanh/sigmoid) saturation of one activation matrix."""
+    """mean, std, dead units and (where the activation saturates) the saturated share of
+    one activation matrix."""
     dead = int((a == 0).all(axis=0).sum())
     stats = {"mean": float(a.mean()), "std": float(a.std()), "dead": dead,
              "dead_fraction": dead / a.shape[1]}
-    if activation == "tanh":
-        stats["saturated_fraction"] = float(np.mean(np.abs(a) > 0.99))
-    elif activation == "sigmoid":
-        stats["saturated_fraction"] = float(np.mean((a < 0.01) | (a > 0.99)))
+    saturated = _activations.ACTIVATIONS[activation].saturated
+    if saturated is not None:
+        stats["saturated_fraction"] = float(np.mean(saturated(a)))
     return stats
 
 
@@ -179,7 +179,7 @@ def hidden_activations(model, X):
             var = np.asarray(layer["running_var"], dtype=np.float64)
             z = ((z - layer["running_mean"]) / np.sqrt(var + model.bn_eps)
                  * layer["gamma"] + layer["beta"])
-        a = _activate(z, model.activation)
+        a = _activate(z, model.activation, model)
         out.append((z, a))
     return out
 

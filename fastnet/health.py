@@ -65,6 +65,7 @@ import numbers
 
 import numpy as np
 
+from fastnet import _activations
 from fastnet._validation import integer, real_number
 
 __all__ = [
@@ -293,8 +294,9 @@ def health_findings(grad_norms, dead_fractions=(), *, activation="relu"):
         reference of the ratios.
     dead_fractions : sequence of float, one per hidden layer
     activation : str
-        Dead units are reported for "relu" only (a sigmoid or tanh output is
-        exactly 0 only by accident).
+        Dead units are reported only for activations whose table entry has
+        ``dead_units`` (ReLU: a sigmoid or tanh output is exactly 0 only by
+        accident).
 
     Returns
     -------
@@ -322,7 +324,7 @@ def health_findings(grad_norms, dead_fractions=(), *, activation="relu"):
                 add(l, "exploding", ratio)
     if not math.isfinite(last):
         add(len(norms) - 1, "exploding", math.inf)
-    if activation == "relu":
+    if _activations.dead_units(activation):
         for l, frac in enumerate(dead_fractions):
             if frac > DEAD_LIMIT:
                 add(l, "dead", float(frac))
@@ -340,7 +342,8 @@ def health_report(grad_norms, dead_fractions=(), *, activation="relu", source=""
     if not findings:
         return (f"{head} OK: no vanishing or exploding gradients (layer |dW| within "
                 f"{VANISHING_RATIO:g}..{EXPLODING_RATIO:g} x the output layer's)"
-                + (", no mostly-dead ReLU layer." if activation == "relu" else "."))
+                + (", no mostly-dead ReLU layer." if _activations.dead_units(activation)
+                   else "."))
     lines = [head]
     for f in findings:
         if f["kind"] == "dead":

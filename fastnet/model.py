@@ -19,7 +19,7 @@ import types
 
 import numpy as np
 
-from fastnet import _fit_plan, _network
+from fastnet import _activations, _fit_plan, _network
 from fastnet import distributed as _distributed
 from fastnet import health as _health
 from fastnet import init as _init
@@ -343,7 +343,7 @@ class MLP:
         if any(s < 1 for s in sizes):
             raise ValueError(f"layer sizes must be >= 1, got {sizes}")
         self._layer_sizes = tuple(int(s) for s in sizes)
-        self._activation = one_of(activation, "activation", _network.ACTIVATIONS)
+        self._activation = one_of(activation, "activation", _activations.trainable())
         self._batch_norm = bool(batch_norm)
         try:
             dtype = np.dtype(dtype)
@@ -903,7 +903,7 @@ class MLP:
 
     def _engine(self, max_batch, loss):
         return _network.Engine(self.layer_sizes, self.params, self.grads, self.buffers,
-                               _network.ACTIVATIONS[self.activation], self.batch_norm,
+                               _activations.native()[self.activation], self.batch_norm,
                                self.dropout, self.bn_eps, self.bn_momentum,
                                _network.LOSSES[loss], max_batch)
 

@@ -58,6 +58,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                       "pip install 'fastnet[sklearn]'") from exc
 
 import fastnet
+from fastnet import _activations
 from fastnet import optim as _optim
 from fastnet import schedules as _schedules
 from fastnet._validation import integer, one_of, real_number
@@ -208,7 +209,7 @@ class _BaseMLP(BaseEstimator):
         """Validated copies of the parameters (the attributes are never changed)."""
         p = {}
         p["hidden"] = self._hidden_sizes()
-        p["activation"] = one_of(self.activation, "activation", ("relu", "tanh", "sigmoid"),
+        p["activation"] = one_of(self.activation, "activation", _activations.trainable(),
                                  ignore_case=True)
         if isinstance(self.init, str):
             p["init"] = one_of(self.init, "init", ("he", "xavier", "lecun"), ignore_case=True)

@@ -7,6 +7,7 @@ import pytest
 from _seed_tables import SEED_SCHEDULE_TABLE
 
 import fastnet
+from fastnet import _network
 from fastnet import diagnostics as dg
 
 # The seed's printed tables (run verbatim with NumPy's legacy generator).
@@ -325,3 +326,22 @@ def test_model_diagnostics_check_input(trained):
         bad = X.copy()
         bad[0, 0] = np.nan
         dg.activation_stats(model, bad)
+
+
+@pytest.mark.parametrize("activation", sorted(_network.ACTIVATIONS))
+def test_every_trained_activation_has_one_table_entry_and_numpy_form(activation):
+    """The activation table serves every native activation: the NumPy forward of the
+    diagnostics reproduces the model's outputs with it, and saturation is reported
+    where the entry says the activation saturates."""
+    from fastnet import _activations
+    assert activation in _activations.trainable()
+    entry = _activations.ACTIVATIONS[activation]
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((40, 5))
+    model = fastnet.MLP([5, 7, 3], activation=activation, dtype="float64", seed=2)
+    hidden = dg.hidden_activations(model, X)
+    last = model.layers[-1]
+    logits = hidden[-1][1] @ last["w"] + last["b"]
+    np.testing.assert_allclose(logits, model._outputs(X), rtol=1e-10, atol=1e-12)
+    row = dg.activation_stats(model, X)[0]
+    assert ("saturated_fraction" in row) == (entry.saturated is not None)
