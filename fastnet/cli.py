@@ -32,7 +32,7 @@ import warnings
 
 import numpy as np
 
-from fastnet import _validation
+from fastnet import _validation, optim
 
 __all__ = ["build_parser", "main"]
 
@@ -182,7 +182,7 @@ def _add_data_and_model_arguments(p):
                    help=f"hidden layer widths (default {d['layers']})")
     p.add_argument("--batch-size", type=_int_at_least(1), default=d["batch_size"],
                    help=f"mini-batch size (default {d['batch_size']})")
-    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"),
+    p.add_argument("--optimizer", choices=tuple(optim.OPTIMIZERS),
                    default=d["optimizer"], help=f"optimizer (default {d['optimizer']})")
     p.add_argument("--weight-decay", type=_float_in(0, None), default=None,
                    help="weight decay (default: the optimizer's, 0.01 for adamw, "

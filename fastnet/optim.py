@@ -25,7 +25,7 @@ import numpy as np
 from fastnet import _kernels, _network
 from fastnet._validation import float_array, real_number
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "get"]
+__all__ = ["OPTIMIZERS", "Optimizer", "SGD", "Adam", "AdamW", "get"]
 
 
 class NativeConfig(NamedTuple):
@@ -187,17 +187,23 @@ class AdamW(Adam):
         super().__init__(lr, beta1, beta2, eps, weight_decay)
 
 
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW)}
+"""The optimizer kinds: name -> class.  The name is the class's ``name``, which also
+keys its native code in ``_network.OPTIMIZERS`` (:attr:`Optimizer.kind`); a new kind is
+an Optimizer subclass added here, with its native update and code."""
+
+
 def get(optimizer, lr=None, weight_decay=None):
-    """An optimizer from a name ("sgd", "adam", "adamw") or an Optimizer (returned as is)."""
+    """An optimizer from a name of :data:`OPTIMIZERS` ("sgd", "adam", "adamw") or an
+    Optimizer (returned as is)."""
     if isinstance(optimizer, Optimizer):
         return optimizer
-    classes = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
-    if not isinstance(optimizer, str) or optimizer.lower() not in classes:
-        raise ValueError(f"optimizer must be one of {sorted(classes)} or an Optimizer, "
+    if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or an Optimizer, "
                          f"got {optimizer!r}")
     kwargs = {}
     if lr is not None:
         kwargs["lr"] = lr
     if weight_decay is not None:
         kwargs["weight_decay"] = weight_decay
-    return classes[optimizer.lower()](**kwargs)
+    return OPTIMIZERS[optimizer.lower()](**kwargs)

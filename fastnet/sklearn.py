@@ -67,7 +67,6 @@ from fastnet.callbacks import EarlyStopping
 __all__ = ["MLPClassifier", "MLPRegressor", "effective_n_threads"]
 
 SCHEDULES = ("warmup_cosine", "cosine", "constant", "plateau", "onecycle")
-_OPTIMIZERS = ("adamw", "adam", "sgd")
 _SEED_MAX = 2**31 - 1
 
 
@@ -222,7 +221,8 @@ class _BaseMLP(BaseEstimator):
         if isinstance(self.optimizer, _optim.Optimizer):
             p["optimizer"] = self.optimizer
         else:
-            p["optimizer"] = one_of(self.optimizer, "optimizer", _OPTIMIZERS, ignore_case=True)
+            p["optimizer"] = one_of(self.optimizer, "optimizer", _optim.OPTIMIZERS,
+                                      ignore_case=True)
         p["lr"] = real_number(self.learning_rate_init, "learning_rate_init", 0.0,
                               low_open=True)
         p["weight_decay"] = real_number(self.weight_decay, "weight_decay", 0.0,
