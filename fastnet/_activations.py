@@ -10,13 +10,16 @@ Adding an activation is one entry here; to train with it, also its kernel and it
 ``FN_ACT_*`` code in ``csrc/`` and that code under the same name in
 ``_network.ACTIVATIONS`` (what :func:`native` reads).  An activation without a
 native code can still be exported to and read from ``torch.nn`` and ONNX.
+
+The article is "Learn AI Series (#40) - Training Neural Networks - Practical Challenges".
 """
 import math
 import typing
 
 import numpy as np
 
-__all__ = ["ACTIVATIONS", "Activation", "dead_units", "native", "trainable"]
+__all__ = ["ACTIVATIONS", "Activation", "dead_units", "forward", "native", "trainable",
+           "unit_stats"]
 
 
 class Activation(typing.NamedTuple):
@@ -55,6 +58,25 @@ class Activation(typing.NamedTuple):
     def values(self, model):
         """The parameters' values on `model` (the default where it has none)."""
         return {name: float(getattr(model, name, default)) for name, default in self.params}
+
+
+def forward(z, name, model=None):
+    """The activation `name` applied to `z` in NumPy, with `model`'s values of its
+    parameters (the defaults without a model)."""
+    entry = ACTIVATIONS[name]
+    return entry.numpy(z, **entry.values(model))
+
+
+def unit_stats(a, name):
+    """Mean, std, dead units and (where the activation saturates) the saturated share
+    of one matrix `a` of activations (rows: samples, columns: units)."""
+    dead = int((a == 0).all(axis=0).sum())
+    stats = {"mean": float(a.mean()), "std": float(a.std()), "dead": dead,
+             "dead_fraction": dead / a.shape[1]}
+    saturated = ACTIVATIONS[name].saturated
+    if saturated is not None:
+        stats["saturated_fraction"] = float(np.mean(saturated(a)))
+    return stats
 
 
 def native():

@@ -16,6 +16,8 @@ below (epochs count from 0; ``logs`` is a dict of floats such as ``"loss"``,
 
 :class:`Callback` is an optional base class with no-op hooks; ``fit`` also
 accepts any object that has some of these methods.
+
+The article is "Learn AI Series (#40) - Training Neural Networks - Practical Challenges".
 """
 import math
 import numbers
@@ -101,9 +103,9 @@ def _resolve_mode(mode, monitor):
 class EarlyStopping(Callback):
     """Stop training when a monitored metric has stopped improving.
 
-    The seed article's early stopping, usable two ways:
+    The article's early stopping, usable two ways:
 
-    * directly, with the seed's protocol: call :meth:`check` once per epoch
+    * directly, with the article's protocol: call :meth:`check` once per epoch
       with the validation loss and the model's weights; it returns True when
       training should stop and keeps copies of the best weights;
     * as a ``fit`` callback: :meth:`on_epoch_end` reads ``logs[monitor]``,
@@ -113,7 +115,7 @@ class EarlyStopping(Callback):
       early **and** when it ran out of epochs (the latter is what
       keras-team/keras#12511 asked for).
 
-    The rule (with the defaults it is exactly the seed's)::
+    The rule (with the defaults it is exactly the article's)::
 
         improved = value < best - min_delta        (mode "min")
                    value > best + min_delta        (mode "max")
@@ -153,7 +155,7 @@ class EarlyStopping(Callback):
     ----------
     best_loss : float
         Best monitored value so far (``inf`` for mode "min", ``-inf`` for mode
-        "max" before the first one).  The name comes from the seed;
+        "max" before the first one).  The name comes from the article;
         :attr:`best_value` is an alias that reads better for accuracy.
     counter : int
         Consecutive epochs without improvement.
@@ -207,7 +209,7 @@ class EarlyStopping(Callback):
     def _better(self, value, reference):
         return improved(value, reference, self.mode, self.min_delta)
 
-    # -- the seed's protocol ------------------------------------------------
+    # -- the article's protocol ------------------------------------------------
 
     def check(self, val_loss, model_weights, epoch=None):
         """Record one epoch's monitored value; return True when training should stop.
@@ -215,7 +217,7 @@ class EarlyStopping(Callback):
         Parameters
         ----------
         val_loss : float
-            The monitored value (validation loss in the seed).
+            The monitored value (validation loss in the article).
         model_weights : list of ndarray
             The model's current weights; copied when they are the best so far.
         epoch : int, optional

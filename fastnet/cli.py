@@ -2,8 +2,8 @@
 
 Subcommands::
 
-    fastnet train      train the seed's full recipe (bundled digits by default)
-    fastnet diagnose   print the seed's experiments; or diagnose a saved model
+    fastnet train      train the article's full recipe (bundled digits by default)
+    fastnet diagnose   print the article's experiments; or diagnose a saved model
     fastnet lr-find    learning-rate range test: which lr to train with
     fastnet bench      time fastnet against NumPy and PyTorch
     fastnet export     write a saved model as ONNX, a PyTorch state dict or safetensors
@@ -19,6 +19,8 @@ Subcommands::
 * 130: Ctrl-C.  One Ctrl-C during training stops after the current batch and
   still saves the model and history (restored to the best epoch) before
   exiting 130; a second one stops at once, saving nothing.
+
+The article is "Learn AI Series (#40) - Training Neural Networks - Practical Challenges".
 """
 import argparse
 import contextlib
@@ -32,11 +34,10 @@ import warnings
 
 import numpy as np
 
-from fastnet import _validation, optim
+from fastnet import _validation, experiments, optim, plotting
 
 __all__ = ["build_parser", "main"]
 
-PLOT_HINT = "matplotlib is not installed (fastnet depends on it: pip install matplotlib)"
 
 DEFAULTS = {
     "layers": "256,128",
@@ -53,9 +54,6 @@ DEFAULTS = {
     "split_seed": 0,
     "out": "fastnet-out",
 }
-
-EXPERIMENTS = ("sigmoid", "init", "batchnorm", "dropout", "schedules", "early-stopping",
-               "recipe")
 
 
 class CommandError(Exception):
@@ -119,11 +117,11 @@ def _layer_list(text):
 
 def _experiment_list(text):
     names = [n.strip() for n in text.split(",") if n.strip()]
-    bad = [n for n in names if n not in EXPERIMENTS]
+    bad = [n for n in names if n not in experiments.EXPERIMENTS]
     if bad or not names:
         raise argparse.ArgumentTypeError(
             f"unknown experiment {', '.join(bad) or repr(text)}; choose from "
-            f"{','.join(EXPERIMENTS)}")
+            f"{','.join(experiments.EXPERIMENTS)}")
     return names
 
 
@@ -134,7 +132,7 @@ what the commands do:
             fastnet, or on --data FILE (.npz or .csv). Prints one line per
             epoch and the test accuracy; saves model.npz, history.json and
             training_curves.png in --out (default ./fastnet-out).
-  diagnose  Print the seed article's experiments: vanishing gradients through
+  diagnose  Print the article's experiments: vanishing gradients through
             sigmoid layers, small/large/He init over 20 ReLU layers, batch
             norm over 15 layers, dropout, lr schedules, early stopping.
             --plot DIR saves a PNG per experiment. --model FILE [--data FILE]
@@ -222,7 +220,7 @@ def build_parser():
     d = DEFAULTS
     train = sub.add_parser(
         "train", help="train the full modern recipe (default: the bundled digits)",
-        description="Train an MLP with the seed's full recipe: He init, batch norm, "
+        description="Train an MLP with the article's full recipe: He init, batch norm, "
                     "dropout, AdamW, warmup + cosine learning rate, early stopping on a "
                     "validation split. With no options it trains on the 8x8 digits that "
                     "ship with fastnet, prints the test accuracy and saves the model, the "
@@ -256,8 +254,8 @@ def build_parser():
 
     # ---- diagnose ------------------------------------------------------------
     diag = sub.add_parser(
-        "diagnose", help="the seed's experiments, or gradient flow / dead ReLUs of a model",
-        description="Without --model: run the seed article's experiments (vanishing "
+        "diagnose", help="the article's experiments, or gradient flow / dead ReLUs of a model",
+        description="Without --model: run the article's experiments (vanishing "
                     "gradients through sigmoid layers; small / large / He init over 20 ReLU "
                     "layers; 15 layers with and without batch norm; dropout; the learning-"
                     "rate schedules; early stopping on the simulated curve; the full-recipe "
@@ -269,7 +267,7 @@ def build_parser():
     diag.add_argument("--plot", metavar="DIR",
                       help="also save one PNG per experiment (or per report) in DIR")
     diag.add_argument("--only", type=_experiment_list, metavar="NAMES",
-                      help="comma-separated subset of " + ",".join(EXPERIMENTS))
+                      help="comma-separated subset of " + ",".join(experiments.EXPERIMENTS))
     diag.add_argument("--seed", type=_int_at_least(0), default=0,
                       help="seed of the sigmoid experiment's random pre-activations "
                            "(the article leaves them unseeded; default 0)")
@@ -310,7 +308,7 @@ def build_parser():
     # ---- bench -----------------------------------------------------------------
     bench = sub.add_parser(
         "bench", help="time one training epoch: fastnet vs NumPy vs PyTorch",
-        description="Time one training epoch of the seed's recipe with fastnet, a NumPy "
+        description="Time one training epoch of the article's recipe with fastnet, a NumPy "
                     "implementation and PyTorch eager, and print the speed-up table.")
     try:
         from fastnet.bench import add_arguments
@@ -672,7 +670,7 @@ def _train(args, ranks, root):
         name = "digits" if args.data is None else os.path.basename(args.data)
         title = (f"fastnet train on {name}: {_describe_run(args, sizes)}; test accuracy "
                  f"{test['accuracy']:.4f} ({n_correct}/{len(y_test)})")
-        if _plot_history(history, png, title, stopped=stopper is not None):
+        if plotting.training_history(history, png, title, stopped=stopper is not None):
             print(f"Saved curves:  {png}")
     print(f"Total time: {time.perf_counter() - t_start:.1f} s")
     if exit_code:
@@ -740,106 +738,28 @@ def cmd_lr_find(args):
         json.dump(record, fh, indent=1, default=_json_default)
     print(f"Saved data:   {json_path}")
     if not args.no_plot:
-        png = _plot_lr_find(result, os.path.join(out, "lr_find.png"),
+        png = plotting.lr_range_test(result, os.path.join(out, "lr_find.png"),
                             f"LR range test: {_describe_run(args, sizes)}, {args.optimizer}")
         if png:
             print(f"Saved curve:  {png}")
     return 0
 
 
-def _plot_lr_find(result, path, title):
-    fig = _figure(figsize=(8, 5), layout="constrained")
-    if fig is None:
-        return None
-    ax = fig.subplots()
-    stop = len(result.lrs) if result.diverged_at is None else result.diverged_at + 1
-    ax.semilogx(result.lrs, result.losses, ".", color="0.6", ms=4, label="batch loss")
-    ax.semilogx(result.lrs, result.smoothed, "-", color="C0", label="smoothed loss")
-    ax.axvline(result.suggested_lr, color="C2", ls="--",
-               label=f"suggested lr {result.suggested_lr:.3g}")
-    if result.diverged_at is not None:
-        ax.axvline(result.lrs[result.diverged_at], color="C3", ls=":",
-                   label=f"diverged (lr {result.lrs[result.diverged_at]:.3g})")
-    finite = [v for v in result.smoothed[:stop] if math.isfinite(v)]
-    if finite:
-        ax.set_ylim(0.9 * min(finite), 1.3 * max(finite))
-    ax.set(title=title, xlabel="learning rate (log scale)", ylabel="training loss")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    return _save(fig, path)
-
-
 # ---------------------------------------------------------------------------
 # plots (matplotlib is optional)
 # ---------------------------------------------------------------------------
 
-def _figure(*args, **kwargs):
-    """A matplotlib Figure (no pyplot, no display needed), or None with a hint."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        print(f"No PNG: {PLOT_HINT}")
-        return None
-    return Figure(*args, **kwargs)
-
-
-def _save(fig, path):
-    fig.savefig(path, dpi=110)
-    return path
-
-
-def _plot_history(history, path, title, stopped=True):
-    fig = _figure(figsize=(15, 4.4), layout="constrained")
-    if fig is None:
-        return None
-    h = history.history
-    epochs = np.arange(1, len(h["loss"]) + 1)
-    axes = fig.subplots(1, 3)
-    best = history.best_epoch
-
-    def mark_best(ax):
-        if best is not None:
-            ax.axvline(best + 1, color="0.4", ls="--", lw=1,
-                       label=f"best epoch ({best + 1})" + (", restored" if stopped else ""))
-
-    ax = axes[0]
-    ax.plot(epochs, h["loss"], label="training loss", color="C0")
-    if h.get("val_loss"):
-        ax.plot(epochs, h["val_loss"], label="validation loss", color="C1")
-    mark_best(ax)
-    ax.set_yscale("log")
-    ax.set(title="Loss (cross-entropy)", xlabel="epoch", ylabel="loss (log scale)")
-    ax.legend()
-    ax = axes[1]
-    if h.get("accuracy"):
-        ax.plot(epochs, h["accuracy"], label="training accuracy (dropout on)", color="C0")
-    if h.get("val_accuracy"):
-        ax.plot(epochs, h["val_accuracy"], label="validation accuracy", color="C1")
-    mark_best(ax)
-    ax.set_ylim(0.0, 1.01)
-    ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy")
-    ax.legend(loc="lower right")
-    ax = axes[2]
-    ax.plot(epochs, h["lr"], color="C2", label="learning rate")
-    mark_best(ax)
-    ax.set(title="Learning rate schedule", xlabel="epoch", ylabel="learning rate")
-    ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
-    ax.legend()
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    return _save(fig, path)
-
 
 # ---------------------------------------------------------------------------
-# diagnose: the seed's experiments
+# diagnose: the article's experiments
 # ---------------------------------------------------------------------------
 
 def cmd_diagnose(args):
     if args.model is None:
         if args.data is not None or args.label_column is not None or args.header != "auto":
             raise CommandError("--data, --label-column and --header need --model")
-        return _diagnose_experiments(args)
+        experiments.print_report(args.only, args.seed, _plot_dir(args.plot))
+        return 0
     if args.only is not None:
         raise CommandError("--only applies to the experiments, not to --model")
     return _diagnose_model(args)
@@ -847,302 +767,6 @@ def cmd_diagnose(args):
 
 def _plot_dir(path):
     return None if path is None else _output_dir("--plot", path, "plot.png")
-
-
-def _heading(text):
-    print()
-    print(text)
-    print("=" * len(text))
-
-
-def _diagnose_experiments(args):
-    from fastnet import diagnostics as dg
-    plot_dir = _plot_dir(args.plot)
-    selected = args.only or list(EXPERIMENTS)
-    saved = []
-    plotting = plot_dir is not None
-
-    def plot(fn, name, *data):
-        nonlocal plotting
-        if not plotting:
-            return
-        fig = _figure(figsize=(7.5, 4.6), layout="constrained")
-        if fig is None:
-            plotting = False
-            return
-        fn(fig, *data)
-        saved.append(_save(fig, os.path.join(plot_dir, name)))
-
-    if "sigmoid" in selected:
-        res = dg.sigmoid_vanishing(10, seed=args.seed)
-        _print_sigmoid(res, args.seed)
-        plot(_plot_sigmoid, "sigmoid_vanishing.png", res)
-    if "init" in selected:
-        runs = {s: dg.init_experiment(20, 64, s) for s in ("small", "large", "he")}
-        _print_init(runs)
-        _print_cheat_sheet(dg.init_cheat_sheet(256))
-        plot(_plot_init, "init_experiment.png", runs)
-    if "batchnorm" in selected:
-        _print_bn_demo(dg.batch_norm_demo())
-        rows = dg.batch_norm_experiment(15)
-        _print_bn(rows)
-        plot(_plot_bn, "batch_norm.png", rows)
-    if "dropout" in selected:
-        res = dg.dropout_demo()
-        _print_dropout(res, dg.dropout_rate_guide())
-        plot(_plot_dropout, "dropout.png", res)
-    if "schedules" in selected:
-        _print_schedules(dg.schedule_table())
-        plot(_plot_schedules, "schedules.png")
-    if "early-stopping" in selected:
-        res = dg.early_stopping_experiment(10)
-        _print_early_stopping(res)
-        plot(_plot_early_stopping, "early_stopping.png", res)
-    if "recipe" in selected:
-        _print_recipe(dg.modern_recipe())
-        res = dg.recipe_simulation()
-        _print_simulation(res)
-        plot(_plot_simulation, "recipe_simulation.png", res)
-    if saved:
-        print()
-        print(f"Saved {len(saved)} plot{'s' if len(saved) != 1 else ''} in {plot_dir}:")
-        for path in saved:
-            print(f"  {path}")
-    return 0
-
-
-def _print_sigmoid(res, seed):
-    n = len(res["layers"])
-    _heading("Vanishing gradients: the gradient through sigmoid layers")
-    print(f"Gradient magnitude through {n} sigmoid layers "
-          f"(one z ~ N(0, 1) per layer, RandomState({seed})):")
-    for r in res["layers"]:
-        print(f" Layer {r['layer']}: gradient = {r['gradient']:.10f}   "
-              f"(z = {r['z']:+.4f}, sigmoid'(z) = {r['derivative']:.4f}; "
-              f"0.25^{r['layer'] + 1} = {r['worst_case']:.10f})")
-    print(f"\nAfter {n} layers: gradient is {res['final_gradient']:.2e}")
-    print(f"After 50 layers (worst case): 0.25^50 = {res['worst_case_50']:.2e}")
-    print(f"That's {res['weakening_50']:.2e}x weaker than the output layer")
-
-
-def _print_init(runs):
-    _heading("Weight initialisation: activations through 20 ReLU layers (width 64)")
-    n_layers = len(next(iter(runs.values())))
-    print(f"Activation statistics after {n_layers} ReLU layers:\n")
-    for name, rows in runs.items():
-        last = rows[-1]
-        print(f" {name:6s} init: mean={last['mean']:.4e}, std={last['std']:.4e}, "
-              f"dead_neurons={last['dead']}/{last['width']}")
-    print("\nActivation std per layer:")
-    names = list(runs)
-    print(f" {'Layer':>5s}" + "".join(f" {n + ' std':>12s}" for n in names))
-    for i in range(n_layers):
-        print(f" {i:>5d}" + "".join(f" {runs[n][i]['std']:>12.4e}" for n in names))
-    print("\n small (0.01) collapses towards 0, large (1.0) explodes, He (sqrt(2/fan_in)) "
-          "stays O(1).")
-
-
-def _print_cheat_sheet(rows):
-    print("\nInitialization cheat sheet:")
-    for r in rows:
-        print(f" {r['activation'] + ':':8s} {r['seed_name']:6s} -> std = {r['formula']} = "
-              f"{r['std']:.4f}   (fastnet.init.{r['fastnet']})")
-    print(" (The article's 'Xavier' sqrt(1/fan_in) is LeCun's rule; Glorot's Xavier, "
-          "fastnet.init.xavier_normal, is sqrt(2/(fan_in+fan_out)).)")
-
-
-def _print_bn_demo(res):
-    _heading("Batch normalisation")
-    print(f"Before BN: mean={res['before_mean']:.2f}, std={res['before_std']:.2f}")
-    print(f"After BN: mean={res['after_mean']:.4f}, std={res['after_std']:.4f}")
-
-
-def _print_bn(rows):
-    print("\nActivations after ReLU, 15 He-initialised layers of width 128, batch 64:")
-    print(f"{'Layer':>6s} {'No BN mean':>11s} {'No BN std':>10s} "
-          f"{'BN mean':>8s} {'BN std':>7s}")
-    print("-" * 50)
-    for r in rows:
-        print(f"{r['layer']:>6d} {r['no_bn_mean']:>11.4f} {r['no_bn_std']:>10.4f} "
-              f"{r['bn_mean']:>8.4f} {r['bn_std']:>7.4f}")
-    pre_mean = max(abs(r["bn_pre_mean"]) for r in rows)
-    pre_std = [r["bn_pre_std"] for r in rows]
-    print(f"With BN, every layer's batch-norm output (before ReLU) has |mean| <= "
-          f"{pre_mean:.1e} and std {min(pre_std):.4f}..{max(pre_std):.4f}, so after ReLU "
-          "mean ~0.40, std ~0.58\n(those of relu(N(0, 1))); without BN the statistics "
-          "drift from layer to layer.")
-
-
-def _print_dropout(res, guide):
-    _heading("Dropout")
-    a = np.array(res["original"])
-    print(f"Original activations: {a}")
-    print(f"Mean: {res['original_mean']:.2f}")
-    print()
-    for s in res["samples"]:
-        print(f"Dropout sample {s['sample']}: {np.array(s['values']).round(2)}")
-        print(f" Mean: {s['mean']:.2f} Active: {s['active']}/{len(a)}")
-    print(f"(rate {res['rate']}; masks from fastnet.functional.dropout with seeds "
-          f"{res['samples'][0]['seed']}..{res['samples'][-1]['seed']})")
-    print("\nTypical dropout rates by layer type:")
-    for layer, rate, why in guide:
-        print(f" {layer + ':':23s} {rate:10s} ({why})")
-
-
-def _print_schedules(rows):
-    _heading("Learning-rate schedules (initial lr 0.001, 100 epochs, 10 warmup)")
-    print(f"{'Epoch':>6s} {'Step':>8s} {'Cosine':>8s} {'Warmup+Cos':>11s}")
-    print("-" * 38)
-    for r in rows:
-        print(f"{r['epoch']:>6d} {r['step']:>8.6f} {r['cosine']:>8.6f} "
-              f"{r['warmup_cosine']:>11.6f}")
-
-
-def _print_early_stopping(res):
-    _heading("Early stopping on the simulated overfitting curve")
-    n, p, best = res["epochs"], res["patience"], res["best_epoch"]
-    print(f"Training loss at epoch {n}: {res['final_train_loss']:.4f} (still decreasing)")
-    print(f"Validation loss at epoch {n}: {res['final_val_loss']:.4f} (INCREASING)")
-    print(f"\nBest validation loss at epoch {best}: {res['best_val_loss']:.4f}")
-    print(f"Training loss at epoch {best}: {res['train_loss_at_best']:.4f}")
-    print(f"\nWith patience={p}, early stopping would trigger at epoch ~{res['trigger_epoch']}")
-    print(f"Saving you {res['epochs_saved']} epochs of wasted compute")
-    print("AND giving you better generalization (lower val loss)")
-    kept = res["restored_weights"][0]
-    print(f"\nfastnet.callbacks.EarlyStopping(patience={p}).check over the curve: stops at "
-          f"epoch {res['stopped_epoch']}, best epoch {res['stopper_best_epoch']} "
-          f"(val {res['stopper_best_loss']:.4f}); kept weights are epoch {int(kept[0])}'s.")
-
-
-def _print_recipe(recipe):
-    _heading("Putting it all together")
-    print("Modern deep learning training recipe:")
-    print("=" * 50)
-    for section, items in recipe.items():
-        print()
-        print(section)
-        for item in items:
-            print(f" - {item}")
-
-
-def _print_simulation(res):
-    print()
-    print("Training config:")
-    for key, value in res["config"].items():
-        print(f" {key}: {value}")
-    print()
-    for r in res["log"]:
-        print(f" Epoch {r['epoch']:>3d}: lr={r['lr']:.6f}, train={r['train']:.4f}, "
-              f"val={r['val']:.4f}")
-    if res["stopped_epoch"] is not None:
-        print(f"\n Early stopping triggered at epoch {res['stopped_epoch']}")
-        print(f" Best validation loss: {res['best_loss']:.4f}")
-    print(f"\n Would have trained {res['total_epochs']} epochs without early stopping")
-    print(f" Saved {res['epochs_saved']} epochs of wasted compute")
-
-
-def _plot_sigmoid(fig, res):
-    ax = fig.subplots()
-    layers = [r["layer"] + 1 for r in res["layers"]]
-    ax.semilogy(layers, [r["gradient"] for r in res["layers"]], "o-",
-                label="|gradient| (product of sigmoid'(z))")
-    ax.semilogy(layers, [r["worst_case"] for r in res["layers"]], "k--",
-                label="0.25^n (largest possible)")
-    ax.set(title="Vanishing gradients through sigmoid layers", xlabel="layers traversed (n)",
-           ylabel="gradient magnitude (log scale)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-
-
-def _plot_init(fig, runs):
-    ax = fig.subplots()
-    for name, rows in runs.items():
-        ax.semilogy([r["layer"] + 1 for r in rows], [r["std"] for r in rows], "o-", ms=3,
-                    label={"small": "small (0.01)", "large": "large (1.0)",
-                           "he": "He (sqrt(2/fan_in))"}.get(name, name))
-    ax.set(title="Activation std through 20 ReLU layers (width 64)", xlabel="layer",
-           ylabel="activation std (log scale)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-
-
-def _plot_bn(fig, rows):
-    axes = fig.subplots(1, 2)
-    layers = [r["layer"] for r in rows]
-    for ax, stat in zip(axes, ("mean", "std")):
-        ax.plot(layers, [r[f"no_bn_{stat}"] for r in rows], "o-", label="without batch norm")
-        ax.plot(layers, [r[f"bn_{stat}"] for r in rows], "s-", label="with batch norm")
-        ax.set(title=f"Activation {stat} after ReLU", xlabel="layer", ylabel=stat)
-        ax.grid(alpha=0.3)
-        ax.legend()
-
-
-def _plot_dropout(fig, res):
-    ax = fig.subplots()
-    n = len(res["original"])
-    x = np.arange(n)
-    series = [("original", res["original"])] + [
-        (f"sample {s['sample']} (mean {s['mean']:.2f})", s["values"]) for s in res["samples"]]
-    width = 0.8 / len(series)
-    for i, (label, values) in enumerate(series):
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label)
-    ax.set_xticks(x, [f"a{i + 1}" for i in range(n)])
-    ax.set(title=f"Inverted dropout, rate {res['rate']}: dropped units are 0, kept ones "
-                 "x2", xlabel="unit", ylabel="activation")
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize="small")
-
-
-def _plot_schedules(fig):
-    from fastnet import schedules
-    ax = fig.subplots()
-    epochs = np.arange(100)
-    ax.plot(epochs, [schedules.step_decay(e, 0.001) for e in epochs], drawstyle="steps-post",
-            label="step decay (x0.5 every 30)")
-    ax.plot(epochs, [schedules.cosine_schedule(e, 100, 0.001) for e in epochs],
-            label="cosine")
-    ax.plot(epochs, [schedules.warmup_cosine(e, 10, 100, 0.001) for e in epochs],
-            label="warmup (10) + cosine")
-    ax.set(title="Learning-rate schedules (initial lr 0.001, 100 epochs)", xlabel="epoch",
-           ylabel="learning rate")
-    ax.grid(alpha=0.3)
-    ax.legend()
-
-
-def _loss_axes(fig, res):
-    """One axes with the training and validation loss curves of `res`; (ax, epochs)."""
-    ax = fig.subplots()
-    epochs = np.arange(len(res["train_losses"]))
-    ax.plot(epochs, res["train_losses"], label="training loss")
-    ax.plot(epochs, res["val_losses"], label="validation loss")
-    return ax, epochs
-
-
-def _plot_early_stopping(fig, res):
-    ax, _ = _loss_axes(fig, res)
-    ax.axvline(res["best_epoch"], color="C2", ls="--",
-               label=f"best epoch {res['best_epoch']} (weights restored)")
-    ax.axvline(res["stopped_epoch"], color="C3", ls=":",
-               label=f"stop at epoch {res['stopped_epoch']} (patience {res['patience']})")
-    ax.set(title="Early stopping on the simulated overfitting curve", xlabel="epoch",
-           ylabel="loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-
-
-def _plot_simulation(fig, res):
-    ax, epochs = _loss_axes(fig, res)
-    if res["stopped_epoch"] is not None:
-        ax.axvline(res["stopped_epoch"], color="C3", ls=":",
-                   label=f"early stop (epoch {res['stopped_epoch']})")
-    ax.set(title="Simulated full-recipe run", xlabel="epoch", ylabel="loss")
-    ax.grid(alpha=0.3)
-    lr_ax = ax.twinx()
-    lr_ax.plot(epochs, res["lrs"], color="C2", alpha=0.7, label="learning rate (right axis)")
-    lr_ax.set_ylabel("learning rate")
-    lines = ax.get_legend_handles_labels()
-    more = lr_ax.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1])
 
 
 # ---------------------------------------------------------------------------
@@ -1176,7 +800,7 @@ def _diagnose_model(args):
     print(f"Model: {args.model}: {model!r}")
     print(f"Data:  {source}: {X.shape[0]} rows; loss {scores['loss']:.4f}, accuracy "
           f"{scores['accuracy']:.4f}")
-    _heading("Gradient flow (one training-mode pass over the data, no update)")
+    experiments.heading("Gradient flow (one training-mode pass over the data, no update)")
     print(f" {'Layer':>5s} {'name':8s} {'shape':>11s} {'|dW|':>10s} {'mean|dW|':>10s} "
           f"{'max|dW|':>10s} {'|dW|/|W|':>10s}")
     for r in flow:
@@ -1184,7 +808,7 @@ def _diagnose_model(args):
         print(f" {r['layer']:>5d} {r['name']:8s} {shape:>11s} {r['grad_norm']:>10.3e} "
               f"{r['mean_abs_grad']:>10.3e} {r['max_abs_grad']:>10.3e} "
               f"{r['grad_to_weight']:>10.3e}")
-    _heading("Activation statistics (inference mode)")
+    experiments.heading("Activation statistics (inference mode)")
     print(f" {'Layer':>5s} {'name':8s} {'width':>6s} {'mean':>9s} {'std':>9s} {'dead':>6s} "
           f"{'dead %':>7s}")
     for r in acts:
@@ -1201,10 +825,10 @@ def _diagnose_model(args):
                                source="one training-mode pass; dead ReLUs in inference mode"))
     if plot_dir is not None:
         saved = []
-        fig = _figure(figsize=(12, 4.4), layout="constrained")
+        fig = plotting.figure(figsize=(12, 4.4), layout="constrained")
         if fig is not None:
-            _plot_model(fig, flow, acts)
-            saved.append(_save(fig, os.path.join(plot_dir, "model_diagnostics.png")))
+            plotting.model_diagnostics(fig, flow, acts)
+            saved.append(plotting.save(fig, os.path.join(plot_dir, "model_diagnostics.png")))
             print(f"\nSaved plot: {saved[0]}")
     return 0
 
@@ -1228,27 +852,6 @@ def _health_notes(model, flow, acts):
     elif norms:
         notes.append("some layer has an all-zero gradient (dead layer)")
     return notes
-
-
-def _plot_model(fig, flow, acts):
-    ax1, ax2 = fig.subplots(1, 2)
-    names = [r["name"] for r in flow]
-    x = np.arange(len(flow))
-    ax1.bar(x - 0.2, [r["grad_norm"] for r in flow], 0.4, label="|dW| (norm)")
-    ax1.bar(x + 0.2, [r["mean_abs_grad"] for r in flow], 0.4, label="mean |dW|")
-    ax1.set_yscale("log")
-    ax1.set_xticks(x, names)
-    ax1.set(title="Gradient flow per layer", xlabel="layer", ylabel="gradient (log scale)")
-    ax1.grid(alpha=0.3, axis="y")
-    ax1.legend()
-    names = [r["name"] for r in acts]
-    x = np.arange(len(acts))
-    ax2.bar(x - 0.2, [r["std"] for r in acts], 0.4, label="activation std")
-    ax2.bar(x + 0.2, [r["dead_fraction"] for r in acts], 0.4, label="dead fraction")
-    ax2.set_xticks(x, names)
-    ax2.set(title="Hidden activations (inference mode)", xlabel="layer", ylabel="value")
-    ax2.grid(alpha=0.3, axis="y")
-    ax2.legend()
 
 
 # ---------------------------------------------------------------------------

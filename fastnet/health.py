@@ -30,9 +30,9 @@ What each part computes, and why:
   keeps the cost at a few tens of microseconds per epoch instead of a pass
   over all gradients after every step.
 * **Health report** (:func:`health_findings`, :func:`health_report`): the
-  seed's failure modes, named per layer with its remedies.  A layer's
+  article's failure modes, named per layer with its remedies.  A layer's
   gradients *vanish* when its norm is below ``VANISHING_RATIO`` (1e-3)
-  times the last layer's (the seed: "the first layer learns a million times
+  times the last layer's (the article: "the first layer learns a million times
   slower than the last"), *explode* when above ``EXPLODING_RATIO`` (1e3)
   times it or not finite, and a ReLU layer is *mostly dead* when more than
   ``DEAD_LIMIT`` (50 %) of its units are dead.
@@ -59,6 +59,8 @@ What each part computes, and why:
   row weight is ``sample_weight * class_weight[y]`` and the native loss is
   the weighted mean ``sum_i w_i l_i / sum_i w_i`` (PyTorch's
   ``cross_entropy(weight=...)`` with ``reduction="mean"``).
+
+The article is "Learn AI Series (#40) - Training Neural Networks - Practical Challenges".
 """
 import math
 import numbers
@@ -332,7 +334,7 @@ def health_findings(grad_norms, dead_fractions=(), *, activation="relu"):
 
 
 def health_report(grad_norms, dead_fractions=(), *, activation="relu", source=""):
-    """A short text naming the unhealthy layers and the seed's remedies.
+    """A short text naming the unhealthy layers and the article's remedies.
 
     Takes one set of per-layer figures (see :func:`health_findings`);
     ``source`` says where they come from (e.g. "median over 20 epochs").

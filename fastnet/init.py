@@ -14,7 +14,7 @@ Randomness comes from ``seed=`` (an int) or ``rng=`` (a
 With ``seed=s`` the draw is exactly that of ``numpy.random.default_rng(s)``.
 With neither, fresh OS entropy is used.
 
-A note on names.  The seed article's cheat sheet calls ``std = sqrt(1/fan_in)``
+A note on names.  The article's cheat sheet calls ``std = sqrt(1/fan_in)``
 "Xavier".  Glorot & Bengio (2010) actually derive ``Var(W) = 2/(fan_in +
 fan_out)``, which is what ``xavier_*`` means here (and in PyTorch and Keras);
 the ``sqrt(1/fan_in)`` rule is LeCun's and is :func:`lecun_normal`.  For a
@@ -30,6 +30,8 @@ initialiser            distribution                                    suits
 ``lecun_normal``       N(0, 1/fan_in)                                  tanh, SELU
 ``lecun_uniform``      U(-sqrt(3/fan_in), sqrt(3/fan_in))              tanh, SELU
 =====================  ==============================================  =============
+
+The article is "Learn AI Series (#40) - Training Neural Networks - Practical Challenges".
 """
 import math
 import numbers
@@ -216,7 +218,7 @@ def xavier_normal(fan_in, fan_out, *, seed=None, rng=None, dtype="float32"):
     compromise between keeping the forward variance (``1/fan_in``) and the
     backward variance (``1/fan_out``) constant.
 
-    Not to be confused with the seed article's "Xavier" ``sqrt(1/fan_in)``,
+    Not to be confused with the article's "Xavier" ``sqrt(1/fan_in)``,
     which is :func:`lecun_normal`.
 
     Reference: Glorot, X. & Bengio, Y. (2010). *Understanding the difficulty
@@ -244,7 +246,7 @@ def lecun_normal(fan_in, fan_out, *, seed=None, rng=None, dtype="float32"):
 
     ``W ~ N(0, std^2)`` with ``std = sqrt(1 / fan_in)``: unit output
     variance for a linear (or tanh near 0) layer with unit-variance inputs.
-    This is the rule the seed article's cheat sheet labels "Xavier" for
+    This is the rule the article's cheat sheet labels "Xavier" for
     sigmoid and tanh networks.
 
     Reference: LeCun, Y., Bottou, L., Orr, G. & Mueller, K.-R. (1998).

@@ -2,7 +2,7 @@
 
 Two layers:
 
-* the seed article's three functions, :func:`step_decay`,
+* the article's three functions, :func:`step_decay`,
   :func:`cosine_schedule` and :func:`warmup_cosine`, with its exact
   semantics (including ``warmup_cosine(0, ...) == 0``);
 * schedule objects for ``MLP.fit(schedule=...)``.  Each is callable as
@@ -14,7 +14,7 @@ Two layers:
   :class:`ReduceLROnPlateau` is the exception: it is driven by the monitored
   metric through :meth:`ReduceLROnPlateau.step` and carries state.
 
-The seed's comparison table (``initial_lr=0.001``, 100 epochs, 10 warmup)::
+The article's comparison table (``initial_lr=0.001``, 100 epochs, 10 warmup)::
 
      Epoch     Step   Cosine  Warmup+Cos
     --------------------------------------
@@ -31,6 +31,8 @@ The seed's comparison table (``initial_lr=0.001``, 100 epochs, 10 warmup)::
 :func:`resolve` turns whatever ``fit`` received into a schedule object:
 ``None`` -> :class:`Constant`, a schedule object -> itself, a plain callable
 ``epoch -> lr`` -> :class:`LambdaSchedule` (plain callables count epochs).
+
+The article is "Learn AI Series (#40) - Training Neural Networks - Practical Challenges".
 """
 import bisect
 import math
@@ -61,7 +63,7 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------
-# The seed's functions
+# The article's functions
 # ---------------------------------------------------------------------------
 
 def step_decay(epoch, initial_lr, decay=0.5, step_size=30):
@@ -85,7 +87,7 @@ def cosine_schedule(epoch, total_epochs, initial_lr, min_lr=1e-6):
     ``lr = min_lr + (initial_lr - min_lr) * (1 + cos(pi * epoch / total_epochs)) / 2``
 
     ``epoch = 0`` gives ``initial_lr``, ``epoch = total_epochs`` gives
-    ``min_lr``.  As in the seed, the formula is not clipped: past
+    ``min_lr``.  As in the article, the formula is not clipped: past
     ``total_epochs`` the cosine rises again (the :class:`CosineAnnealing`
     object holds ``min_lr`` instead).  With ``total_epochs=100``,
     ``initial_lr=0.001``::
@@ -108,7 +110,7 @@ def warmup_cosine(epoch, warmup_epochs, total_epochs, initial_lr, min_lr=1e-6):
                              total_epochs - warmup_epochs,
                              initial_lr, min_lr)                 otherwise
 
-    Epoch 0 trains with lr 0, exactly as in the seed.  The seed's version has
+    Epoch 0 trains with lr 0, exactly as in the article.  The article's version has
     no ``min_lr`` argument and uses :func:`cosine_schedule`'s default; the
     default here (``1e-6``) reproduces its numbers.  With ``warmup_epochs=10``,
     ``total_epochs=100``, ``initial_lr=0.001``::
@@ -264,7 +266,7 @@ class LambdaSchedule(Schedule):
 
 
 class StepDecay(Schedule):
-    """Multiply the lr by ``decay`` every ``step_size`` epochs (the seed's step decay).
+    """Multiply the lr by ``decay`` every ``step_size`` epochs (the article's step decay).
 
     ``lr(t) = initial_lr * decay ** (t // step_size)``
 
@@ -412,7 +414,7 @@ class CosineAnnealing(Schedule):
 class WarmupCosine(Schedule):
     """Linear warmup from 0 to ``initial_lr``, then cosine decay to ``min_lr``.
 
-    The seed's recommended schedule (:func:`warmup_cosine`)::
+    The article's recommended schedule (:func:`warmup_cosine`)::
 
         lr(t) = initial_lr * t / warmup_epochs                   t < warmup_epochs
         lr(t) = cosine_schedule(t - warmup_epochs, total_epochs - warmup_epochs,

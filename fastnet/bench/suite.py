@@ -41,6 +41,8 @@ NumPy's products; to measure NumPy as it runs by default, unset them in the
 command that starts the bench, never inside a program::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE fastnet bench --json bench.json
+
+The article is "Learn AI Series (#40) - Training Neural Networks - Practical Challenges".
 """
 import argparse
 import contextlib
