@@ -53,12 +53,8 @@ What each part computes, and why:
   backing off used to stop at lr 10, where the loss is finite but flat at
   ln(10) (test accuracy 0.10); going on to lr 0.1 learns (0.94-0.97 over three
   seeds).
-* **Class weights** (:func:`class_weights`): ``"balanced"`` is
-  scikit-learn's ``n_samples / (n_classes * bincount(y))`` over the classes
-  present in ``y``; a dict gives weights per label (missing labels: 1).  The
-  row weight is ``sample_weight * class_weight[y]`` and the native loss is
-  the weighted mean ``sum_i w_i l_i / sum_i w_i`` (PyTorch's
-  ``cross_entropy(weight=...)`` with ``reduction="mean"``).
+* **Class weights**: :func:`class_weights` is defined with the row weights of a
+  fit in ``fastnet._weights`` and exported here.
 
 The article is "Learn AI Series (#40) - Training Neural Networks - Practical Challenges".
 """
@@ -69,6 +65,7 @@ import numpy as np
 
 from fastnet import _activations
 from fastnet._validation import integer, real_number
+from fastnet._weights import class_weights
 
 __all__ = [
     "DEAD_LIMIT",
@@ -471,38 +468,3 @@ class DivergenceGuard:
 # ---------------------------------------------------------------------------
 # class weights
 # ---------------------------------------------------------------------------
-
-def class_weights(labels, class_weight, n_classes):
-    """Per-class weights (n_classes,) from "balanced", a dict or None (-> None).
-
-    "balanced": ``n_samples / (n_present * bincount(labels))`` for the
-    ``n_present`` classes that occur (scikit-learn's
-    ``compute_class_weight``); absent classes get 1 (they weigh no row).  A
-    dict maps labels in ``[0, n_classes)`` to finite weights >= 0; labels it
-    does not name get 1.
-    """
-    if class_weight is None:
-        return None
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    out = np.ones(n_classes, dtype=np.float64)
-    if isinstance(class_weight, str):
-        if class_weight != "balanced":
-            raise ValueError(f"class_weight must be 'balanced', a dict or None, "
-                             f"got {class_weight!r}")
-        present = counts > 0
-        out[present] = labels.shape[0] / (np.count_nonzero(present) * counts[present])
-        return out
-    if not isinstance(class_weight, dict):
-        raise TypeError(f"class_weight must be 'balanced', a dict or None, got "
-                        f"{type(class_weight).__name__}")
-    for label, weight in class_weight.items():
-        if isinstance(label, (bool, np.bool_)) or not isinstance(label, numbers.Integral) \
-                or not 0 <= label < n_classes:
-            raise ValueError(f"class_weight has label {label!r}; labels must be ints in "
-                             f"[0, {n_classes - 1}]")
-        if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real) \
-                or not (math.isfinite(weight) and weight >= 0):
-            raise ValueError(f"class_weight[{label}] must be a finite number >= 0, "
-                             f"got {weight!r}")
-        out[int(label)] = float(weight)
-    return out

@@ -19,7 +19,7 @@ import types
 
 import numpy as np
 
-from fastnet import _activations, _fit_plan, _network
+from fastnet import _activations, _fit_plan, _network, _weights
 from fastnet import distributed as _distributed
 from fastnet import health as _health
 from fastnet import init as _init
@@ -32,7 +32,6 @@ from fastnet._validation import (
     positive_int,
     real_array,
     real_number,
-    sample_weights,
     seed_value,
 )
 
@@ -761,22 +760,12 @@ class MLP:
         return _fit_plan.run(self, plan)
 
     def _training_rows(self, X, y, loss, sample_weight=None, class_weight=None):
-        """Checked (X, labels, targets, row weights); the row weight is
-        ``sample_weight * class_weight[label]`` (None when neither is given)."""
+        """Checked (X, labels, targets, row weights); see ``fastnet._weights``."""
         X = self._check_x(X)
         n = X.shape[0]
         labels, targets = self._check_y(y, n, loss)
-        if class_weight is None:
-            return X, labels, targets, sample_weights(sample_weight, n, self.dtype,
-                                                       "sample_weight")
-        if labels is None:
-            raise ValueError("class_weight needs loss='cross_entropy' (class labels)")
-        weights = sample_weights(sample_weight, n, np.float64, "sample_weight")
-        rows = _health.class_weights(labels, class_weight, self.layer_sizes[-1])[labels]
-        weights = c_array(rows if weights is None else weights * rows, self.dtype)
-        if not np.any(weights > 0):
-            raise ValueError("class_weight (with sample_weight) leaves no row with a "
-                             "positive weight")
+        weights = _weights.row_weights(labels, n, self.dtype, sample_weight, class_weight,
+                                       self.layer_sizes[-1])
         return X, labels, targets, weights
 
     def _training_engine(self, X, labels, targets, weights, batch_size, loss):
