@@ -14,7 +14,8 @@ The article is "Learn AI Series (#40) - Training Neural Networks - Practical Cha
 """
 from fastnet import _check_build  # noqa: F401  (a clear error in an unbuilt tree)
 from fastnet._version import __version__
-from fastnet._config import build_info, get_num_threads, set_num_threads, threads
+from fastnet._config import build_info
+from fastnet._threads import get_num_threads, set_num_threads, threads
 from fastnet import (callbacks, diagnostics, functional, health, init,  # noqa: F401
                      optim, schedules)
 from fastnet.model import MLP, History, load

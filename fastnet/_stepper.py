@@ -4,7 +4,7 @@ A stepper owns the engine bound to the training rows and answers the loop's
 questions the same way for one process and for many: the epoch's order,
 one step (or a block of steps in one native call), the epoch's totals and
 the agreements between ranks.  :class:`LocalStepper` runs the steps in this
-process under the thread governor (:mod:`fastnet._governor`, the thread count
+process under the thread governor (:mod:`fastnet._threads`, the thread count
 of each step); :class:`DistributedStepper` trains this rank's share of every
 batch and sums the gradients over the ranks (:mod:`fastnet.distributed`).
 The loop therefore has no "distributed or not" branches.
@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from fastnet._governor import ThreadGovernor
+from fastnet._threads import ThreadGovernor
 
 
 @functools.lru_cache(maxsize=64)

@@ -110,7 +110,7 @@ def c_array(value, dtype=None):
     """`value` as an aligned C-contiguous array (of `dtype`), copied only if needed."""
     if type(value) is np.ndarray and (dtype is None or value.dtype == dtype) \
             and value.flags.c_contiguous and value.flags.aligned:
-        return value        # the common case, without np.require's bookkeeping (~5 us)
+        return value        # the common case, without np.require's bookkeeping
     return np.require(value, dtype=dtype, requirements=("C_CONTIGUOUS", "ALIGNED"))
 
 

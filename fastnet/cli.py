@@ -34,7 +34,7 @@ import warnings
 
 import numpy as np
 
-from fastnet import _validation, experiments, optim, plotting
+from fastnet import _threads, _validation, experiments, optim, plotting
 
 __all__ = ["build_parser", "main"]
 
@@ -417,16 +417,6 @@ def _error(prog, exc):
     print(f"{prog}: error: {message}", file=sys.stderr)
 
 
-@contextlib.contextmanager
-def _threads(n):
-    if n is None:
-        yield
-        return
-    import fastnet
-    with fastnet.threads(n):
-        yield
-
-
 # ---------------------------------------------------------------------------
 # data
 # ---------------------------------------------------------------------------
@@ -613,7 +603,7 @@ def _train(args, ranks, root):
     sys.stdout.flush()
 
     verbose = 0 if args.quiet else (1 if sys.stderr.isatty() else 2)
-    with _threads(args.threads):
+    with _threads.optional_threads(args.threads):
         model = fastnet.MLP(sizes, batch_norm=not args.no_batch_norm, dropout=args.dropout,
                             init="he", seed=args.seed)
         t_fit = time.perf_counter()
@@ -711,7 +701,7 @@ def cmd_lr_find(args):
     print(f"Model:     {_describe_run(args, sizes)}")
     print(f"Range:     {args.optimizer}, lr {args.start_lr:g} .. {args.end_lr:g} over "
           f"{args.steps} steps, batch {args.batch_size}")
-    with _threads(args.threads):
+    with _threads.optional_threads(args.threads):
         model = fastnet.MLP(sizes, batch_norm=not args.no_batch_norm, dropout=args.dropout,
                             init="he", seed=args.seed)
         result = model.lr_find(X_train, y_train, start_lr=args.start_lr, end_lr=args.end_lr,

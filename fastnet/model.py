@@ -506,8 +506,7 @@ class MLP:
     def _state_arrays(self, count):
         """`count` (params, buffers) pairs where fit keeps snapshots (the best weights,
         the state an epoch started from), reused by the next fit: fresh copies of a wide
-        model cost page faults on every call (two copies of 42 MB took 90 ms of a 0.6 s
-        one-epoch fit, measured here)."""
+        model cost page faults on every call (docs/measurements.md)."""
         pairs = self._best
         if pairs is None or len(pairs) < count:
             pairs = self._best = [(np.empty_like(self._params), np.empty_like(self._buffers))

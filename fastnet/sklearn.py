@@ -40,7 +40,6 @@ for any number of threads).
 import copy
 import math
 import numbers
-import threading
 import warnings
 
 import numpy as np
@@ -61,6 +60,7 @@ import fastnet
 from fastnet import _activations
 from fastnet import optim as _optim
 from fastnet import schedules as _schedules
+from fastnet._threads import effective_n_threads, shared_limit
 from fastnet._validation import integer, one_of, real_number
 from fastnet.callbacks import EarlyStopping
 
@@ -70,78 +70,6 @@ SCHEDULES = ("warmup_cosine", "cosine", "constant", "plateau", "onecycle")
 _SEED_MAX = 2**31 - 1
 
 
-# ---- threads -----------------------------------------------------------------------
-
-def _in_joblib_worker_thread():
-    """True inside a worker thread of joblib's threading backend."""
-    if threading.current_thread() is threading.main_thread():
-        return False
-    try:
-        from joblib.parallel import get_active_backend
-        backend, _ = get_active_backend()
-    except Exception:  # joblib missing or changed: no special case
-        return False
-    return (getattr(backend, "nesting_level", 0) or 0) >= 1
-
-
-def effective_n_threads(n_threads=None):
-    """The fastnet thread count an estimator with this ``n_threads`` uses here.
-
-    ``None``: ``fastnet.get_num_threads()`` (which joblib's loky workers have
-    already limited through ``OMP_NUM_THREADS``), or 1 in a worker thread of
-    joblib's threading backend.  A positive int is returned as is.
-    """
-    if n_threads is None:
-        return 1 if _in_joblib_worker_thread() else fastnet.get_num_threads()
-    return n_threads
-
-
-class _ThreadLimit:
-    """Process-wide fastnet thread count shared by concurrent fits.
-
-    While any limit is active the count is the smallest requested; when the
-    last one exits, the count in force before the first one is restored.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._active = {}
-        self._saved = None
-        self._next = 0
-
-    def __call__(self, n):
-        return _ThreadLimitContext(self, n)
-
-    def _enter(self, n):
-        with self._lock:
-            if not self._active:
-                self._saved = fastnet.get_num_threads()
-            token = self._next
-            self._next += 1
-            self._active[token] = n
-            fastnet.set_num_threads(min(self._active.values()))
-            return token
-
-    def _exit(self, token):
-        with self._lock:
-            del self._active[token]
-            fastnet.set_num_threads(min(self._active.values()) if self._active
-                                    else self._saved)
-
-
-class _ThreadLimitContext:
-    def __init__(self, owner, n):
-        self._owner, self._n, self._token = owner, n, None
-
-    def __enter__(self):
-        self._token = self._owner._enter(self._n)
-
-    def __exit__(self, *exc):
-        self._owner._exit(self._token)
-        return False
-
-
-_thread_limit = _ThreadLimit()
 
 
 # ---- helpers ---------------------------------------------------------------------------
@@ -262,7 +190,7 @@ class _BaseMLP(BaseEstimator):
 
     def _threads(self, p=None):
         n = self.n_threads if p is None else p["n_threads"]
-        return _thread_limit(effective_n_threads(n))
+        return shared_limit(effective_n_threads(n))
 
     # ---- pickling: fastnet.MLP holds native engines and views of one flat array -----------
 
