@@ -215,8 +215,23 @@ def build_parser():
     from fastnet import __version__
     parser.add_argument("--version", action="version", version=f"fastnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add in (_add_train_parser, _add_diagnose_parser, _add_lr_find_parser,
+                _add_bench_parser):
+        add(sub)
+    from fastnet.export import add_export_parser
+    add_export_parser(sub)
+    return parser
 
-    # ---- train -------------------------------------------------------------
+
+def _add_output_arguments(p, files):
+    """--out and --no-plot of a command that writes `files` and a PNG."""
+    d = DEFAULTS
+    p.add_argument("--out", metavar="DIR", default=d["out"],
+                   help=f"output directory for {files} (default ./{d['out']})")
+    p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+
+
+def _add_train_parser(sub):
     d = DEFAULTS
     train = sub.add_parser(
         "train", help="train the full modern recipe (default: the bundled digits)",
@@ -244,15 +259,13 @@ def build_parser():
                        default=d["val_size"],
                        help=f"fraction of the training rows used for validation / early "
                             f"stopping (default {d['val_size']})")
-    train.add_argument("--out", metavar="DIR", default=d["out"],
-                       help=f"output directory for model.npz, history.json and "
-                            f"training_curves.png (default ./{d['out']})")
-    train.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    _add_output_arguments(train, "model.npz, history.json and training_curves.png")
     train.add_argument("-q", "--quiet", action="store_true",
                        help="no progress bar or per-epoch lines")
     train.set_defaults(func=cmd_train)
 
-    # ---- diagnose ------------------------------------------------------------
+
+def _add_diagnose_parser(sub):
     diag = sub.add_parser(
         "diagnose", help="the article's experiments, or gradient flow / dead ReLUs of a model",
         description="Without --model: run the article's experiments (vanishing "
@@ -281,7 +294,8 @@ def build_parser():
     _add_header_argument(diag)
     diag.set_defaults(func=cmd_diagnose)
 
-    # ---- lr-find ---------------------------------------------------------------
+
+def _add_lr_find_parser(sub):
     finder = sub.add_parser(
         "lr-find", help="learning-rate range test: which lr to train with",
         description="Learning-rate range test (Smith 2017): train the model for --steps "
@@ -299,35 +313,18 @@ def build_parser():
                         help="last lr of the ramp (default 10)")
     finder.add_argument("--steps", type=_int_at_least(3), default=100,
                         help="mini-batches of the ramp (default 100)")
-    finder.add_argument("--out", metavar="DIR", default=d["out"],
-                        help=f"output directory for lr_find.png and lr_find.json "
-                             f"(default ./{d['out']})")
-    finder.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    _add_output_arguments(finder, "lr_find.png and lr_find.json")
     finder.set_defaults(func=cmd_lr_find)
 
-    # ---- bench -----------------------------------------------------------------
+
+def _add_bench_parser(sub):
     bench = sub.add_parser(
         "bench", help="time one training epoch: fastnet vs NumPy vs PyTorch",
         description="Time one training epoch of the article's recipe with fastnet, a NumPy "
                     "implementation and PyTorch eager, and print the speed-up table.")
-    try:
-        from fastnet.bench import add_arguments
-    except ImportError:
-        bench.add_argument("--configs", default=None,
-                           help="comma-separated subset of toy,digits,mnist-like,wide")
-        bench.add_argument("--repeats", type=_int_at_least(1), default=5,
-                           help="timed rounds per config (default 5)")
-        bench.add_argument("--threads", type=_int_at_least(1), default=None,
-                           help="fastnet and PyTorch threads")
-        bench.add_argument("--no-torch", action="store_true", help="skip PyTorch")
-    else:
-        add_arguments(bench)
+    from fastnet.bench import add_arguments
+    add_arguments(bench)
     bench.set_defaults(func=cmd_bench)
-
-    # ---- export: fastnet/export.py ------------------------------------------------
-    from fastnet.export import add_export_parser
-    add_export_parser(sub)
-    return parser
 
 
 def main(argv=None):
@@ -566,20 +563,13 @@ def cmd_train(args):
 
 def _train(args, ranks, root):
     import fastnet
-    from fastnet import datasets
     from fastnet.callbacks import EarlyStopping
 
     t_start = time.perf_counter()
     X, y, classes, source = _load_data(args)
     n_classes = int(classes.size)
-    _check_split(X.shape[0], source, args.test_size, args.val_size)
-    X_train, X_test, y_train, y_test = datasets.train_test_split(
-        X, y, args.test_size, seed=DEFAULTS["split_seed"])
-    X_fit, X_val, y_fit, y_val = datasets.train_test_split(
-        X_train, y_train, args.val_size, seed=DEFAULTS["split_seed"] + 1)
-    scaler = None
-    if args.standardize:
-        scaler, (X_fit, X_val, X_test) = _standardize(X_fit, X_val, X_test)
+    (X_fit, y_fit), (X_val, y_val), (X_test, y_test), scaler = _train_splits(args, X, y,
+                                                                              source)
 
     sizes = [int(X.shape[1])] + list(args.layers) + [n_classes]
     _check_model_size(args, sizes)
@@ -588,19 +578,10 @@ def _train(args, ranks, root):
     # the results must have somewhere to go before the training they record
     out = _output_dir("--out", args.out, "model.npz") if root else None
 
-    print(f"Data:      {source}: {X.shape[0]} rows, {X.shape[1]} features, "
-          f"{n_classes} classes")
-    print(f"Split:     {len(y_fit)} train / {len(y_val)} validation / {len(y_test)} test "
-          f"(stratified)")
-    print(f"Model:     {_describe_run(args, sizes)}")
-    print(f"Training:  {args.optimizer} lr {args.lr:g}, {schedule_text}, batch "
-          f"{args.batch_size}, up to {args.epochs} epochs, "
-          + (f"early stopping (patience {args.patience})" if stopper else
-             "no early stopping"))
-    if ranks > 1:
-        print(f"Parallel:  {ranks} MPI ranks, batch {args.batch_size} per rank "
-              f"({args.batch_size * ranks} per step)")
-    sys.stdout.flush()
+    _print_training_plan(args, f"{source}: {X.shape[0]} rows, {X.shape[1]} features, "
+                               f"{n_classes} classes",
+                         (len(y_fit), len(y_val), len(y_test)), sizes, schedule_text,
+                         stopper, ranks)
 
     verbose = 0 if args.quiet else (1 if sys.stderr.isatty() else 2)
     with _threads.optional_threads(args.threads):
@@ -617,7 +598,6 @@ def _train(args, ranks, root):
         test = model.evaluate(X_test, y_test)
     n_correct = round(test["accuracy"] * len(y_test))
     ran = history.epochs
-    best = history.best_epoch
     exit_code = 130 if history.interrupted else 0
 
     if root:                       # saved first: nothing printed below can lose them
@@ -628,26 +608,16 @@ def _train(args, ranks, root):
             "data": source, "classes": _class_names(classes), "layer_sizes": sizes,
             "options": {k: v for k, v in vars(args).items() if k not in ("func", "command")},
             "test_accuracy": test["accuracy"], "test_loss": test["loss"],
-            "epochs": ran, "best_epoch": best, "stopped_epoch": history.stopped_epoch,
-            "diverged": history.diverged, "interrupted": history.interrupted,
-            "fit_seconds": fit_seconds, "history": history.history, "standardize": scaler,
+            "epochs": ran, "best_epoch": history.best_epoch,
+            "stopped_epoch": history.stopped_epoch, "diverged": history.diverged,
+            "interrupted": history.interrupted, "fit_seconds": fit_seconds,
+            "history": history.history, "standardize": scaler,
         }
         with open(history_path, "w") as fh:
             json.dump(record, fh, indent=1, default=_json_default)
 
     print()
-    if history.diverged:
-        print(f"Training diverged (NaN/inf loss) after {ran} epochs; restored the best "
-              "weights. Try a lower --lr.")
-    elif history.interrupted:
-        print(f"Interrupted (Ctrl-C) after {ran} epochs; restored the best weights (epoch "
-              f"{(best or 0) + 1}).")
-    elif history.stopped_epoch is not None and stopper is not None:
-        print(f"Early stopping after epoch {history.stopped_epoch + 1}: validation loss best "
-              f"at epoch {best + 1} ({stopper.best_loss:.4f}); restored those weights.")
-    else:
-        print(f"Trained {ran} epochs; best validation loss at epoch "
-              f"{(best or 0) + 1}" + ("; restored those weights." if stopper else "."))
+    print(_outcome(history, stopper))
     print(f"Test accuracy: {test['accuracy']:.4f} ({n_correct}/{len(y_test)}), "
           f"test loss {test['loss']:.4f}")
     print(f"Training time: {fit_seconds:.1f} s ({ran} epochs)")
@@ -667,6 +637,53 @@ def _train(args, ranks, root):
         print(f"fastnet train: interrupted; the model and history were saved in {out}",
               file=sys.stderr)
     return exit_code
+
+
+def _train_splits(args, X, y, source):
+    """The fixed, stratified train / validation / test splits of ``fastnet train`` (and
+    the standardisation of the training rows' statistics, or None)."""
+    from fastnet import datasets
+    _check_split(X.shape[0], source, args.test_size, args.val_size)
+    X_train, X_test, y_train, y_test = datasets.train_test_split(
+        X, y, args.test_size, seed=DEFAULTS["split_seed"])
+    X_fit, X_val, y_fit, y_val = datasets.train_test_split(
+        X_train, y_train, args.val_size, seed=DEFAULTS["split_seed"] + 1)
+    scaler = None
+    if args.standardize:
+        scaler, (X_fit, X_val, X_test) = _standardize(X_fit, X_val, X_test)
+    return (X_fit, y_fit), (X_val, y_val), (X_test, y_test), scaler
+
+
+def _print_training_plan(args, data, split, sizes, schedule_text, stopper, ranks):
+    """What ``fastnet train`` is about to do, before it starts."""
+    print(f"Data:      {data}")
+    print(f"Split:     {split[0]} train / {split[1]} validation / {split[2]} test "
+          f"(stratified)")
+    print(f"Model:     {_describe_run(args, sizes)}")
+    print(f"Training:  {args.optimizer} lr {args.lr:g}, {schedule_text}, batch "
+          f"{args.batch_size}, up to {args.epochs} epochs, "
+          + (f"early stopping (patience {args.patience})" if stopper else
+             "no early stopping"))
+    if ranks > 1:
+        print(f"Parallel:  {ranks} MPI ranks, batch {args.batch_size} per rank "
+              f"({args.batch_size * ranks} per step)")
+    sys.stdout.flush()
+
+
+def _outcome(history, stopper):
+    """How a training run ended, in one line."""
+    ran, best = history.epochs, history.best_epoch
+    if history.diverged:
+        return (f"Training diverged (NaN/inf loss) after {ran} epochs; restored the best "
+                "weights. Try a lower --lr.")
+    if history.interrupted:
+        return (f"Interrupted (Ctrl-C) after {ran} epochs; restored the best weights (epoch "
+                f"{(best or 0) + 1}).")
+    if history.stopped_epoch is not None and stopper is not None:
+        return (f"Early stopping after epoch {history.stopped_epoch + 1}: validation loss "
+                f"best at epoch {best + 1} ({stopper.best_loss:.4f}); restored those weights.")
+    return (f"Trained {ran} epochs; best validation loss at epoch "
+            f"{(best or 0) + 1}" + ("; restored those weights." if stopper else "."))
 
 
 def _json_default(obj):
@@ -849,15 +866,5 @@ def _health_notes(model, flow, acts):
 # ---------------------------------------------------------------------------
 
 def cmd_bench(args):
-    try:
-        from fastnet import bench
-    except ImportError as exc:
-        raise CommandError(f"the benchmark suite is not available ({exc})") from None
-    if hasattr(bench, "run_from_args"):
-        return bench.run_from_args(args)
-    configs = [c.strip() for c in args.configs.split(",") if c.strip()] \
-        if args.configs else None
-    rows = bench.run(configs=configs, repeats=args.repeats, threads=args.threads,
-                     with_torch=not args.no_torch)
-    print(bench.format_table(rows))
-    return 0
+    from fastnet import bench
+    return bench.run_from_args(args)
