@@ -13,6 +13,18 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def float_dtype(value, name="dtype"):
+    """`value` as the float32 or float64 NumPy dtype; TypeError for anything else
+    (None too: ``np.dtype(None)`` would be float64)."""
+    try:
+        dt = None if value is None else np.dtype(value)
+    except TypeError:
+        dt = None
+    if dt is None or dt not in FLOAT_DTYPES:     # (a dtype == None is float64)
+        raise TypeError(f"{name} must be 'float32' or 'float64', got {value!r}")
+    return dt
+
+
 def real_array(value, name):
     """`value` as a NumPy array of real numbers (NumPy input is returned as is).
 

@@ -36,9 +36,7 @@ The article is "Learn AI Series (#40) - Training Neural Networks - Practical Cha
 import math
 import numbers
 
-import numpy as np
-
-from fastnet._validation import generator, integer
+from fastnet._validation import float_dtype, generator, integer
 
 __all__ = [
     "calculate_gain",
@@ -51,7 +49,6 @@ __all__ = [
     "xavier_uniform",
 ]
 
-_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 # ---------------------------------------------------------------------------
@@ -121,20 +118,10 @@ def calculate_gain(nonlinearity, param=None):
 # shared argument handling
 # ---------------------------------------------------------------------------
 
-def _check_dtype(dtype):
-    try:
-        dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) would be float64
-    except TypeError:
-        dt = None
-    if dt is None or dt not in _DTYPES:
-        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return dt
-
-
 def _normal(fan_in, fan_out, std, seed, rng, dtype):
     fan_in = integer(fan_in, "fan_in", low=1)
     fan_out = integer(fan_out, "fan_out", low=1)
-    dt = _check_dtype(dtype)
+    dt = float_dtype(dtype)
     gen = generator(seed, rng)
     w = gen.standard_normal((fan_in, fan_out)) * std(fan_in, fan_out)
     return w.astype(dt, copy=False)
@@ -143,7 +130,7 @@ def _normal(fan_in, fan_out, std, seed, rng, dtype):
 def _uniform(fan_in, fan_out, bound, seed, rng, dtype):
     fan_in = integer(fan_in, "fan_in", low=1)
     fan_out = integer(fan_out, "fan_out", low=1)
-    dt = _check_dtype(dtype)
+    dt = float_dtype(dtype)
     gen = generator(seed, rng)
     a = bound(fan_in, fan_out)
     w = gen.uniform(-a, a, size=(fan_in, fan_out))

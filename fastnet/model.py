@@ -28,6 +28,7 @@ from fastnet._io import atomic_savez, read_npz
 from fastnet._validation import (
     c_array,
     finite_array,
+    float_dtype,
     one_of,
     positive_int,
     real_array,
@@ -344,13 +345,7 @@ class MLP:
         self._layer_sizes = tuple(int(s) for s in sizes)
         self._activation = one_of(activation, "activation", _activations.trainable())
         self._batch_norm = bool(batch_norm)
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-        self._dtype = dtype
+        self._dtype = float_dtype(dtype)
         self._access = _Access()
         self.dropout = dropout
         self.seed = seed

@@ -61,7 +61,7 @@ from fastnet import _activations
 from fastnet import optim as _optim
 from fastnet import schedules as _schedules
 from fastnet._threads import effective_n_threads, shared_limit
-from fastnet._validation import integer, one_of, real_number
+from fastnet._validation import float_dtype, integer, one_of, real_number
 from fastnet.callbacks import EarlyStopping
 
 __all__ = ["MLPClassifier", "MLPRegressor", "effective_n_threads"]
@@ -182,10 +182,10 @@ class _BaseMLP(BaseEstimator):
         p["n_threads"] = integer(self.n_threads, "n_threads", 1, allow_none=True)
         p["verbose"] = integer(int(self.verbose) if isinstance(self.verbose, bool)
                                   else self.verbose, "verbose", 0)
-        if self.dtype not in ("float32", "float64", np.float32, np.float64) and \
-                np.dtype(self.dtype) not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        p["dtype"] = np.dtype(self.dtype)
+        try:
+            p["dtype"] = float_dtype(self.dtype)
+        except TypeError as exc:      # scikit-learn's rule: a bad parameter value
+            raise ValueError(str(exc)) from None
         return p
 
     def _threads(self, p=None):
