@@ -223,6 +223,11 @@ def build_parser():
     return parser
 
 
+def _description(command):
+    """The --help description of a command: its function's docstring, as one paragraph."""
+    return " ".join(command.__doc__.split())
+
+
 def _add_output_arguments(p, files):
     """--out and --no-plot of a command that writes `files` and a PNG."""
     d = DEFAULTS
@@ -235,11 +240,7 @@ def _add_train_parser(sub):
     d = DEFAULTS
     train = sub.add_parser(
         "train", help="train the full modern recipe (default: the bundled digits)",
-        description="Train an MLP with the article's full recipe: He init, batch norm, "
-                    "dropout, AdamW, warmup + cosine learning rate, early stopping on a "
-                    "validation split. With no options it trains on the 8x8 digits that "
-                    "ship with fastnet, prints the test accuracy and saves the model, the "
-                    "history and a PNG of the training curves.",
+        description=_description(cmd_train),
         epilog="Examples: 'fastnet train'; 'fastnet train --data my.csv --label-column "
                "species --layers 64,32 --epochs 200'.")
     _add_data_and_model_arguments(train)
@@ -268,13 +269,7 @@ def _add_train_parser(sub):
 def _add_diagnose_parser(sub):
     diag = sub.add_parser(
         "diagnose", help="the article's experiments, or gradient flow / dead ReLUs of a model",
-        description="Without --model: run the article's experiments (vanishing "
-                    "gradients through sigmoid layers; small / large / He init over 20 ReLU "
-                    "layers; 15 layers with and without batch norm; dropout; the learning-"
-                    "rate schedules; early stopping on the simulated curve; the full-recipe "
-                    "simulation) and print their tables. With --model: report gradient "
-                    "flow and activation statistics (dead ReLUs) per layer of a saved "
-                    "model on --data (default: the bundled digits).",
+        description=_description(cmd_diagnose),
         epilog="Examples: 'fastnet diagnose'; 'fastnet diagnose --only init,batchnorm "
                "--plot plots/'; 'fastnet diagnose --model fastnet-out/model.npz'.")
     diag.add_argument("--plot", metavar="DIR",
@@ -298,12 +293,7 @@ def _add_diagnose_parser(sub):
 def _add_lr_find_parser(sub):
     finder = sub.add_parser(
         "lr-find", help="learning-rate range test: which lr to train with",
-        description="Learning-rate range test (Smith 2017): train the model for --steps "
-                    "mini-batches of the training split while the lr grows geometrically "
-                    "from --start-lr to --end-lr, stop when the smoothed loss diverges, "
-                    "and suggest the lr where the smoothed loss falls fastest. The model's "
-                    "weights are left as they were. Saves lr_find.png and lr_find.json "
-                    "in --out.",
+        description=_description(cmd_lr_find),
         epilog="Example: 'fastnet lr-find --optimizer adamw', then 'fastnet train --lr "
                "<suggested>'.")
     _add_data_and_model_arguments(finder)
@@ -552,6 +542,10 @@ def _gib(n_bytes):
 
 
 def cmd_train(args):
+    """Train an MLP with the article's full recipe: He init, batch norm, dropout, AdamW,
+    warmup + cosine learning rate, early stopping on a validation split. With no options it
+    trains on the 8x8 digits that ship with fastnet, prints the test accuracy and saves the
+    model, the history and a PNG of the training curves."""
     from fastnet import distributed
     # under mpirun -n N (N > 1) the ranks train together; rank 0 prints and writes files
     ranks = distributed.size() if distributed.launched_by_mpi() else 1
@@ -699,6 +693,10 @@ def _json_default(obj):
 # ---------------------------------------------------------------------------
 
 def cmd_lr_find(args):
+    """Learning-rate range test (Smith 2017): train the model for --steps mini-batches of the
+    training split while the lr grows geometrically from --start-lr to --end-lr, stop when
+    the smoothed loss diverges, and suggest the lr where the smoothed loss falls fastest.
+    The model's weights are left as they were. Saves lr_find.png and lr_find.json in --out."""
     import fastnet
     from fastnet import datasets
 
@@ -762,6 +760,12 @@ def cmd_lr_find(args):
 # ---------------------------------------------------------------------------
 
 def cmd_diagnose(args):
+    """Without --model: run the article's experiments (vanishing gradients through sigmoid
+    layers; small / large / He init over 20 ReLU layers; 15 layers with and without batch
+    norm; dropout; the learning-rate schedules; early stopping on the simulated curve; the
+    full-recipe simulation) and print their tables. With --model: report gradient flow and
+    activation statistics (dead ReLUs) per layer of a saved model on --data (default: the
+    bundled digits)."""
     if args.model is None:
         if args.data is not None or args.label_column is not None or args.header != "auto":
             raise CommandError("--data, --label-column and --header need --model")
