@@ -25,6 +25,7 @@ The article is "Learn AI Series (#40) - Training Neural Networks - Practical Cha
 import argparse
 import contextlib
 import errno
+import inspect
 import json
 import math
 import os
@@ -223,9 +224,16 @@ def build_parser():
     return parser
 
 
-def _description(command):
-    """The --help description of a command: its function's docstring, as one paragraph."""
-    return " ".join(command.__doc__.split())
+def _command(sub, func, help):
+    """The subparser of the command `func` runs (``cmd_lr_find`` -> ``lr-find``): its
+    --help description is the first paragraph of the docstring, its epilog the second
+    (examples)."""
+    name = func.__name__.removeprefix("cmd_").replace("_", "-")
+    description, _, epilog = inspect.cleandoc(func.__doc__).partition("\n\n")
+    parser = sub.add_parser(name, help=help, description=" ".join(description.split()),
+                            epilog=" ".join(epilog.split()) or None)
+    parser.set_defaults(func=func)
+    return parser
 
 
 def _add_output_arguments(p, files):
@@ -238,11 +246,8 @@ def _add_output_arguments(p, files):
 
 def _add_train_parser(sub):
     d = DEFAULTS
-    train = sub.add_parser(
-        "train", help="train the full modern recipe (default: the bundled digits)",
-        description=_description(cmd_train),
-        epilog="Examples: 'fastnet train'; 'fastnet train --data my.csv --label-column "
-               "species --layers 64,32 --epochs 200'.")
+    train = _command(sub, cmd_train,
+                     "train the full modern recipe (default: the bundled digits)")
     _add_data_and_model_arguments(train)
     train.add_argument("--epochs", type=_int_at_least(1), default=d["epochs"],
                        help=f"maximum number of epochs (default {d['epochs']})")
@@ -263,15 +268,11 @@ def _add_train_parser(sub):
     _add_output_arguments(train, "model.npz, history.json and training_curves.png")
     train.add_argument("-q", "--quiet", action="store_true",
                        help="no progress bar or per-epoch lines")
-    train.set_defaults(func=cmd_train)
 
 
 def _add_diagnose_parser(sub):
-    diag = sub.add_parser(
-        "diagnose", help="the article's experiments, or gradient flow / dead ReLUs of a model",
-        description=_description(cmd_diagnose),
-        epilog="Examples: 'fastnet diagnose'; 'fastnet diagnose --only init,batchnorm "
-               "--plot plots/'; 'fastnet diagnose --model fastnet-out/model.npz'.")
+    diag = _command(sub, cmd_diagnose,
+                    "the article's experiments, or gradient flow / dead ReLUs of a model")
     diag.add_argument("--plot", metavar="DIR",
                       help="also save one PNG per experiment (or per report) in DIR")
     diag.add_argument("--only", type=_experiment_list, metavar="NAMES",
@@ -287,15 +288,10 @@ def _add_diagnose_parser(sub):
     diag.add_argument("--label-column", metavar="NAME",
                       help="label column of a .csv (as for train)")
     _add_header_argument(diag)
-    diag.set_defaults(func=cmd_diagnose)
 
 
 def _add_lr_find_parser(sub):
-    finder = sub.add_parser(
-        "lr-find", help="learning-rate range test: which lr to train with",
-        description=_description(cmd_lr_find),
-        epilog="Example: 'fastnet lr-find --optimizer adamw', then 'fastnet train --lr "
-               "<suggested>'.")
+    finder = _command(sub, cmd_lr_find, "learning-rate range test: which lr to train with")
     _add_data_and_model_arguments(finder)
     finder.add_argument("--start-lr", type=_float_in(0, None, low_open=True), default=1e-7,
                         help="first lr of the ramp (default 1e-7)")
@@ -304,17 +300,12 @@ def _add_lr_find_parser(sub):
     finder.add_argument("--steps", type=_int_at_least(3), default=100,
                         help="mini-batches of the ramp (default 100)")
     _add_output_arguments(finder, "lr_find.png and lr_find.json")
-    finder.set_defaults(func=cmd_lr_find)
 
 
 def _add_bench_parser(sub):
-    bench = sub.add_parser(
-        "bench", help="time one training epoch: fastnet vs NumPy vs PyTorch",
-        description="Time one training epoch of the article's recipe with fastnet, a NumPy "
-                    "implementation and PyTorch eager, and print the speed-up table.")
+    bench = _command(sub, cmd_bench, "time one training epoch: fastnet vs NumPy vs PyTorch")
     from fastnet.bench import add_arguments
     add_arguments(bench)
-    bench.set_defaults(func=cmd_bench)
 
 
 def main(argv=None):
@@ -545,7 +536,10 @@ def cmd_train(args):
     """Train an MLP with the article's full recipe: He init, batch norm, dropout, AdamW,
     warmup + cosine learning rate, early stopping on a validation split. With no options it
     trains on the 8x8 digits that ship with fastnet, prints the test accuracy and saves the
-    model, the history and a PNG of the training curves."""
+    model, the history and a PNG of the training curves.
+
+    Examples: 'fastnet train'; 'fastnet train --data my.csv --label-column species --layers
+    64,32 --epochs 200'."""
     from fastnet import distributed
     # under mpirun -n N (N > 1) the ranks train together; rank 0 prints and writes files
     ranks = distributed.size() if distributed.launched_by_mpi() else 1
@@ -696,7 +690,9 @@ def cmd_lr_find(args):
     """Learning-rate range test (Smith 2017): train the model for --steps mini-batches of the
     training split while the lr grows geometrically from --start-lr to --end-lr, stop when
     the smoothed loss diverges, and suggest the lr where the smoothed loss falls fastest.
-    The model's weights are left as they were. Saves lr_find.png and lr_find.json in --out."""
+    The model's weights are left as they were. Saves lr_find.png and lr_find.json in --out.
+
+    Example: 'fastnet lr-find --optimizer adamw', then 'fastnet train --lr <suggested>'."""
     import fastnet
     from fastnet import datasets
 
@@ -765,7 +761,10 @@ def cmd_diagnose(args):
     norm; dropout; the learning-rate schedules; early stopping on the simulated curve; the
     full-recipe simulation) and print their tables. With --model: report gradient flow and
     activation statistics (dead ReLUs) per layer of a saved model on --data (default: the
-    bundled digits)."""
+    bundled digits).
+
+    Examples: 'fastnet diagnose'; 'fastnet diagnose --only init,batchnorm --plot plots/';
+    'fastnet diagnose --model fastnet-out/model.npz'."""
     if args.model is None:
         if args.data is not None or args.label_column is not None or args.header != "auto":
             raise CommandError("--data, --label-column and --header need --model")
@@ -870,5 +869,7 @@ def _health_notes(model, flow, acts):
 # ---------------------------------------------------------------------------
 
 def cmd_bench(args):
+    """Time one training epoch of the article's recipe with fastnet, a NumPy implementation
+    and PyTorch eager, and print the speed-up table."""
     from fastnet import bench
     return bench.run_from_args(args)
