@@ -6,12 +6,11 @@ bincount(y))`` over the classes present in ``y``; a dict gives weights per label
 native loss is the weighted mean ``sum_i w_i l_i / sum_i w_i`` (PyTorch's
 ``cross_entropy(weight=...)`` with ``reduction="mean"``).
 """
-import math
 import numbers
 
 import numpy as np
 
-from fastnet._validation import c_array, sample_weights
+from fastnet._validation import c_array, real_number, sample_weights
 
 __all__ = ["class_weights", "row_weights"]
 
@@ -78,10 +77,6 @@ def class_weights(labels, class_weight, n_classes):
                 or not 0 <= label < n_classes:
             raise ValueError(f"class_weight has label {label!r}; labels must be ints in "
                              f"[0, {n_classes - 1}]")
-        if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real) \
-                or not (math.isfinite(weight) and weight >= 0):
-            raise ValueError(f"class_weight[{label}] must be a finite number >= 0, "
-                             f"got {weight!r}")
-        out[int(label)] = float(weight)
+        out[int(label)] = real_number(weight, f"class_weight[{label}]", low=0.0)
     return out
 
