@@ -345,3 +345,11 @@ def test_every_trained_activation_has_one_table_entry_and_numpy_form(activation)
     np.testing.assert_allclose(logits, model._outputs(X), rtol=1e-10, atol=1e-12)
     row = dg.activation_stats(model, X)[0]
     assert ("saturated_fraction" in row) == (entry.saturated is not None)
+
+
+def test_the_articles_experiments_live_in_their_module_and_keep_their_diagnostics_names():
+    from fastnet import experiments
+    for name in experiments.__all__:
+        if name not in ("EXPERIMENTS", "print_report"):
+            assert getattr(dg, name) is getattr(experiments, name), name
+    assert callable(dg.gradient_flow) and callable(dg.activation_stats)
