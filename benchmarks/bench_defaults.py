@@ -55,7 +55,6 @@ import time
 import warnings
 
 import numpy as np
-
 import sklearn
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning

@@ -4,7 +4,8 @@ Each group (operation x shape) holds a "fastnet" and a "numpy" benchmark,
 run one after the other; dropout, batch norm and softmax cross-entropy also
 have "numpy-fast", the idiom of the bench's fast NumPy step (dropout:
 ``rng.random(shape, dtype=np.float32) < keep`` instead of the article's
-binomial mask; batch norm and the loss: in place, without temporaries).  The conftest prints the median ratios at the end.
+binomial mask; batch norm and the loss: in place, without temporaries).  The conftest
+prints the median ratios at the end.
 
 Goals (issue 2): linear+ReLU forward+backward >= 1.3x NumPy at 64x64x64 and
 128x128x128, >= 1.0x at 256x512x512 and 512x2048x2048; batch norm

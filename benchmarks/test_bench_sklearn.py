@@ -21,7 +21,6 @@ Run ``pytest benchmarks/test_bench_sklearn.py`` or, for the table alone,
 import time
 import warnings
 
-import numpy as np
 import pytest
 
 sklearn = pytest.importorskip("sklearn")

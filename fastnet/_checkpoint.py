@@ -21,7 +21,8 @@ import numbers
 
 import numpy as np
 
-from fastnet import distributed as _distributed, schedules as _schedules
+from fastnet import distributed as _distributed
+from fastnet import schedules as _schedules
 from fastnet._io import atomic_savez, read_npz
 
 FORMAT = "fastnet-checkpoint"
@@ -55,11 +56,19 @@ def run_record(train, val, *, batch_size, loss, schedule, optimizer, grad_clip, 
 
 
 def _schedule_name(sched):
-    if isinstance(sched, _schedules.LambdaSchedule):    # its repr holds an address
-        return f"LambdaSchedule({getattr(sched.fn, '__qualname__', type(sched.fn).__name__)})"
     if isinstance(sched, _schedules.Schedule):
-        return repr(sched)
+        return sched.record_name()
     return type(sched).__qualname__
+
+
+_STATE_PROTOCOL = ("state_dict", "load_state_dict", "best_weights")
+
+
+def _state_protocol(obj):
+    """The checkpoint protocol of a callback or schedule, read in one place: its
+    ``state_dict``, ``load_state_dict`` and ``best_weights`` (None when absent; fit
+    accepts objects of any class)."""
+    return [getattr(obj, name, None) for name in _STATE_PROTOCOL]
 
 
 def check_run(state, record):
@@ -107,9 +116,9 @@ def write(path, model, opt, sched, callbacks, history, epochs_done, global_step,
     cb_states = []
     for i, cb in enumerate(callbacks):
         entry = {"class": type(cb).__name__}
-        if hasattr(cb, "state_dict") and hasattr(cb, "load_state_dict"):
-            entry["state"] = cb.state_dict()
-        weights = getattr(cb, "best_weights", None)
+        state_dict, load_state_dict, weights = _state_protocol(cb)
+        if state_dict is not None and load_state_dict is not None:
+            entry["state"] = state_dict()
         if weights is not None:
             entry["n_weights"] = len(weights)
             for j, w in enumerate(weights):
@@ -122,7 +131,7 @@ def write(path, model, opt, sched, callbacks, history, epochs_done, global_step,
         "run_seed": int(run_seed),
         "best_value": best_value if math.isfinite(best_value) else None,
         "optimizer": opt_state,
-        "schedule": sched.state_dict() if hasattr(sched, "state_dict") else None,
+        "schedule": None if (state := _state_protocol(sched)[0]) is None else state(),
         "callbacks": cb_states,
         "history": {"history": history.history, "best_epoch": history.best_epoch,
                     "epochs": history.epochs, "rollbacks": history.rollbacks},
@@ -267,12 +276,13 @@ def restore(state, model, opt, sched, callbacks, history):
         opt.load_state_dict(opt_state)
     except (KeyError, TypeError, IndexError) as exc:
         raise ValueError(f"{path}: optimizer state is malformed ({exc})") from None
-    if meta.get("schedule") is not None and hasattr(sched, "load_state_dict"):
-        sched.load_state_dict(meta["schedule"])
+    load_schedule = _state_protocol(sched)[1]
+    if meta.get("schedule") is not None and load_schedule is not None:
+        load_schedule(meta["schedule"])
     # callbacks without state (printers, loggers, ...) may differ between runs
     saved_cbs = [(i, e) for i, e in enumerate(meta["callbacks"])
                  if isinstance(e, dict) and "state" in e]
-    stateful = [cb for cb in callbacks if hasattr(cb, "load_state_dict")]
+    stateful = [cb for cb in callbacks if _state_protocol(cb)[1] is not None]
     if [e.get("class") for _, e in saved_cbs] != [type(cb).__name__ for cb in stateful]:
         raise ValueError(f"{path}: checkpoint callbacks {[e.get('class') for _, e in saved_cbs]} "
                          f"differ from this fit's {[type(cb).__name__ for cb in stateful]}")

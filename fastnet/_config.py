@@ -1,29 +1,8 @@
-"""Thread count and build information of fastnet."""
-import contextlib
-
+"""Build information of fastnet (the thread count is in ``fastnet._threads``)."""
 from fastnet import _parallel
+from fastnet._threads import get_num_threads
 
-__all__ = ["get_num_threads", "set_num_threads", "threads", "build_info"]
-
-get_num_threads = _parallel.get_num_threads
-set_num_threads = _parallel.set_num_threads
-
-
-@contextlib.contextmanager
-def threads(n):
-    """Run the block with fastnet's kernels on `n` threads, then restore.
-
-    Example
-    -------
-    >>> with fastnet.threads(1):
-    ...     model.fit(X, y)
-    """
-    previous = get_num_threads()
-    set_num_threads(n)
-    try:
-        yield
-    finally:
-        set_num_threads(previous)
+__all__ = ["build_info"]
 
 
 def _blis_description():

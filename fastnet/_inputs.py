@@ -106,7 +106,7 @@ def frame_array(value, name):
         return value
     else:
         return value
-    for c, col in columns:
+    for c, _ in columns:
         if not _numeric_type(kinds[c]):
             raise TypeError(f"{name} column {c!r} has type {kinds[c]}, not a number; "
                             f"encode it as numbers first (e.g. one-hot or ordinal codes)")
@@ -271,7 +271,6 @@ def epoch_order(n, shuffle, seed, row_bytes):
     chunk = max(1, CHUNK_SHUFFLE_BYTES // max(1, row_bytes))
     n_chunks = -(-n // chunk)
     starts = rng.permutation(n_chunks) * chunk
-    lengths = np.minimum(chunk, n - starts)
     # the rows of the chunks in their drawn order: start of its chunk + place in it
     # every chunk padded to `chunk` rows (-1: none; only the data's last chunk is short),
     # the rows of each window of chunks permuted in place (O(n), no sort)
@@ -345,6 +344,39 @@ class ReadAhead:
         self._stopped = True
         if self._thread is not None:
             self._thread.join()
+
+
+class EpochOrders:
+    """The row order of every epoch of a fit over the rows `rows` (int64 indices, None:
+    all) of `data`, by `shuffle` (True, False or "chunks", see :func:`epoch_order`), and
+    the disk reads ahead of a chunk-shuffled epoch over a memory map.
+
+    Epoch e's order is drawn from ``default_rng([*key, e])``; :meth:`keyed` sets the key.
+    """
+
+    def __init__(self, data, rows, shuffle):
+        self.data, self.rows, self.shuffle = data, rows, shuffle
+        self.n = data.shape[0] if rows is None else rows.shape[0]
+        self.row_bytes = row_bytes(data)
+        self.key = ()
+        self._ahead = None
+
+    def keyed(self, *key):
+        """These orders, drawn with `key` (the run's seed, and a tag of what draws)."""
+        self.key = key
+        return self
+
+    def order(self, epoch):
+        """The rows of `data` in epoch `epoch`'s order."""
+        order = epoch_order(self.n, self.shuffle, [*self.key, epoch], self.row_bytes)
+        return order if self.rows is None else self.rows[order]
+
+    def read_ahead(self, order, progress):
+        """Read the epoch's chunks from disk ahead of `progress()` rows trained."""
+        self._ahead = read_ahead(self._ahead, self.data, order, self.shuffle, progress)
+
+    def close(self):
+        self._ahead = read_ahead(self._ahead, None, None, None, None)
 
 
 def read_ahead(previous, x, order, shuffle, progress):

@@ -15,6 +15,18 @@ from fastnet import _inputs
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def float_dtype(value, name="dtype"):
+    """`value` as the float32 or float64 NumPy dtype; TypeError for anything else
+    (None too: ``np.dtype(None)`` would be float64)."""
+    try:
+        dt = None if value is None else np.dtype(value)
+    except TypeError:
+        dt = None
+    if dt is None or dt not in FLOAT_DTYPES:     # (a dtype == None is float64)
+        raise TypeError(f"{name} must be 'float32' or 'float64', got {value!r}")
+    return dt
+
+
 def real_array(value, name):
     """`value` as a NumPy array of real numbers (NumPy input is returned as is).
 
@@ -119,7 +131,7 @@ def c_array(value, dtype=None):
     """`value` as an aligned C-contiguous array (of `dtype`), copied only if needed."""
     if type(value) is np.ndarray and (dtype is None or value.dtype == dtype) \
             and value.flags.c_contiguous and value.flags.aligned:
-        return value        # the common case, without np.require's bookkeeping (~5 us)
+        return value        # the common case, without np.require's bookkeeping
     return np.require(value, dtype=dtype, requirements=("C_CONTIGUOUS", "ALIGNED"))
 
 
@@ -158,36 +170,55 @@ def label_array(y, name, n_rows, n_classes, ref_name=None, ref_shape=None):
     return c_array(arr, np.int64)
 
 
-def real_number(value, name, low=None, high=None, low_open=False, high_open=False):
-    """A finite real number within [low, high] (or open ends)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
+def range_problem(value, low=None, high=None, low_open=False, high_open=False):
+    """What is wrong with the real `value` for the range, as ``"must be in [low, high),
+    got value"``, or None when it is inside.  An end without a bound is open, so
+    infinities are refused.  Shared by :func:`real_number` and the command line's
+    argparse types, which add the argument's name themselves."""
     bad = not math.isfinite(value)
     if low is not None:
         bad = bad or value < low or (low_open and value == low)
     if high is not None:
         bad = bad or value > high or (high_open and value == high)
-    if bad:      # an end without a bound is open: infinities are refused
-        lb = "(" if low_open or low is None else "["
-        hb = ")" if high_open or high is None else "]"
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        raise ValueError(f"{name} must be in {lb}{lo}, {hi}{hb}, got {value}")
+    if not bad:
+        return None
+    lb = "(" if low_open or low is None else "["
+    hb = ")" if high_open or high is None else "]"
+    lo = "-inf" if low is None else low
+    hi = "inf" if high is None else high
+    return f"must be in {lb}{lo}, {hi}{hb}, got {value}"
+
+
+def real_number(value, name, low=None, high=None, low_open=False, high_open=False, *,
+                allow_none=False):
+    """A finite real number within [low, high] (or open ends), as a float; None passes
+    through when `allow_none`."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    problem = range_problem(value, low, high, low_open, high_open)
+    if problem:
+        raise ValueError(f"{name} {problem}")
     return value
+
+
+def _check_rng_argument(seed, rng):
+    if seed is not None and rng is not None:
+        raise ValueError("pass seed= or rng=, not both")
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
 
 
 def seed_value(seed=None, rng=None, name="seed"):
     """A 64-bit seed from `seed` (int) or `rng` (numpy Generator), fresh if neither."""
-    if seed is not None and rng is not None:
-        raise ValueError("pass seed= or rng=, not both")
+    _check_rng_argument(seed, rng)
     if rng is not None:
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         return int(rng.integers(0, 2**63, dtype=np.int64))
     if seed is None:
         return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(seed).__name__}")
     seed = int(seed)
     if not 0 <= seed < 2**64:     # larger seeds would alias smaller ones: refuse them
@@ -195,7 +226,68 @@ def seed_value(seed=None, rng=None, name="seed"):
     return seed
 
 
-def one_of(value, name, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(map(repr, choices))}, got {value!r}")
+def generator(seed=None, rng=None):
+    """The Generator to draw from: `rng` itself, or a new one seeded with `seed`
+    (checked as :func:`seed_value` does; fresh entropy if both are None)."""
+    _check_rng_argument(seed, rng)
+    return rng if rng is not None else np.random.default_rng(seed_value(seed))
+
+
+def one_of(value, name, choices, *, ignore_case=False):
+    """`value` if it is one of `choices` (lower-cased first when `ignore_case`)."""
+    if ignore_case and isinstance(value, str):
+        value = value.lower()
+    try:
+        if value in choices:
+            return value
+    except TypeError:     # unhashable, e.g. a list against a dict's keys
+        pass
+    raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def integer_problem(value, low=0, high=None):
+    """What is wrong with the int `value` for [low, high], or None (see
+    :func:`range_problem`)."""
+    if value < low:
+        return f"must be >= {low}, got {value}"
+    if high is not None and value > high:
+        return f"must be <= {high}, got {value}"
+    return None
+
+
+def integer(value, name, low=0, high=None, *, allow_none=False):
+    """An int in [low, high] (NumPy integers accepted, bools refused), as a Python int;
+    None passes through when `allow_none`."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = int(value)
+    problem = integer_problem(value, low, high)
+    if problem:
+        raise ValueError(f"{name} {problem}")
     return value
+
+
+def positive_int(value, name):
+    """An int >= 1."""
+    return integer(value, name, low=1)
+
+
+def sample_weights(value, n, dtype, name):
+    """None, or a finite non-negative (n,) array of `dtype` with a positive sum."""
+    if value is None:
+        return None
+    source = real_array(value, name)
+    if source.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {source.dtype}")
+    if source.shape != (n,):
+        raise ValueError(f"{name} must be a finite, non-negative array of shape ({n},), got "
+                         f"shape {source.shape}")
+    weights = finite_array(source, dtype, name)
+    if np.any(weights < 0):
+        raise ValueError(f"{name} must be a finite, non-negative array of shape ({n},); it "
+                         f"holds negative weights")
+    if not np.any(weights > 0):
+        raise ValueError(f"{name} must have at least one positive entry")
+    return weights

@@ -16,6 +16,8 @@ below (epochs count from 0; ``logs`` is a dict of floats such as ``"loss"``,
 
 :class:`Callback` is an optional base class with no-op hooks; ``fit`` also
 accepts any object that has some of these methods.
+
+The article is "Learn AI Series (#40) - Training Neural Networks - Practical Challenges".
 """
 import math
 import numbers
@@ -23,7 +25,44 @@ import warnings
 
 import numpy as np
 
-__all__ = ["Callback", "EarlyStopping"]
+from fastnet._validation import integer as _int
+from fastnet._validation import real_number
+
+__all__ = ["Callback", "EarlyStopping", "improved"]
+
+
+def improved(value, best, mode="min", min_delta=0.0, relative=False):
+    """Whether ``value`` improves on ``best``: the one rule of early stopping,
+    ReduceLROnPlateau and fit's best-state tracking.
+
+    ::
+
+        mode "min":  value < best - margin        mode "max":  value > best + margin
+        margin = min_delta (absolute), or min_delta * |best| (relative=True)
+
+    NaN never improves; ``best=None`` (nothing seen yet) is improved on by any
+    other value, and so is an infinite ``best`` (the usual "nothing seen yet" start)
+    by any finite value, in either margin mode.
+
+    Parameters
+    ----------
+    value : float
+    best : float or None
+    mode : {"min", "max"}
+    min_delta : float >= 0
+    relative : bool
+        Measure ``min_delta`` as a fraction of ``|best|`` (PyTorch's
+        ``threshold_mode="rel"``) instead of in the metric's units.
+    """
+    if math.isnan(value):
+        return False
+    if best is None:
+        return True
+    if relative:      # a fraction of |best|; of an infinite best it would be inf - inf
+        margin = min_delta * abs(best) if min_delta and math.isfinite(best) else 0.0
+    else:
+        margin = min_delta
+    return value < best - margin if mode == "min" else value > best + margin
 
 
 class Callback:
@@ -64,9 +103,9 @@ def _resolve_mode(mode, monitor):
 class EarlyStopping(Callback):
     """Stop training when a monitored metric has stopped improving.
 
-    The seed article's early stopping, usable two ways:
+    The article's early stopping, usable two ways:
 
-    * directly, with the seed's protocol: call :meth:`check` once per epoch
+    * directly, with the article's protocol: call :meth:`check` once per epoch
       with the validation loss and the model's weights; it returns True when
       training should stop and keeps copies of the best weights;
     * as a ``fit`` callback: :meth:`on_epoch_end` reads ``logs[monitor]``,
@@ -76,7 +115,7 @@ class EarlyStopping(Callback):
       early **and** when it ran out of epochs (the latter is what
       keras-team/keras#12511 asked for).
 
-    The rule (with the defaults it is exactly the seed's)::
+    The rule (with the defaults it is exactly the article's)::
 
         improved = value < best - min_delta        (mode "min")
                    value > best + min_delta        (mode "max")
@@ -116,7 +155,7 @@ class EarlyStopping(Callback):
     ----------
     best_loss : float
         Best monitored value so far (``inf`` for mode "min", ``-inf`` for mode
-        "max" before the first one).  The name comes from the seed;
+        "max" before the first one).  The name comes from the article;
         :attr:`best_value` is an alias that reads better for accuracy.
     counter : int
         Consecutive epochs without improvement.
@@ -133,10 +172,7 @@ class EarlyStopping(Callback):
     def __init__(self, patience=10, min_delta=0.0, monitor="val_loss", mode="min",
                  restore_best_weights=True, start_from_epoch=0, baseline=None, verbose=0):
         self.patience = _int(patience, "patience")
-        if (isinstance(min_delta, (bool, np.bool_)) or not isinstance(min_delta, numbers.Real)
-                or not math.isfinite(min_delta) or min_delta < 0):
-            raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
-        self.min_delta = float(min_delta)
+        self.min_delta = real_number(min_delta, "min_delta", low=0.0)
         if not isinstance(monitor, str):
             raise TypeError(f"monitor must be a str, got {type(monitor).__name__}")
         self.monitor = monitor
@@ -171,11 +207,9 @@ class EarlyStopping(Callback):
         return self.best_loss
 
     def _better(self, value, reference):
-        if self.mode == "min":
-            return value < reference - self.min_delta
-        return value > reference + self.min_delta
+        return improved(value, reference, self.mode, self.min_delta)
 
-    # -- the seed's protocol ------------------------------------------------
+    # -- the article's protocol ------------------------------------------------
 
     def check(self, val_loss, model_weights, epoch=None):
         """Record one epoch's monitored value; return True when training should stop.
@@ -183,7 +217,7 @@ class EarlyStopping(Callback):
         Parameters
         ----------
         val_loss : float
-            The monitored value (validation loss in the seed).
+            The monitored value (validation loss in the article).
         model_weights : list of ndarray
             The model's current weights; copied when they are the best so far.
         epoch : int, optional
@@ -287,11 +321,3 @@ class EarlyStopping(Callback):
                 f"restore_best_weights={self.restore_best_weights}, "
                 f"start_from_epoch={self.start_from_epoch}, baseline={self.baseline})")
 
-
-def _int(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    value = int(value)
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value

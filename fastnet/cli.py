@@ -2,8 +2,8 @@
 
 Subcommands::
 
-    fastnet train      train the seed's full recipe (bundled digits by default)
-    fastnet diagnose   print the seed's experiments; or diagnose a saved model
+    fastnet train      train the article's full recipe (bundled digits by default)
+    fastnet diagnose   print the article's experiments; or diagnose a saved model
     fastnet lr-find    learning-rate range test: which lr to train with
     fastnet bench      time fastnet against NumPy and PyTorch
     fastnet export     write a saved model as ONNX, a PyTorch state dict or safetensors
@@ -19,10 +19,13 @@ Subcommands::
 * 130: Ctrl-C.  One Ctrl-C during training stops after the current batch and
   still saves the model and history (restored to the best epoch) before
   exiting 130; a second one stops at once, saving nothing.
+
+The article is "Learn AI Series (#40) - Training Neural Networks - Practical Challenges".
 """
 import argparse
 import contextlib
 import errno
+import inspect
 import json
 import math
 import os
@@ -32,9 +35,10 @@ import warnings
 
 import numpy as np
 
+from fastnet import _threads, _validation, experiments, optim, plotting
+
 __all__ = ["build_parser", "main"]
 
-PLOT_HINT = "matplotlib is not installed (fastnet depends on it: pip install matplotlib)"
 
 DEFAULTS = {
     "layers": "256,128",
@@ -51,9 +55,6 @@ DEFAULTS = {
     "split_seed": 0,
     "out": "fastnet-out",
 }
-
-EXPERIMENTS = ("sigmoid", "init", "batchnorm", "dropout", "schedules", "early-stopping",
-               "recipe")
 
 
 class CommandError(Exception):
@@ -72,34 +73,30 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _int_at_least(low, high=None):
+    """argparse type: an int in [low, high], checked as the library checks ints."""
     def parse(text):
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be <= {high}, got {value}")
+        problem = _validation.integer_problem(value, low, high)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
         return value
     parse.__name__ = "int"
     return parse
 
 
 def _float_in(low, high, *, low_open=False, high_open=False):
+    """argparse type: a finite float in the range, checked as the library checks reals."""
     def parse(text):
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        ok = math.isfinite(value)
-        ok = ok and (value > low if low_open else value >= low)
-        if high is not None:
-            ok = ok and (value < high if high_open else value <= high)
-        if not ok:
-            lb, hb = "(" if low_open else "[", ")" if high_open or high is None else "]"
-            raise argparse.ArgumentTypeError(
-                f"must be in {lb}{low}, {'inf' if high is None else high}{hb}, got {text}")
+        problem = _validation.range_problem(value, low, high, low_open, high_open)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
         return value
     parse.__name__ = "number"
     return parse
@@ -121,11 +118,11 @@ def _layer_list(text):
 
 def _experiment_list(text):
     names = [n.strip() for n in text.split(",") if n.strip()]
-    bad = [n for n in names if n not in EXPERIMENTS]
+    bad = [n for n in names if n not in experiments.EXPERIMENTS]
     if bad or not names:
         raise argparse.ArgumentTypeError(
             f"unknown experiment {', '.join(bad) or repr(text)}; choose from "
-            f"{','.join(EXPERIMENTS)}")
+            f"{','.join(experiments.EXPERIMENTS)}")
     return names
 
 
@@ -136,7 +133,7 @@ what the commands do:
             fastnet, or on --data FILE (.npz, .csv, .npy or .parquet). Prints one line per
             epoch and the test accuracy; saves model.npz, history.json and
             training_curves.png in --out (default ./fastnet-out).
-  diagnose  Print the seed article's experiments: vanishing gradients through
+  diagnose  Print the article's experiments: vanishing gradients through
             sigmoid layers, small/large/He init over 20 ReLU layers, batch
             norm over 15 layers, dropout, lr schedules, early stopping.
             --plot DIR saves a PNG per experiment. --model FILE [--data FILE]
@@ -186,7 +183,7 @@ def _add_data_and_model_arguments(p):
                    help=f"hidden layer widths (default {d['layers']})")
     p.add_argument("--batch-size", type=_int_at_least(1), default=d["batch_size"],
                    help=f"mini-batch size (default {d['batch_size']})")
-    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"),
+    p.add_argument("--optimizer", choices=tuple(optim.OPTIMIZERS),
                    default=d["optimizer"], help=f"optimizer (default {d['optimizer']})")
     p.add_argument("--weight-decay", type=_float_in(0, None), default=None,
                    help="weight decay (default: the optimizer's, 0.01 for adamw, "
@@ -221,18 +218,38 @@ def build_parser():
     from fastnet import __version__
     parser.add_argument("--version", action="version", version=f"fastnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add in (_add_train_parser, _add_diagnose_parser, _add_lr_find_parser,
+                _add_bench_parser):
+        add(sub)
+    from fastnet.export import add_export_parser
+    add_export_parser(sub)
+    return parser
 
-    # ---- train -------------------------------------------------------------
+
+def _command(sub, func, help):
+    """The subparser of the command `func` runs (``cmd_lr_find`` -> ``lr-find``): its
+    --help description is the first paragraph of the docstring, its epilog the second
+    (examples)."""
+    name = func.__name__.removeprefix("cmd_").replace("_", "-")
+    description, _, epilog = inspect.cleandoc(func.__doc__).partition("\n\n")
+    parser = sub.add_parser(name, help=help, description=" ".join(description.split()),
+                            epilog=" ".join(epilog.split()) or None)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def _add_output_arguments(p, files):
+    """--out and --no-plot of a command that writes `files` and a PNG."""
     d = DEFAULTS
-    train = sub.add_parser(
-        "train", help="train the full modern recipe (default: the bundled digits)",
-        description="Train an MLP with the seed's full recipe: He init, batch norm, "
-                    "dropout, AdamW, warmup + cosine learning rate, early stopping on a "
-                    "validation split. With no options it trains on the 8x8 digits that "
-                    "ship with fastnet, prints the test accuracy and saves the model, the "
-                    "history and a PNG of the training curves.",
-        epilog="Examples: 'fastnet train'; 'fastnet train --data my.csv --label-column "
-               "species --layers 64,32 --epochs 200'.")
+    p.add_argument("--out", metavar="DIR", default=d["out"],
+                   help=f"output directory for {files} (default ./{d['out']})")
+    p.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+
+
+def _add_train_parser(sub):
+    d = DEFAULTS
+    train = _command(sub, cmd_train,
+                     "train the full modern recipe (default: the bundled digits)")
     _add_data_and_model_arguments(train)
     train.add_argument("--epochs", type=_int_at_least(1), default=d["epochs"],
                        help=f"maximum number of epochs (default {d['epochs']})")
@@ -250,30 +267,18 @@ def build_parser():
                        default=d["val_size"],
                        help=f"fraction of the training rows used for validation / early "
                             f"stopping (default {d['val_size']})")
-    train.add_argument("--out", metavar="DIR", default=d["out"],
-                       help=f"output directory for model.npz, history.json and "
-                            f"training_curves.png (default ./{d['out']})")
-    train.add_argument("--no-plot", action="store_true", help="do not write the PNG")
+    _add_output_arguments(train, "model.npz, history.json and training_curves.png")
     train.add_argument("-q", "--quiet", action="store_true",
                        help="no progress bar or per-epoch lines")
-    train.set_defaults(func=cmd_train)
 
-    # ---- diagnose ------------------------------------------------------------
-    diag = sub.add_parser(
-        "diagnose", help="the seed's experiments, or gradient flow / dead ReLUs of a model",
-        description="Without --model: run the seed article's experiments (vanishing "
-                    "gradients through sigmoid layers; small / large / He init over 20 ReLU "
-                    "layers; 15 layers with and without batch norm; dropout; the learning-"
-                    "rate schedules; early stopping on the simulated curve; the full-recipe "
-                    "simulation) and print their tables. With --model: report gradient "
-                    "flow and activation statistics (dead ReLUs) per layer of a saved "
-                    "model on --data (default: the bundled digits).",
-        epilog="Examples: 'fastnet diagnose'; 'fastnet diagnose --only init,batchnorm "
-               "--plot plots/'; 'fastnet diagnose --model fastnet-out/model.npz'.")
+
+def _add_diagnose_parser(sub):
+    diag = _command(sub, cmd_diagnose,
+                    "the article's experiments, or gradient flow / dead ReLUs of a model")
     diag.add_argument("--plot", metavar="DIR",
                       help="also save one PNG per experiment (or per report) in DIR")
     diag.add_argument("--only", type=_experiment_list, metavar="NAMES",
-                      help="comma-separated subset of " + ",".join(EXPERIMENTS))
+                      help="comma-separated subset of " + ",".join(experiments.EXPERIMENTS))
     diag.add_argument("--seed", type=_int_at_least(0), default=0,
                       help="seed of the sigmoid experiment's random pre-activations "
                            "(the article leaves them unseeded; default 0)")
@@ -285,19 +290,10 @@ def build_parser():
     diag.add_argument("--label-column", metavar="NAME",
                       help="label column of a .csv (as for train)")
     _add_header_argument(diag)
-    diag.set_defaults(func=cmd_diagnose)
 
-    # ---- lr-find ---------------------------------------------------------------
-    finder = sub.add_parser(
-        "lr-find", help="learning-rate range test: which lr to train with",
-        description="Learning-rate range test (Smith 2017): train the model for --steps "
-                    "mini-batches of the training split while the lr grows geometrically "
-                    "from --start-lr to --end-lr, stop when the smoothed loss diverges, "
-                    "and suggest the lr where the smoothed loss falls fastest. The model's "
-                    "weights are left as they were. Saves lr_find.png and lr_find.json "
-                    "in --out.",
-        epilog="Example: 'fastnet lr-find --optimizer adamw', then 'fastnet train --lr "
-               "<suggested>'.")
+
+def _add_lr_find_parser(sub):
+    finder = _command(sub, cmd_lr_find, "learning-rate range test: which lr to train with")
     _add_data_and_model_arguments(finder)
     finder.add_argument("--start-lr", type=_float_in(0, None, low_open=True), default=1e-7,
                         help="first lr of the ramp (default 1e-7)")
@@ -305,35 +301,13 @@ def build_parser():
                         help="last lr of the ramp (default 10)")
     finder.add_argument("--steps", type=_int_at_least(3), default=100,
                         help="mini-batches of the ramp (default 100)")
-    finder.add_argument("--out", metavar="DIR", default=d["out"],
-                        help=f"output directory for lr_find.png and lr_find.json "
-                             f"(default ./{d['out']})")
-    finder.add_argument("--no-plot", action="store_true", help="do not write the PNG")
-    finder.set_defaults(func=cmd_lr_find)
+    _add_output_arguments(finder, "lr_find.png and lr_find.json")
 
-    # ---- bench -----------------------------------------------------------------
-    bench = sub.add_parser(
-        "bench", help="time one training epoch: fastnet vs NumPy vs PyTorch",
-        description="Time one training epoch of the seed's recipe with fastnet, a NumPy "
-                    "implementation and PyTorch eager, and print the speed-up table.")
-    try:
-        from fastnet.bench import add_arguments
-    except ImportError:
-        bench.add_argument("--configs", default=None,
-                           help="comma-separated subset of toy,digits,mnist-like,wide")
-        bench.add_argument("--repeats", type=_int_at_least(1), default=5,
-                           help="timed rounds per config (default 5)")
-        bench.add_argument("--threads", type=_int_at_least(1), default=None,
-                           help="fastnet and PyTorch threads")
-        bench.add_argument("--no-torch", action="store_true", help="skip PyTorch")
-    else:
-        add_arguments(bench)
-    bench.set_defaults(func=cmd_bench)
 
-    # ---- export: fastnet/export.py ------------------------------------------------
-    from fastnet.export import add_export_parser
-    add_export_parser(sub)
-    return parser
+def _add_bench_parser(sub):
+    bench = _command(sub, cmd_bench, "time one training epoch: fastnet vs NumPy vs PyTorch")
+    from fastnet.bench import add_arguments
+    add_arguments(bench)
 
 
 def main(argv=None):
@@ -423,16 +397,6 @@ def _error(prog, exc):
     print(f"{prog}: error: {message}", file=sys.stderr)
 
 
-@contextlib.contextmanager
-def _threads(n):
-    if n is None:
-        yield
-        return
-    import fastnet
-    with fastnet.threads(n):
-        yield
-
-
 # ---------------------------------------------------------------------------
 # data
 # ---------------------------------------------------------------------------
@@ -476,7 +440,8 @@ def _schedule(args):
         return schedules.CosineAnnealing(lr, epochs), f"cosine (over {epochs} epochs)"
     if args.schedule == "step":
         step = max(1, round(0.3 * epochs))
-        return schedules.StepDecay(lr, 0.5, step), f"step (x0.5 every {step} epoch{'s' if step != 1 else ''})"
+        plural = "s" if step != 1 else ""
+        return schedules.StepDecay(lr, 0.5, step), f"step (x0.5 every {step} epoch{plural})"
     if args.schedule == "plateau":
         patience = max(2, args.patience // 3) if args.patience else 5
         return (schedules.ReduceLROnPlateau(lr, factor=0.5, patience=patience),
@@ -570,6 +535,13 @@ def _gib(n_bytes):
 
 
 def cmd_train(args):
+    """Train an MLP with the article's full recipe: He init, batch norm, dropout, AdamW,
+    warmup + cosine learning rate, early stopping on a validation split. With no options it
+    trains on the 8x8 digits that ship with fastnet, prints the test accuracy and saves the
+    model, the history and a PNG of the training curves.
+
+    Examples: 'fastnet train'; 'fastnet train --data my.csv --label-column species --layers
+    64,32 --epochs 200'."""
     from fastnet import distributed
     # under mpirun -n N (N > 1) the ranks train together; rank 0 prints and writes files
     ranks = distributed.size() if distributed.launched_by_mpi() else 1
@@ -581,20 +553,13 @@ def cmd_train(args):
 
 def _train(args, ranks, root):
     import fastnet
-    from fastnet import datasets
     from fastnet.callbacks import EarlyStopping
 
     t_start = time.perf_counter()
     X, y, classes, source = _load_data(args)
     n_classes = int(classes.size)
-    _check_split(X.shape[0], source, args.test_size, args.val_size)
-    X_train, X_test, y_train, y_test = datasets.train_test_split(
-        X, y, args.test_size, seed=DEFAULTS["split_seed"])
-    X_fit, X_val, y_fit, y_val = datasets.train_test_split(
-        X_train, y_train, args.val_size, seed=DEFAULTS["split_seed"] + 1)
-    scaler = None
-    if args.standardize:
-        scaler, (X_fit, X_val, X_test) = _standardize(X_fit, X_val, X_test)
+    (X_fit, y_fit), (X_val, y_val), (X_test, y_test), scaler = _train_splits(args, X, y,
+                                                                              source)
 
     sizes = [int(X.shape[1])] + list(args.layers) + [n_classes]
     _check_model_size(args, sizes)
@@ -603,22 +568,13 @@ def _train(args, ranks, root):
     # the results must have somewhere to go before the training they record
     out = _output_dir("--out", args.out, "model.npz") if root else None
 
-    print(f"Data:      {source}: {X.shape[0]} rows, {X.shape[1]} features, "
-          f"{n_classes} classes")
-    print(f"Split:     {len(y_fit)} train / {len(y_val)} validation / {len(y_test)} test "
-          f"(stratified)")
-    print(f"Model:     {_describe_run(args, sizes)}")
-    print(f"Training:  {args.optimizer} lr {args.lr:g}, {schedule_text}, batch "
-          f"{args.batch_size}, up to {args.epochs} epochs, "
-          + (f"early stopping (patience {args.patience})" if stopper else
-             "no early stopping"))
-    if ranks > 1:
-        print(f"Parallel:  {ranks} MPI ranks, batch {args.batch_size} per rank "
-              f"({args.batch_size * ranks} per step)")
-    sys.stdout.flush()
+    _print_training_plan(args, f"{source}: {X.shape[0]} rows, {X.shape[1]} features, "
+                               f"{n_classes} classes",
+                         (len(y_fit), len(y_val), len(y_test)), sizes, schedule_text,
+                         stopper, ranks)
 
     verbose = 0 if args.quiet else (1 if sys.stderr.isatty() else 2)
-    with _threads(args.threads):
+    with _threads.optional_threads(args.threads):
         model = fastnet.MLP(sizes, batch_norm=not args.no_batch_norm, dropout=args.dropout,
                             init="he", seed=args.seed)
         t_fit = time.perf_counter()
@@ -632,7 +588,6 @@ def _train(args, ranks, root):
         test = model.evaluate(X_test, y_test)
     n_correct = round(test["accuracy"] * len(y_test))
     ran = history.epochs
-    best = history.best_epoch
     exit_code = 130 if history.interrupted else 0
 
     if root:                       # saved first: nothing printed below can lose them
@@ -643,26 +598,16 @@ def _train(args, ranks, root):
             "data": source, "classes": _class_names(classes), "layer_sizes": sizes,
             "options": {k: v for k, v in vars(args).items() if k not in ("func", "command")},
             "test_accuracy": test["accuracy"], "test_loss": test["loss"],
-            "epochs": ran, "best_epoch": best, "stopped_epoch": history.stopped_epoch,
-            "diverged": history.diverged, "interrupted": history.interrupted,
-            "fit_seconds": fit_seconds, "history": history.history, "standardize": scaler,
+            "epochs": ran, "best_epoch": history.best_epoch,
+            "stopped_epoch": history.stopped_epoch, "diverged": history.diverged,
+            "interrupted": history.interrupted, "fit_seconds": fit_seconds,
+            "history": history.history, "standardize": scaler,
         }
         with open(history_path, "w") as fh:
             json.dump(record, fh, indent=1, default=_json_default)
 
     print()
-    if history.diverged:
-        print(f"Training diverged (NaN/inf loss) after {ran} epochs; restored the best "
-              "weights. Try a lower --lr.")
-    elif history.interrupted:
-        print(f"Interrupted (Ctrl-C) after {ran} epochs; restored the best weights (epoch "
-              f"{(best or 0) + 1}).")
-    elif history.stopped_epoch is not None and stopper is not None:
-        print(f"Early stopping after epoch {history.stopped_epoch + 1}: validation loss best "
-              f"at epoch {best + 1} ({stopper.best_loss:.4f}); restored those weights.")
-    else:
-        print(f"Trained {ran} epochs; best validation loss at epoch "
-              f"{(best or 0) + 1}" + ("; restored those weights." if stopper else "."))
+    print(_outcome(history, stopper))
     print(f"Test accuracy: {test['accuracy']:.4f} ({n_correct}/{len(y_test)}), "
           f"test loss {test['loss']:.4f}")
     print(f"Training time: {fit_seconds:.1f} s ({ran} epochs)")
@@ -675,13 +620,60 @@ def _train(args, ranks, root):
         name = "digits" if args.data is None else os.path.basename(args.data)
         title = (f"fastnet train on {name}: {_describe_run(args, sizes)}; test accuracy "
                  f"{test['accuracy']:.4f} ({n_correct}/{len(y_test)})")
-        if _plot_history(history, png, title, stopped=stopper is not None):
+        if plotting.training_history(history, png, title, stopped=stopper is not None):
             print(f"Saved curves:  {png}")
     print(f"Total time: {time.perf_counter() - t_start:.1f} s")
     if exit_code:
         print(f"fastnet train: interrupted; the model and history were saved in {out}",
               file=sys.stderr)
     return exit_code
+
+
+def _train_splits(args, X, y, source):
+    """The fixed, stratified train / validation / test splits of ``fastnet train`` (and
+    the standardisation of the training rows' statistics, or None)."""
+    from fastnet import datasets
+    _check_split(X.shape[0], source, args.test_size, args.val_size)
+    X_train, X_test, y_train, y_test = datasets.train_test_split(
+        X, y, args.test_size, seed=DEFAULTS["split_seed"])
+    X_fit, X_val, y_fit, y_val = datasets.train_test_split(
+        X_train, y_train, args.val_size, seed=DEFAULTS["split_seed"] + 1)
+    scaler = None
+    if args.standardize:
+        scaler, (X_fit, X_val, X_test) = _standardize(X_fit, X_val, X_test)
+    return (X_fit, y_fit), (X_val, y_val), (X_test, y_test), scaler
+
+
+def _print_training_plan(args, data, split, sizes, schedule_text, stopper, ranks):
+    """What ``fastnet train`` is about to do, before it starts."""
+    print(f"Data:      {data}")
+    print(f"Split:     {split[0]} train / {split[1]} validation / {split[2]} test "
+          f"(stratified)")
+    print(f"Model:     {_describe_run(args, sizes)}")
+    print(f"Training:  {args.optimizer} lr {args.lr:g}, {schedule_text}, batch "
+          f"{args.batch_size}, up to {args.epochs} epochs, "
+          + (f"early stopping (patience {args.patience})" if stopper else
+             "no early stopping"))
+    if ranks > 1:
+        print(f"Parallel:  {ranks} MPI ranks, batch {args.batch_size} per rank "
+              f"({args.batch_size * ranks} per step)")
+    sys.stdout.flush()
+
+
+def _outcome(history, stopper):
+    """How a training run ended, in one line."""
+    ran, best = history.epochs, history.best_epoch
+    if history.diverged:
+        return (f"Training diverged (NaN/inf loss) after {ran} epochs; restored the best "
+                "weights. Try a lower --lr.")
+    if history.interrupted:
+        return (f"Interrupted (Ctrl-C) after {ran} epochs; restored the best weights (epoch "
+                f"{(best or 0) + 1}).")
+    if history.stopped_epoch is not None and stopper is not None:
+        return (f"Early stopping after epoch {history.stopped_epoch + 1}: validation loss "
+                f"best at epoch {best + 1} ({stopper.best_loss:.4f}); restored those weights.")
+    return (f"Trained {ran} epochs; best validation loss at epoch "
+            f"{(best or 0) + 1}" + ("; restored those weights." if stopper else "."))
 
 
 def _json_default(obj):
@@ -697,6 +689,12 @@ def _json_default(obj):
 # ---------------------------------------------------------------------------
 
 def cmd_lr_find(args):
+    """Learning-rate range test (Smith 2017): train the model for --steps mini-batches of the
+    training split while the lr grows geometrically from --start-lr to --end-lr, stop when
+    the smoothed loss diverges, and suggest the lr where the smoothed loss falls fastest.
+    The model's weights are left as they were. Saves lr_find.png and lr_find.json in --out.
+
+    Example: 'fastnet lr-find --optimizer adamw', then 'fastnet train --lr <suggested>'."""
     import fastnet
     from fastnet import datasets
 
@@ -716,7 +714,7 @@ def cmd_lr_find(args):
     print(f"Model:     {_describe_run(args, sizes)}")
     print(f"Range:     {args.optimizer}, lr {args.start_lr:g} .. {args.end_lr:g} over "
           f"{args.steps} steps, batch {args.batch_size}")
-    with _threads(args.threads):
+    with _threads.optional_threads(args.threads):
         model = fastnet.MLP(sizes, batch_norm=not args.no_batch_norm, dropout=args.dropout,
                             init="he", seed=args.seed)
         result = model.lr_find(X_train, y_train, start_lr=args.start_lr, end_lr=args.end_lr,
@@ -743,106 +741,37 @@ def cmd_lr_find(args):
         json.dump(record, fh, indent=1, default=_json_default)
     print(f"Saved data:   {json_path}")
     if not args.no_plot:
-        png = _plot_lr_find(result, os.path.join(out, "lr_find.png"),
+        png = plotting.lr_range_test(result, os.path.join(out, "lr_find.png"),
                             f"LR range test: {_describe_run(args, sizes)}, {args.optimizer}")
         if png:
             print(f"Saved curve:  {png}")
     return 0
 
 
-def _plot_lr_find(result, path, title):
-    fig = _figure(figsize=(8, 5), layout="constrained")
-    if fig is None:
-        return None
-    ax = fig.subplots()
-    stop = len(result.lrs) if result.diverged_at is None else result.diverged_at + 1
-    ax.semilogx(result.lrs, result.losses, ".", color="0.6", ms=4, label="batch loss")
-    ax.semilogx(result.lrs, result.smoothed, "-", color="C0", label="smoothed loss")
-    ax.axvline(result.suggested_lr, color="C2", ls="--",
-               label=f"suggested lr {result.suggested_lr:.3g}")
-    if result.diverged_at is not None:
-        ax.axvline(result.lrs[result.diverged_at], color="C3", ls=":",
-                   label=f"diverged (lr {result.lrs[result.diverged_at]:.3g})")
-    finite = [v for v in result.smoothed[:stop] if math.isfinite(v)]
-    if finite:
-        ax.set_ylim(0.9 * min(finite), 1.3 * max(finite))
-    ax.set(title=title, xlabel="learning rate (log scale)", ylabel="training loss")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    return _save(fig, path)
-
-
 # ---------------------------------------------------------------------------
 # plots (matplotlib is optional)
 # ---------------------------------------------------------------------------
 
-def _figure(*args, **kwargs):
-    """A matplotlib Figure (no pyplot, no display needed), or None with a hint."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        print(f"No PNG: {PLOT_HINT}")
-        return None
-    return Figure(*args, **kwargs)
-
-
-def _save(fig, path):
-    fig.savefig(path, dpi=110)
-    return path
-
-
-def _plot_history(history, path, title, stopped=True):
-    fig = _figure(figsize=(15, 4.4), layout="constrained")
-    if fig is None:
-        return None
-    h = history.history
-    epochs = np.arange(1, len(h["loss"]) + 1)
-    axes = fig.subplots(1, 3)
-    best = history.best_epoch
-
-    def mark_best(ax):
-        if best is not None:
-            ax.axvline(best + 1, color="0.4", ls="--", lw=1,
-                       label=f"best epoch ({best + 1})" + (", restored" if stopped else ""))
-
-    ax = axes[0]
-    ax.plot(epochs, h["loss"], label="training loss", color="C0")
-    if h.get("val_loss"):
-        ax.plot(epochs, h["val_loss"], label="validation loss", color="C1")
-    mark_best(ax)
-    ax.set_yscale("log")
-    ax.set(title="Loss (cross-entropy)", xlabel="epoch", ylabel="loss (log scale)")
-    ax.legend()
-    ax = axes[1]
-    if h.get("accuracy"):
-        ax.plot(epochs, h["accuracy"], label="training accuracy (dropout on)", color="C0")
-    if h.get("val_accuracy"):
-        ax.plot(epochs, h["val_accuracy"], label="validation accuracy", color="C1")
-    mark_best(ax)
-    ax.set_ylim(0.0, 1.01)
-    ax.set(title="Accuracy", xlabel="epoch", ylabel="accuracy")
-    ax.legend(loc="lower right")
-    ax = axes[2]
-    ax.plot(epochs, h["lr"], color="C2", label="learning rate")
-    mark_best(ax)
-    ax.set(title="Learning rate schedule", xlabel="epoch", ylabel="learning rate")
-    ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
-    ax.legend()
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    return _save(fig, path)
-
 
 # ---------------------------------------------------------------------------
-# diagnose: the seed's experiments
+# diagnose: the article's experiments
 # ---------------------------------------------------------------------------
 
 def cmd_diagnose(args):
+    """Without --model: run the article's experiments (vanishing gradients through sigmoid
+    layers; small / large / He init over 20 ReLU layers; 15 layers with and without batch
+    norm; dropout; the learning-rate schedules; early stopping on the simulated curve; the
+    full-recipe simulation) and print their tables. With --model: report gradient flow and
+    activation statistics (dead ReLUs) per layer of a saved model on --data (default: the
+    bundled digits).
+
+    Examples: 'fastnet diagnose'; 'fastnet diagnose --only init,batchnorm --plot plots/';
+    'fastnet diagnose --model fastnet-out/model.npz'."""
     if args.model is None:
         if args.data is not None or args.label_column is not None or args.header != "auto":
             raise CommandError("--data, --label-column and --header need --model")
-        return _diagnose_experiments(args)
+        experiments.print_report(args.only, args.seed, _plot_dir(args.plot))
+        return 0
     if args.only is not None:
         raise CommandError("--only applies to the experiments, not to --model")
     return _diagnose_model(args)
@@ -850,302 +779,6 @@ def cmd_diagnose(args):
 
 def _plot_dir(path):
     return None if path is None else _output_dir("--plot", path, "plot.png")
-
-
-def _heading(text):
-    print()
-    print(text)
-    print("=" * len(text))
-
-
-def _diagnose_experiments(args):
-    from fastnet import diagnostics as dg
-    plot_dir = _plot_dir(args.plot)
-    selected = args.only or list(EXPERIMENTS)
-    saved = []
-    plotting = plot_dir is not None
-
-    def plot(fn, name, *data):
-        nonlocal plotting
-        if not plotting:
-            return
-        fig = _figure(figsize=(7.5, 4.6), layout="constrained")
-        if fig is None:
-            plotting = False
-            return
-        fn(fig, *data)
-        saved.append(_save(fig, os.path.join(plot_dir, name)))
-
-    if "sigmoid" in selected:
-        res = dg.sigmoid_vanishing(10, seed=args.seed)
-        _print_sigmoid(res, args.seed)
-        plot(_plot_sigmoid, "sigmoid_vanishing.png", res)
-    if "init" in selected:
-        runs = {s: dg.init_experiment(20, 64, s) for s in ("small", "large", "he")}
-        _print_init(runs)
-        _print_cheat_sheet(dg.init_cheat_sheet(256))
-        plot(_plot_init, "init_experiment.png", runs)
-    if "batchnorm" in selected:
-        _print_bn_demo(dg.batch_norm_demo())
-        rows = dg.batch_norm_experiment(15)
-        _print_bn(rows)
-        plot(_plot_bn, "batch_norm.png", rows)
-    if "dropout" in selected:
-        res = dg.dropout_demo()
-        _print_dropout(res, dg.dropout_rate_guide())
-        plot(_plot_dropout, "dropout.png", res)
-    if "schedules" in selected:
-        _print_schedules(dg.schedule_table())
-        plot(_plot_schedules, "schedules.png")
-    if "early-stopping" in selected:
-        res = dg.early_stopping_experiment(10)
-        _print_early_stopping(res)
-        plot(_plot_early_stopping, "early_stopping.png", res)
-    if "recipe" in selected:
-        _print_recipe(dg.modern_recipe())
-        res = dg.recipe_simulation()
-        _print_simulation(res)
-        plot(_plot_simulation, "recipe_simulation.png", res)
-    if saved:
-        print()
-        print(f"Saved {len(saved)} plot{'s' if len(saved) != 1 else ''} in {plot_dir}:")
-        for path in saved:
-            print(f"  {path}")
-    return 0
-
-
-def _print_sigmoid(res, seed):
-    n = len(res["layers"])
-    _heading("Vanishing gradients: the gradient through sigmoid layers")
-    print(f"Gradient magnitude through {n} sigmoid layers "
-          f"(one z ~ N(0, 1) per layer, RandomState({seed})):")
-    for r in res["layers"]:
-        print(f" Layer {r['layer']}: gradient = {r['gradient']:.10f}   "
-              f"(z = {r['z']:+.4f}, sigmoid'(z) = {r['derivative']:.4f}; "
-              f"0.25^{r['layer'] + 1} = {r['worst_case']:.10f})")
-    print(f"\nAfter {n} layers: gradient is {res['final_gradient']:.2e}")
-    print(f"After 50 layers (worst case): 0.25^50 = {res['worst_case_50']:.2e}")
-    print(f"That's {res['weakening_50']:.2e}x weaker than the output layer")
-
-
-def _print_init(runs):
-    _heading("Weight initialisation: activations through 20 ReLU layers (width 64)")
-    n_layers = len(next(iter(runs.values())))
-    print(f"Activation statistics after {n_layers} ReLU layers:\n")
-    for name, rows in runs.items():
-        last = rows[-1]
-        print(f" {name:6s} init: mean={last['mean']:.4e}, std={last['std']:.4e}, "
-              f"dead_neurons={last['dead']}/{last['width']}")
-    print("\nActivation std per layer:")
-    names = list(runs)
-    print(f" {'Layer':>5s}" + "".join(f" {n + ' std':>12s}" for n in names))
-    for i in range(n_layers):
-        print(f" {i:>5d}" + "".join(f" {runs[n][i]['std']:>12.4e}" for n in names))
-    print("\n small (0.01) collapses towards 0, large (1.0) explodes, He (sqrt(2/fan_in)) "
-          "stays O(1).")
-
-
-def _print_cheat_sheet(rows):
-    print("\nInitialization cheat sheet:")
-    for r in rows:
-        print(f" {r['activation'] + ':':8s} {r['seed_name']:6s} -> std = {r['formula']} = "
-              f"{r['std']:.4f}   (fastnet.init.{r['fastnet']})")
-    print(" (The article's 'Xavier' sqrt(1/fan_in) is LeCun's rule; Glorot's Xavier, "
-          "fastnet.init.xavier_normal, is sqrt(2/(fan_in+fan_out)).)")
-
-
-def _print_bn_demo(res):
-    _heading("Batch normalisation")
-    print(f"Before BN: mean={res['before_mean']:.2f}, std={res['before_std']:.2f}")
-    print(f"After BN: mean={res['after_mean']:.4f}, std={res['after_std']:.4f}")
-
-
-def _print_bn(rows):
-    print("\nActivations after ReLU, 15 He-initialised layers of width 128, batch 64:")
-    print(f"{'Layer':>6s} {'No BN mean':>11s} {'No BN std':>10s} "
-          f"{'BN mean':>8s} {'BN std':>7s}")
-    print("-" * 50)
-    for r in rows:
-        print(f"{r['layer']:>6d} {r['no_bn_mean']:>11.4f} {r['no_bn_std']:>10.4f} "
-              f"{r['bn_mean']:>8.4f} {r['bn_std']:>7.4f}")
-    pre_mean = max(abs(r["bn_pre_mean"]) for r in rows)
-    pre_std = [r["bn_pre_std"] for r in rows]
-    print(f"With BN, every layer's batch-norm output (before ReLU) has |mean| <= "
-          f"{pre_mean:.1e} and std {min(pre_std):.4f}..{max(pre_std):.4f}, so after ReLU "
-          "mean ~0.40, std ~0.58\n(those of relu(N(0, 1))); without BN the statistics "
-          "drift from layer to layer.")
-
-
-def _print_dropout(res, guide):
-    _heading("Dropout")
-    a = np.array(res["original"])
-    print(f"Original activations: {a}")
-    print(f"Mean: {res['original_mean']:.2f}")
-    print()
-    for s in res["samples"]:
-        print(f"Dropout sample {s['sample']}: {np.array(s['values']).round(2)}")
-        print(f" Mean: {s['mean']:.2f} Active: {s['active']}/{len(a)}")
-    print(f"(rate {res['rate']}; masks from fastnet.functional.dropout with seeds "
-          f"{res['samples'][0]['seed']}..{res['samples'][-1]['seed']})")
-    print("\nTypical dropout rates by layer type:")
-    for layer, rate, why in guide:
-        print(f" {layer + ':':23s} {rate:10s} ({why})")
-
-
-def _print_schedules(rows):
-    _heading("Learning-rate schedules (initial lr 0.001, 100 epochs, 10 warmup)")
-    print(f"{'Epoch':>6s} {'Step':>8s} {'Cosine':>8s} {'Warmup+Cos':>11s}")
-    print("-" * 38)
-    for r in rows:
-        print(f"{r['epoch']:>6d} {r['step']:>8.6f} {r['cosine']:>8.6f} "
-              f"{r['warmup_cosine']:>11.6f}")
-
-
-def _print_early_stopping(res):
-    _heading("Early stopping on the simulated overfitting curve")
-    n, p, best = res["epochs"], res["patience"], res["best_epoch"]
-    print(f"Training loss at epoch {n}: {res['final_train_loss']:.4f} (still decreasing)")
-    print(f"Validation loss at epoch {n}: {res['final_val_loss']:.4f} (INCREASING)")
-    print(f"\nBest validation loss at epoch {best}: {res['best_val_loss']:.4f}")
-    print(f"Training loss at epoch {best}: {res['train_loss_at_best']:.4f}")
-    print(f"\nWith patience={p}, early stopping would trigger at epoch ~{res['trigger_epoch']}")
-    print(f"Saving you {res['epochs_saved']} epochs of wasted compute")
-    print("AND giving you better generalization (lower val loss)")
-    kept = res["restored_weights"][0]
-    print(f"\nfastnet.callbacks.EarlyStopping(patience={p}).check over the curve: stops at "
-          f"epoch {res['stopped_epoch']}, best epoch {res['stopper_best_epoch']} "
-          f"(val {res['stopper_best_loss']:.4f}); kept weights are epoch {int(kept[0])}'s.")
-
-
-def _print_recipe(recipe):
-    _heading("Putting it all together")
-    print("Modern deep learning training recipe:")
-    print("=" * 50)
-    for section, items in recipe.items():
-        print()
-        print(section)
-        for item in items:
-            print(f" - {item}")
-
-
-def _print_simulation(res):
-    print()
-    print("Training config:")
-    for key, value in res["config"].items():
-        print(f" {key}: {value}")
-    print()
-    for r in res["log"]:
-        print(f" Epoch {r['epoch']:>3d}: lr={r['lr']:.6f}, train={r['train']:.4f}, "
-              f"val={r['val']:.4f}")
-    if res["stopped_epoch"] is not None:
-        print(f"\n Early stopping triggered at epoch {res['stopped_epoch']}")
-        print(f" Best validation loss: {res['best_loss']:.4f}")
-    print(f"\n Would have trained {res['total_epochs']} epochs without early stopping")
-    print(f" Saved {res['epochs_saved']} epochs of wasted compute")
-
-
-def _plot_sigmoid(fig, res):
-    ax = fig.subplots()
-    layers = [r["layer"] + 1 for r in res["layers"]]
-    ax.semilogy(layers, [r["gradient"] for r in res["layers"]], "o-",
-                label="|gradient| (product of sigmoid'(z))")
-    ax.semilogy(layers, [r["worst_case"] for r in res["layers"]], "k--",
-                label="0.25^n (largest possible)")
-    ax.set(title="Vanishing gradients through sigmoid layers", xlabel="layers traversed (n)",
-           ylabel="gradient magnitude (log scale)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-
-
-def _plot_init(fig, runs):
-    ax = fig.subplots()
-    for name, rows in runs.items():
-        ax.semilogy([r["layer"] + 1 for r in rows], [r["std"] for r in rows], "o-", ms=3,
-                    label={"small": "small (0.01)", "large": "large (1.0)",
-                           "he": "He (sqrt(2/fan_in))"}.get(name, name))
-    ax.set(title="Activation std through 20 ReLU layers (width 64)", xlabel="layer",
-           ylabel="activation std (log scale)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-
-
-def _plot_bn(fig, rows):
-    axes = fig.subplots(1, 2)
-    layers = [r["layer"] for r in rows]
-    for ax, stat in zip(axes, ("mean", "std")):
-        ax.plot(layers, [r[f"no_bn_{stat}"] for r in rows], "o-", label="without batch norm")
-        ax.plot(layers, [r[f"bn_{stat}"] for r in rows], "s-", label="with batch norm")
-        ax.set(title=f"Activation {stat} after ReLU", xlabel="layer", ylabel=stat)
-        ax.grid(alpha=0.3)
-        ax.legend()
-
-
-def _plot_dropout(fig, res):
-    ax = fig.subplots()
-    n = len(res["original"])
-    x = np.arange(n)
-    series = [("original", res["original"])] + [
-        (f"sample {s['sample']} (mean {s['mean']:.2f})", s["values"]) for s in res["samples"]]
-    width = 0.8 / len(series)
-    for i, (label, values) in enumerate(series):
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label)
-    ax.set_xticks(x, [f"a{i + 1}" for i in range(n)])
-    ax.set(title=f"Inverted dropout, rate {res['rate']}: dropped units are 0, kept ones "
-                 "x2", xlabel="unit", ylabel="activation")
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize="small")
-
-
-def _plot_schedules(fig):
-    from fastnet import schedules
-    ax = fig.subplots()
-    epochs = np.arange(100)
-    ax.plot(epochs, [schedules.step_decay(e, 0.001) for e in epochs], drawstyle="steps-post",
-            label="step decay (x0.5 every 30)")
-    ax.plot(epochs, [schedules.cosine_schedule(e, 100, 0.001) for e in epochs],
-            label="cosine")
-    ax.plot(epochs, [schedules.warmup_cosine(e, 10, 100, 0.001) for e in epochs],
-            label="warmup (10) + cosine")
-    ax.set(title="Learning-rate schedules (initial lr 0.001, 100 epochs)", xlabel="epoch",
-           ylabel="learning rate")
-    ax.grid(alpha=0.3)
-    ax.legend()
-
-
-def _loss_axes(fig, res):
-    """One axes with the training and validation loss curves of `res`; (ax, epochs)."""
-    ax = fig.subplots()
-    epochs = np.arange(len(res["train_losses"]))
-    ax.plot(epochs, res["train_losses"], label="training loss")
-    ax.plot(epochs, res["val_losses"], label="validation loss")
-    return ax, epochs
-
-
-def _plot_early_stopping(fig, res):
-    ax, _ = _loss_axes(fig, res)
-    ax.axvline(res["best_epoch"], color="C2", ls="--",
-               label=f"best epoch {res['best_epoch']} (weights restored)")
-    ax.axvline(res["stopped_epoch"], color="C3", ls=":",
-               label=f"stop at epoch {res['stopped_epoch']} (patience {res['patience']})")
-    ax.set(title="Early stopping on the simulated overfitting curve", xlabel="epoch",
-           ylabel="loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-
-
-def _plot_simulation(fig, res):
-    ax, epochs = _loss_axes(fig, res)
-    if res["stopped_epoch"] is not None:
-        ax.axvline(res["stopped_epoch"], color="C3", ls=":",
-                   label=f"early stop (epoch {res['stopped_epoch']})")
-    ax.set(title="Simulated full-recipe run", xlabel="epoch", ylabel="loss")
-    ax.grid(alpha=0.3)
-    lr_ax = ax.twinx()
-    lr_ax.plot(epochs, res["lrs"], color="C2", alpha=0.7, label="learning rate (right axis)")
-    lr_ax.set_ylabel("learning rate")
-    lines = ax.get_legend_handles_labels()
-    more = lr_ax.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1])
 
 
 # ---------------------------------------------------------------------------
@@ -1179,7 +812,7 @@ def _diagnose_model(args):
     print(f"Model: {args.model}: {model!r}")
     print(f"Data:  {source}: {X.shape[0]} rows; loss {scores['loss']:.4f}, accuracy "
           f"{scores['accuracy']:.4f}")
-    _heading("Gradient flow (one training-mode pass over the data, no update)")
+    experiments.heading("Gradient flow (one training-mode pass over the data, no update)")
     print(f" {'Layer':>5s} {'name':8s} {'shape':>11s} {'|dW|':>10s} {'mean|dW|':>10s} "
           f"{'max|dW|':>10s} {'|dW|/|W|':>10s}")
     for r in flow:
@@ -1187,7 +820,7 @@ def _diagnose_model(args):
         print(f" {r['layer']:>5d} {r['name']:8s} {shape:>11s} {r['grad_norm']:>10.3e} "
               f"{r['mean_abs_grad']:>10.3e} {r['max_abs_grad']:>10.3e} "
               f"{r['grad_to_weight']:>10.3e}")
-    _heading("Activation statistics (inference mode)")
+    experiments.heading("Activation statistics (inference mode)")
     print(f" {'Layer':>5s} {'name':8s} {'width':>6s} {'mean':>9s} {'std':>9s} {'dead':>6s} "
           f"{'dead %':>7s}")
     for r in acts:
@@ -1204,10 +837,10 @@ def _diagnose_model(args):
                                source="one training-mode pass; dead ReLUs in inference mode"))
     if plot_dir is not None:
         saved = []
-        fig = _figure(figsize=(12, 4.4), layout="constrained")
+        fig = plotting.figure(figsize=(12, 4.4), layout="constrained")
         if fig is not None:
-            _plot_model(fig, flow, acts)
-            saved.append(_save(fig, os.path.join(plot_dir, "model_diagnostics.png")))
+            plotting.model_diagnostics(fig, flow, acts)
+            saved.append(plotting.save(fig, os.path.join(plot_dir, "model_diagnostics.png")))
             print(f"\nSaved plot: {saved[0]}")
     return 0
 
@@ -1215,7 +848,8 @@ def _diagnose_model(args):
 def _health_notes(model, flow, acts):
     notes = []
     dead = [r for r in acts if r["dead"]]
-    if model.activation == "relu":
+    from fastnet import _activations
+    if _activations.dead_units(model.activation):
         if not dead:
             notes.append("no dead ReLUs: every hidden unit is active for some row")
         for r in dead:
@@ -1232,41 +866,12 @@ def _health_notes(model, flow, acts):
     return notes
 
 
-def _plot_model(fig, flow, acts):
-    ax1, ax2 = fig.subplots(1, 2)
-    names = [r["name"] for r in flow]
-    x = np.arange(len(flow))
-    ax1.bar(x - 0.2, [r["grad_norm"] for r in flow], 0.4, label="|dW| (norm)")
-    ax1.bar(x + 0.2, [r["mean_abs_grad"] for r in flow], 0.4, label="mean |dW|")
-    ax1.set_yscale("log")
-    ax1.set_xticks(x, names)
-    ax1.set(title="Gradient flow per layer", xlabel="layer", ylabel="gradient (log scale)")
-    ax1.grid(alpha=0.3, axis="y")
-    ax1.legend()
-    names = [r["name"] for r in acts]
-    x = np.arange(len(acts))
-    ax2.bar(x - 0.2, [r["std"] for r in acts], 0.4, label="activation std")
-    ax2.bar(x + 0.2, [r["dead_fraction"] for r in acts], 0.4, label="dead fraction")
-    ax2.set_xticks(x, names)
-    ax2.set(title="Hidden activations (inference mode)", xlabel="layer", ylabel="value")
-    ax2.grid(alpha=0.3, axis="y")
-    ax2.legend()
-
-
 # ---------------------------------------------------------------------------
 # bench
 # ---------------------------------------------------------------------------
 
 def cmd_bench(args):
-    try:
-        from fastnet import bench
-    except ImportError as exc:
-        raise CommandError(f"the benchmark suite is not available ({exc})") from None
-    if hasattr(bench, "run_from_args"):
-        return bench.run_from_args(args)
-    configs = [c.strip() for c in args.configs.split(",") if c.strip()] \
-        if args.configs else None
-    rows = bench.run(configs=configs, repeats=args.repeats, threads=args.threads,
-                     with_torch=not args.no_torch)
-    print(bench.format_table(rows))
-    return 0
+    """Time one training epoch of the article's recipe with fastnet, a NumPy implementation
+    and PyTorch eager, and print the speed-up table."""
+    from fastnet import bench
+    return bench.run_from_args(args)

@@ -44,8 +44,11 @@ __all__ = ["Distributed", "barrier", "is_root", "launched_by_mpi", "rank", "size
 # set by mpirun/mpiexec (Open MPI, MPICH/Hydra, Intel MPI) or srun with PMI/PMIx
 _LAUNCHER_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK")
 
-# slots after the gradients in MLP._grad_buffer: batch loss, correct rows, stop flag
-_LOSS, _CORRECT, _STOP = 0, 1, 2
+#: The slots after the gradients in the model's flat gradient buffer, which one Allreduce
+#: per step sums: the batch loss, the correct rows and the stop flag.  MLP sizes its
+#: buffer from this tuple.
+GRAD_TAIL = ("loss", "correct", "stop")
+_LOSS, _CORRECT, _STOP = (GRAD_TAIL.index(k) for k in GRAD_TAIL)
 
 
 def launched_by_mpi():
@@ -141,7 +144,7 @@ def resolve(value):
         return None
     if value is True:
         dist = Distributed()
-        dist.comm                 # MPI starts now: a rank failing from here on ends the job
+        _ = dist.comm             # MPI starts now: a rank failing from here on ends the job
         return dist
     if isinstance(value, str) and value == "auto":
         if not launched_by_mpi():
@@ -149,7 +152,7 @@ def resolve(value):
         dist = Distributed()
         return dist if dist.size > 1 else None
     if isinstance(value, Distributed):
-        value.comm
+        _ = value.comm
         return value
     raise TypeError(f"distributed must be True, False, 'auto' or a fastnet.distributed."
                     f"Distributed, got {value!r}")
@@ -211,11 +214,11 @@ class Run:
                              f"training rows, got {n}")
         self.steps = steps
         self.n_params = model.params.size
-        buffer = getattr(model, "_grad_buffer", None)
+        size = self.n_params + len(GRAD_TAIL)
+        buffer = model._grad_buffer
         # the gradients are the buffer's head, unless a copy of the model broke the view
-        self._copy = buffer is None or buffer.size != self.n_params + 3 or \
-            buffer.ctypes.data != model.grads.ctypes.data
-        self.buffer = np.zeros(self.n_params + 3, model.dtype) if self._copy else buffer
+        self._copy = buffer.size != size or buffer.ctypes.data != model.grads.ctypes.data
+        self.buffer = np.zeros(size, model.dtype) if self._copy else buffer
         self._weights = None
         self._batch_weight = None
         self._reset()
@@ -316,14 +319,13 @@ class Run:
         self.stop = bool(tail[_STOP] > 0)
         return loss
 
-    def end_epoch(self, engine):
-        """Whole-batch sums into the engine's counters (for the epoch's logs), and
-        per-rank batch-norm running statistics averaged over ranks."""
-        engine.loss_sum = self.loss_sum
-        engine.correct = round(self.correct)
-        engine.rows = max(self.rows, 1)
-        engine.grad_norm_sum = self.grad_norm_sum
-        engine.steps = max(self.done, 1)
+    def totals(self):
+        """The epoch's whole-batch sums: (loss_sum, correct, rows, grad_norm_sum, steps)."""
+        return (self.loss_sum, round(self.correct), max(self.rows, 1), self.grad_norm_sum,
+                max(self.done, 1))
+
+    def end_epoch(self):
+        """Average the per-rank batch-norm running statistics over the ranks."""
         buffers = self.model.buffers
         if buffers.size:
             # a no-op with synchronised batch norm (every rank holds the same values)
@@ -354,10 +356,14 @@ class Run:
         self.comm.Abort(1)
 
 
+_abort_hook = None         # the excepthook _abort_on_uncaught installed
+
+
 def _abort_on_uncaught(comm):
     """An uncaught exception on one rank ends the job instead of leaving the
     other ranks blocked in a collective (like ``python -m mpi4py``)."""
-    if comm.Get_size() < 2 or getattr(sys.excepthook, "_fastnet_abort", False):
+    global _abort_hook
+    if comm.Get_size() < 2 or (_abort_hook is not None and sys.excepthook is _abort_hook):
         return
     previous = sys.excepthook
 
@@ -368,5 +374,4 @@ def _abort_on_uncaught(comm):
                          "(MPI_Abort)\n")
         sys.stderr.flush()
         comm.Abort(1)
-    hook._fastnet_abort = True
-    sys.excepthook = hook
+    sys.excepthook = _abort_hook = hook

@@ -42,15 +42,14 @@ for runtimes of the last years and new enough that nothing is emulated.
 Newer opsets (up to what the installed ``onnx`` knows) can be asked for.
 The model's IR version is the lowest that opset allows.
 
-Activations are a table (:data:`ACTIVATIONS`): each entry says how the
-activation is written in ONNX and in ``torch.nn``.  ONNX Runtime computes
+Activations are a table (:data:`ACTIVATIONS`, defined in ``fastnet._activations``):
+each entry says how the activation is written in ONNX and in ``torch.nn``.  ONNX Runtime computes
 ``Erf`` in float32 only, so a float64 model's GELU evaluates erf in
 float32 (relative error about 1e-7); everything else keeps the model's
 dtype.
 """
 import importlib.util
 import json
-import math
 import os
 import sys
 import typing
@@ -59,6 +58,7 @@ import warnings
 import numpy as np
 
 from fastnet import _safetensors
+from fastnet._activations import ACTIVATIONS, Activation
 from fastnet._io import atomic_file, decode_json
 
 __all__ = ["ACTIVATIONS", "Activation", "DEFAULT_OPSET", "MIN_OPSET", "to_onnx", "to_torch",
@@ -80,76 +80,6 @@ def _require(module, feature, extra):
 
 
 # ---- activations -------------------------------------------------------------------------
-
-class Activation(typing.NamedTuple):
-    """How one hidden activation is written outside fastnet.
-
-    Attributes
-    ----------
-    onnx : callable ``(graph, x, dtype, params) -> str``
-        Adds the ONNX nodes that apply the activation to the tensor named
-        `x` and returns the name of the result.
-    torch : str
-        The ``torch.nn`` module class.
-    params : tuple of (name, default)
-        The activation's parameters: attributes of the :class:`fastnet.MLP`
-        and arguments of the ``torch.nn`` module, both under this name.
-    fixed : tuple of (name, value)
-        ``torch.nn`` module arguments that must have these values (GELU's
-        ``approximate="none"``: fastnet's GELU is the erf form).
-    """
-
-    onnx: typing.Callable
-    torch: str
-    params: tuple = ()
-    fixed: tuple = ()
-
-    def values(self, model):
-        """The parameters' values on `model` (the default where it has none)."""
-        return {name: float(getattr(model, name, default)) for name, default in self.params}
-
-
-def _unary(op_type):
-    def emit(graph, x, dtype, params):
-        return graph.op(op_type, [x])
-    return emit
-
-
-def _leaky_relu(graph, x, dtype, params):
-    slope = params["negative_slope"]
-    if dtype == np.float32:
-        return graph.op("LeakyRelu", [x], alpha=slope)
-    # ONNX Runtime's LeakyRelu is float32-only at most opsets: x < 0 ? slope * x : x
-    negative = graph.op("Less", [x, graph.scalar(0.0, dtype)])
-    return graph.op("Where", [negative, graph.op("Mul", [x, graph.scalar(slope, dtype)]), x])
-
-
-def _gelu(graph, x, dtype, params):
-    # the erf form, x / 2 * (1 + erf(x / sqrt(2))); Erf in float32 (see the module docstring)
-    scaled = graph.op("Mul", [x, graph.scalar(math.sqrt(0.5), dtype)])
-    erf = graph.op("Erf", [graph.cast(scaled, np.float32, dtype)])
-    one_plus = graph.op("Add", [graph.cast(erf, dtype, np.float32), graph.scalar(1.0, dtype)])
-    return graph.op("Mul", [graph.op("Mul", [x, graph.scalar(0.5, dtype)]), one_plus])
-
-
-def _silu(graph, x, dtype, params):
-    return graph.op("Mul", [x, graph.op("Sigmoid", [x])])
-
-
-def _identity(graph, x, dtype, params):
-    return x
-
-
-ACTIVATIONS = {
-    "relu": Activation(_unary("Relu"), "ReLU"),
-    "tanh": Activation(_unary("Tanh"), "Tanh"),
-    "sigmoid": Activation(_unary("Sigmoid"), "Sigmoid"),
-    "leaky_relu": Activation(_leaky_relu, "LeakyReLU", params=(("negative_slope", 0.01),)),
-    "gelu": Activation(_gelu, "GELU", fixed=(("approximate", "none"),)),
-    "silu": Activation(_silu, "SiLU"),
-    "identity": Activation(_identity, "Identity"),
-}
-
 
 def _activation(model):
     try:
@@ -324,6 +254,7 @@ def to_onnx(model, path=None, *, opset=None, fold_batch_norm=True):
     """The ONNX model of `model`'s inference (see :meth:`fastnet.MLP.to_onnx`)."""
     onnx = _require("onnx", "MLP.to_onnx", "fastnet[onnx]")
     from onnx import helper
+
     from fastnet import __version__
     opset = _check_opset(opset, onnx)
     head = _HEADS.get(model.loss)

@@ -10,8 +10,15 @@ place.  NaN in gives NaN out.
 import numpy as np
 
 from fastnet import _kernels
-from fastnet._validation import (c_array, float_array, label_array, real_number, same_shape,
-                                 seed_value, vector_for)
+from fastnet._validation import (
+    c_array,
+    float_array,
+    label_array,
+    real_number,
+    same_shape,
+    seed_value,
+    vector_for,
+)
 
 __all__ = ["linear_forward", "linear_backward", "batch_norm", "batch_norm_backward",
            "dropout", "dropout_backward", "softmax_cross_entropy", "softmax", "mse_loss"]

@@ -30,9 +30,9 @@ What each part computes, and why:
   keeps the cost at a few tens of microseconds per epoch instead of a pass
   over all gradients after every step.
 * **Health report** (:func:`health_findings`, :func:`health_report`): the
-  seed's failure modes, named per layer with its remedies.  A layer's
+  article's failure modes, named per layer with its remedies.  A layer's
   gradients *vanish* when its norm is below ``VANISHING_RATIO`` (1e-3)
-  times the last layer's (the seed: "the first layer learns a million times
+  times the last layer's (the article: "the first layer learns a million times
   slower than the last"), *explode* when above ``EXPLODING_RATIO`` (1e3)
   times it or not finite, and a ReLU layer is *mostly dead* when more than
   ``DEAD_LIMIT`` (50 %) of its units are dead.
@@ -53,17 +53,19 @@ What each part computes, and why:
   backing off used to stop at lr 10, where the loss is finite but flat at
   ln(10) (test accuracy 0.10); going on to lr 0.1 learns (0.94-0.97 over three
   seeds).
-* **Class weights** (:func:`class_weights`): ``"balanced"`` is
-  scikit-learn's ``n_samples / (n_classes * bincount(y))`` over the classes
-  present in ``y``; a dict gives weights per label (missing labels: 1).  The
-  row weight is ``sample_weight * class_weight[y]`` and the native loss is
-  the weighted mean ``sum_i w_i l_i / sum_i w_i`` (PyTorch's
-  ``cross_entropy(weight=...)`` with ``reduction="mean"``).
+* **Class weights**: :func:`class_weights` is defined with the row weights of a
+  fit in ``fastnet._weights`` and exported here.
+
+The article is "Learn AI Series (#40) - Training Neural Networks - Practical Challenges".
 """
 import math
 import numbers
 
 import numpy as np
+
+from fastnet import _activations
+from fastnet._validation import integer, real_number
+from fastnet._weights import class_weights
 
 __all__ = [
     "DEAD_LIMIT",
@@ -291,8 +293,9 @@ def health_findings(grad_norms, dead_fractions=(), *, activation="relu"):
         reference of the ratios.
     dead_fractions : sequence of float, one per hidden layer
     activation : str
-        Dead units are reported for "relu" only (a sigmoid or tanh output is
-        exactly 0 only by accident).
+        Dead units are reported only for activations whose table entry has
+        ``dead_units`` (ReLU: a sigmoid or tanh output is exactly 0 only by
+        accident).
 
     Returns
     -------
@@ -320,7 +323,7 @@ def health_findings(grad_norms, dead_fractions=(), *, activation="relu"):
                 add(l, "exploding", ratio)
     if not math.isfinite(last):
         add(len(norms) - 1, "exploding", math.inf)
-    if activation == "relu":
+    if _activations.dead_units(activation):
         for l, frac in enumerate(dead_fractions):
             if frac > DEAD_LIMIT:
                 add(l, "dead", float(frac))
@@ -328,7 +331,7 @@ def health_findings(grad_norms, dead_fractions=(), *, activation="relu"):
 
 
 def health_report(grad_norms, dead_fractions=(), *, activation="relu", source=""):
-    """A short text naming the unhealthy layers and the seed's remedies.
+    """A short text naming the unhealthy layers and the article's remedies.
 
     Takes one set of per-layer figures (see :func:`health_findings`);
     ``source`` says where they come from (e.g. "median over 20 epochs").
@@ -338,7 +341,8 @@ def health_report(grad_norms, dead_fractions=(), *, activation="relu", source=""
     if not findings:
         return (f"{head} OK: no vanishing or exploding gradients (layer |dW| within "
                 f"{VANISHING_RATIO:g}..{EXPLODING_RATIO:g} x the output layer's)"
-                + (", no mostly-dead ReLU layer." if activation == "relu" else "."))
+                + (", no mostly-dead ReLU layer." if _activations.dead_units(activation)
+                   else "."))
     lines = [head]
     for f in findings:
         if f["kind"] == "dead":
@@ -399,16 +403,8 @@ class Rollback:
     """
 
     def __init__(self, factor=10.0, max_rollbacks=5):
-        if isinstance(factor, bool) or not isinstance(factor, numbers.Real):
-            raise TypeError(f"factor must be a real number, got {type(factor).__name__}")
-        if not (math.isfinite(factor) and factor > 1):
-            raise ValueError(f"factor must be a finite number > 1, got {factor}")
-        if isinstance(max_rollbacks, bool) or not isinstance(max_rollbacks, numbers.Integral):
-            raise TypeError(f"max_rollbacks must be an int, got {type(max_rollbacks).__name__}")
-        if max_rollbacks < 1:
-            raise ValueError(f"max_rollbacks must be >= 1, got {max_rollbacks}")
-        self.factor = float(factor)
-        self.max_rollbacks = int(max_rollbacks)
+        self.factor = real_number(factor, "factor", low=1.0, low_open=True)
+        self.max_rollbacks = integer(max_rollbacks, "max_rollbacks", low=1)
 
     def __repr__(self):
         return f"Rollback(factor={self.factor:g}, max_rollbacks={self.max_rollbacks})"
@@ -472,38 +468,3 @@ class DivergenceGuard:
 # ---------------------------------------------------------------------------
 # class weights
 # ---------------------------------------------------------------------------
-
-def class_weights(labels, class_weight, n_classes):
-    """Per-class weights (n_classes,) from "balanced", a dict or None (-> None).
-
-    "balanced": ``n_samples / (n_present * bincount(labels))`` for the
-    ``n_present`` classes that occur (scikit-learn's
-    ``compute_class_weight``); absent classes get 1 (they weigh no row).  A
-    dict maps labels in ``[0, n_classes)`` to finite weights >= 0; labels it
-    does not name get 1.
-    """
-    if class_weight is None:
-        return None
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    out = np.ones(n_classes, dtype=np.float64)
-    if isinstance(class_weight, str):
-        if class_weight != "balanced":
-            raise ValueError(f"class_weight must be 'balanced', a dict or None, "
-                             f"got {class_weight!r}")
-        present = counts > 0
-        out[present] = labels.shape[0] / (np.count_nonzero(present) * counts[present])
-        return out
-    if not isinstance(class_weight, dict):
-        raise TypeError(f"class_weight must be 'balanced', a dict or None, got "
-                        f"{type(class_weight).__name__}")
-    for label, weight in class_weight.items():
-        if isinstance(label, (bool, np.bool_)) or not isinstance(label, numbers.Integral) \
-                or not 0 <= label < n_classes:
-            raise ValueError(f"class_weight has label {label!r}; labels must be ints in "
-                             f"[0, {n_classes - 1}]")
-        if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real) \
-                or not (math.isfinite(weight) and weight >= 0):
-            raise ValueError(f"class_weight[{label}] must be a finite number >= 0, "
-                             f"got {weight!r}")
-        out[int(label)] = float(weight)
-    return out

@@ -14,7 +14,7 @@ Randomness comes from ``seed=`` (an int) or ``rng=`` (a
 With ``seed=s`` the draw is exactly that of ``numpy.random.default_rng(s)``.
 With neither, fresh OS entropy is used.
 
-A note on names.  The seed article's cheat sheet calls ``std = sqrt(1/fan_in)``
+A note on names.  The article's cheat sheet calls ``std = sqrt(1/fan_in)``
 "Xavier".  Glorot & Bengio (2010) actually derive ``Var(W) = 2/(fan_in +
 fan_out)``, which is what ``xavier_*`` means here (and in PyTorch and Keras);
 the ``sqrt(1/fan_in)`` rule is LeCun's and is :func:`lecun_normal`.  For a
@@ -30,13 +30,13 @@ initialiser            distribution                                    suits
 ``lecun_normal``       N(0, 1/fan_in)                                  tanh, SELU
 ``lecun_uniform``      U(-sqrt(3/fan_in), sqrt(3/fan_in))              tanh, SELU
 =====================  ==============================================  =============
+
+The article is "Learn AI Series (#40) - Training Neural Networks - Practical Challenges".
 """
 import math
 import numbers
 
-import numpy as np
-
-from fastnet._validation import seed_value
+from fastnet._validation import float_dtype, generator, integer
 
 __all__ = [
     "calculate_gain",
@@ -49,7 +49,6 @@ __all__ = [
     "xavier_uniform",
 ]
 
-_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 # ---------------------------------------------------------------------------
@@ -119,50 +118,20 @@ def calculate_gain(nonlinearity, param=None):
 # shared argument handling
 # ---------------------------------------------------------------------------
 
-def _check_fan(value, name):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive int, got {type(value).__name__}")
-    value = int(value)
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
-
-
-def _check_dtype(dtype):
-    try:
-        dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) would be float64
-    except TypeError:
-        dt = None
-    if dt is None or dt not in _DTYPES:
-        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return dt
-
-
-def _generator(seed, rng):
-    """The Generator to draw from: ``rng`` itself, or one seeded with ``seed``."""
-    if rng is not None:
-        if seed is not None:
-            raise ValueError("pass seed= or rng=, not both")
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-        return rng
-    return np.random.default_rng(seed_value(seed))
-
-
 def _normal(fan_in, fan_out, std, seed, rng, dtype):
-    fan_in = _check_fan(fan_in, "fan_in")
-    fan_out = _check_fan(fan_out, "fan_out")
-    dt = _check_dtype(dtype)
-    gen = _generator(seed, rng)
+    fan_in = integer(fan_in, "fan_in", low=1)
+    fan_out = integer(fan_out, "fan_out", low=1)
+    dt = float_dtype(dtype)
+    gen = generator(seed, rng)
     w = gen.standard_normal((fan_in, fan_out)) * std(fan_in, fan_out)
     return w.astype(dt, copy=False)
 
 
 def _uniform(fan_in, fan_out, bound, seed, rng, dtype):
-    fan_in = _check_fan(fan_in, "fan_in")
-    fan_out = _check_fan(fan_out, "fan_out")
-    dt = _check_dtype(dtype)
-    gen = _generator(seed, rng)
+    fan_in = integer(fan_in, "fan_in", low=1)
+    fan_out = integer(fan_out, "fan_out", low=1)
+    dt = float_dtype(dtype)
+    gen = generator(seed, rng)
     a = bound(fan_in, fan_out)
     w = gen.uniform(-a, a, size=(fan_in, fan_out))
     return w.astype(dt, copy=False)
@@ -236,7 +205,7 @@ def xavier_normal(fan_in, fan_out, *, seed=None, rng=None, dtype="float32"):
     compromise between keeping the forward variance (``1/fan_in``) and the
     backward variance (``1/fan_out``) constant.
 
-    Not to be confused with the seed article's "Xavier" ``sqrt(1/fan_in)``,
+    Not to be confused with the article's "Xavier" ``sqrt(1/fan_in)``,
     which is :func:`lecun_normal`.
 
     Reference: Glorot, X. & Bengio, Y. (2010). *Understanding the difficulty
@@ -264,7 +233,7 @@ def lecun_normal(fan_in, fan_out, *, seed=None, rng=None, dtype="float32"):
 
     ``W ~ N(0, std^2)`` with ``std = sqrt(1 / fan_in)``: unit output
     variance for a linear (or tanh near 0) layer with unit-variance inputs.
-    This is the rule the seed article's cheat sheet labels "Xavier" for
+    This is the rule the article's cheat sheet labels "Xavier" for
     sigmoid and tanh networks.
 
     Reference: LeCun, Y., Bottou, L., Orr, G. & Mueller, K.-R. (1998).

@@ -10,25 +10,31 @@ native code once per mini-batch.
 import contextlib
 import copy
 import functools
-import json
 import math
 import numbers
-import reprlib
 import os
-import signal
+import reprlib
 import threading
-import time
 import types
-import warnings
 
 import numpy as np
 
-from fastnet import _checkpoint, _inputs, _io, _network, distributed as _distributed, \
-    health as _health, init as _init, optim as _optim, schedules as _schedules
+from fastnet import _activations, _fit_plan, _inputs, _network, _weights
+from fastnet import distributed as _distributed
+from fastnet import health as _health
+from fastnet import init as _init
+from fastnet import optim as _optim
 from fastnet._io import atomic_savez, read_npz
-from fastnet._governor import ThreadGovernor
-from fastnet._validation import c_array, finite_array, one_of, real_array, real_number, \
-    seed_value
+from fastnet._validation import (
+    c_array,
+    finite_array,
+    float_dtype,
+    one_of,
+    positive_int,
+    real_array,
+    real_number,
+    seed_value,
+)
 
 __all__ = ["MLP", "History", "load"]
 
@@ -36,7 +42,7 @@ _FORMAT = "fastnet-model"
 _FORMAT_VERSION = 1
 _PREDICT_ROWS = 1024          # rows per native call when predicting
 _POOL_SIZE = 4                # inference engines a model keeps for concurrent calls
-_GRAD_SLOTS = 3               # after the gradients: fastnet.distributed's per-step scalars
+_GRAD_SLOTS = len(_distributed.GRAD_TAIL)   # after the gradients: the per-step scalars
 
 
 class History:
@@ -337,15 +343,9 @@ class MLP:
         if any(s < 1 for s in sizes):
             raise ValueError(f"layer sizes must be >= 1, got {sizes}")
         self._layer_sizes = tuple(int(s) for s in sizes)
-        self._activation = one_of(activation, "activation", _network.ACTIVATIONS)
+        self._activation = one_of(activation, "activation", _activations.trainable())
         self._batch_norm = bool(batch_norm)
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-        self._dtype = dtype
+        self._dtype = float_dtype(dtype)
         self._access = _Access()
         self.dropout = dropout
         self.seed = seed
@@ -501,8 +501,7 @@ class MLP:
     def _state_arrays(self, count):
         """`count` (params, buffers) pairs where fit keeps snapshots (the best weights,
         the state an epoch started from), reused by the next fit: fresh copies of a wide
-        model cost page faults on every call (two copies of 42 MB took 90 ms of a 0.6 s
-        one-epoch fit, measured here)."""
+        model cost page faults on every call (docs/measurements.md)."""
         pairs = self._best
         if pairs is None or len(pairs) < count:
             pairs = self._best = [(np.empty_like(self._params), np.empty_like(self._buffers))
@@ -764,377 +763,24 @@ class MLP:
         fastnet.health.TrainingDiverged
             With ``on_divergence="raise"``, after restoring the best weights.
         """
-        # first: under MPI, a rank that fails from here on ends the whole job
-        dist = _distributed.resolve(distributed)
-        loss = one_of(loss, "loss", _network.LOSSES)
-        epochs = _positive_int(epochs, "epochs")
-        batch_size = _positive_int(batch_size, "batch_size")
-        verbose = one_of(verbose, "verbose", (0, 1, 2))
-        if self.batch_norm and batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 with batch_norm=True (a batch of one "
-                             f"row has no batch variance), got {batch_size}")
-        shuffle = _inputs.shuffle_mode(shuffle)
-        policy = _health.divergence_policy(on_divergence)
-        samples = _health.track_samples(track_gradients)
-        feature_names = _inputs.frame_columns(X)
-        X, labels, targets, weights = self._training_rows(X, y, loss, sample_weight,
-                                                          class_weight)
-        n = X.shape[0]
-        # rows: the training rows of X (None: all); never copied
-        X, rows, labels, targets, weights = _inputs.spread(X, labels, targets, weights)
-        row_bytes = _inputs.row_bytes(X)
-        if n < 2:
-            raise ValueError(f"fit needs at least 2 rows, X has {n}")
-        every = _positive_int(checkpoint_every, "checkpoint_every")
-        if checkpoint is not None:      # a checkpoint that cannot be written fails now
-            _io.check_writable(checkpoint)
-        resume_state = None
-        if resume is not None and os.path.exists(os.fspath(resume)):
-            resume_state = _checkpoint.read(resume, self)
-        clip = 0.0 if grad_clip is None else real_number(grad_clip, "grad_clip", low=0.0,
-                                                          low_open=True)
-        run_seed = self.seed if seed is None else seed_value(seed)
-        if resume_state is not None and resume_state["meta"]["run_seed"] != run_seed:
-            raise ValueError(f"{resume}: checkpoint was written by a fit with seed "
-                             f"{resume_state['meta']['run_seed']}, this fit has seed {run_seed}")
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("validation_data must be (X_val, y_val) or "
-                                 "(X_val, y_val, sample_weight_val)")
-            Xv = self._check_x(validation_data[0], "validation_data[0]")
-            wv = None
-            if len(validation_data) == 3:
-                wv = _sample_weights(validation_data[2], Xv.shape[0], self.dtype,
-                                     "validation_data[2]")
-            val = (Xv,) + self._check_y(validation_data[1], Xv.shape[0], loss,
-                                        "validation_data[1]") + (wv,)
-        else:
-            split = real_number(validation_split, "validation_split", low=0.0, high=1.0,
-                                high_open=True)
-            if split > 0:
-                n_val = int(math.ceil(split * n))
-                if n - n_val < 2:
-                    raise ValueError(f"validation_split={split} leaves {n - n_val} training rows")
-                # index sets over X: no row is copied (the engine trains through `rows`)
-                ti, vi = _inputs.validation_split(n, split, run_seed)
-                rows, vi = (ti, vi) if rows is None else (rows[ti], rows[vi])
-                val = (_inputs.Rows(X, vi), _inputs.subset(labels, vi),
-                       _inputs.subset(targets, vi),
-                       None if weights is None or not np.any(weights[vi] > 0)
-                       else weights[vi])   # all-zero held-out weights: score unweighted
-                n = rows.shape[0]
-        train = (X, labels, targets, weights) if rows is None else (
-            _inputs.Rows(X, rows),) + tuple(_inputs.subset(a, rows)
-                                            for a in (labels, targets, weights))
-        opt = _optim.get(optimizer, lr=lr, weight_decay=weight_decay)
-        base_lr = opt.lr
-        sched = _schedules.resolve(schedule, base_lr)
-        per_step = bool(getattr(sched, "per_step", False))
-        if getattr(sched, "needs_metric", False):
-            # the keys _epoch_logs will produce: fail now, not after an epoch of training
-            logged = {"loss", "lr", "grad_norm", "time"}
-            if loss == "cross_entropy":
-                logged.add("accuracy")
-            if val is not None:
-                logged.update("val_" + k for k in logged & {"loss", "accuracy"})
-            metric = getattr(sched, "monitor", "val_loss" if val is not None else "loss")
-            if metric not in logged:
-                raise ValueError(f"{type(sched).__name__} monitors {metric!r}, which this fit "
-                                 f"does not log (logs: {sorted(logged)}); pass validation "
-                                 "data or choose another monitor")
-        callbacks = list(callbacks)
-        if early_stopping is not None and early_stopping is not False:
-            from fastnet.callbacks import EarlyStopping
-            if early_stopping is True:
-                early_stopping = EarlyStopping()
-            elif isinstance(early_stopping, numbers.Integral):
-                early_stopping = EarlyStopping(patience=int(early_stopping))
-            elif not isinstance(early_stopping, EarlyStopping):
-                raise TypeError("early_stopping must be an EarlyStopping, an int patience "
-                                "or True")
-            if early_stopping.monitor.startswith("val_") and val is None:
-                raise ValueError(f"early stopping monitors {early_stopping.monitor!r}: pass "
-                                 "validation_data or validation_split")
-            callbacks.append(early_stopping)
-
-        record = None
-        if checkpoint is not None or resume_state is not None:
-            record = _checkpoint.run_record(
-                train, val, batch_size=batch_size, loss=loss,
-                schedule=sched, optimizer=opt, grad_clip=clip or None, shuffle=shuffle,
-                on_divergence=policy, track_gradients=samples,
-                ranks=1 if dist is None else dist.size)
-        if resume_state is not None:
-            _checkpoint.check_run(resume_state, record)
-
-        # ---- everything is valid: set up the engine ------------------------
-        self.loss = loss
-        self.feature_names_in_ = feature_names
-        self._targets_1d = loss == "mse" and np.ndim(y) == 1
-        run = _distributed.start(
-            dist, self, n, batch_size, train, val,
-            loss=loss, epochs=epochs, grad_clip=clip, shuffle=shuffle, seed=run_seed,
-            optimizer=(type(opt).__name__, opt._native_hyper(), base_lr),
-            resume=None if resume_state is None else resume_state["meta"]["epochs_done"])
-        if run is not None and not run.root:
-            verbose = 0
-        engine, max_batch, steps = self._training_engine(
-            X, labels, targets, weights, batch_size if run is None else run.max_batch, loss,
-            n_rows=n)
-        if run is not None:
-            run.bind(engine, weights)
-            steps = run.steps
-        dropout_seed = _dropout_seed(run_seed)
-        governor = ThreadGovernor((tuple(self.layer_sizes), max_batch, self.dtype.name,
-                                   self.batch_norm, self.dropout, loss))
-        history = History()
-        tracker = None
-        if samples:
-            history.history["layer_grad_norm"] = []
-            history.history["dead_fraction"] = []
-            tracker = _health.GradientTracker(engine, self.layer_sizes, steps, samples)
-        guard = _health.DivergenceGuard(_health.baseline_loss(self.layer_sizes[-1], train[2],
-                                                              train[3]))
-        rollback = policy if isinstance(policy, _health.Rollback) else None
-        monitor = "val_loss" if val is not None else "loss"
-        # An epoch's training loss is measured on the weights before each update, so it
-        # judges the state the epoch started from (exactly so in full-batch training),
-        # not the state after its last update; the validation loss judges the latter.
-        judge_start = monitor == "loss"
-        best_state, epoch_start = self._state_arrays(2)
-        best_value, best_state = math.inf, self._state(into=best_state)
-        self.stop_training = False
-        for cb in callbacks:
-            cb.model = self
-        _call(callbacks, "on_train_begin", {})
-        wants_batch_end = any(hasattr(cb, "on_batch_end") for cb in callbacks)
-        interrupt = _InterruptFlag()
-        global_step = opt.t
-        start_epoch = 0
-        if resume_state is not None:
-            start_epoch, global_step, best_value, best_state = _checkpoint.restore(
-                resume_state, self, opt, sched, callbacks, history)
-        opt_buffers = self._bind_optimizer(engine, opt)
-        lr_scale = history.rollbacks[-1]["lr_scale"] if history.rollbacks else 1.0
-        good = _snapshot(self, opt_buffers, engine, global_step) if rollback else None
-        watched = False        # a rollback happened: measure where each epoch ends
-        ahead = None        # disk reads of a memory map ahead of training
-        try:
-            interrupt.install()
-            epoch = start_epoch
-            while epoch < epochs:
-                _call(callbacks, "on_epoch_begin", epoch, {})
-                order = _inputs.epoch_order(n, shuffle, [run_seed, epoch], row_bytes)
-                if rows is not None:
-                    order = rows[order]
-                engine.set_order(order)
-                engine.begin_epoch()
-                ahead = _inputs.read_ahead(ahead, X, order, shuffle, lambda: engine.rows)
-                if tracker is not None:
-                    tracker.begin_epoch()
-                if run is not None:
-                    run.begin_epoch(order)
-                if judge_start:
-                    epoch_start = self._state(into=epoch_start)
-                start_snapshot = _snapshot(self, opt_buffers, engine, global_step) \
-                    if rollback and not watched else None
-                epoch_lr = float(sched(epoch)) * lr_scale if not per_step else None
-                bar = _progress(verbose, steps, epoch, epochs)
-                t0 = time.perf_counter()
-                bad_loss = None
-                b = 0
-                while b < steps:
-                    # no per-batch control needed: a block of steps in one native call
-                    block = governor.block(steps - b) if run is None and tracker is None \
-                        and not wants_batch_end and bar is None and guard.limit is not None else 1
-                    if block > 1:
-                        lrs = epoch_lr if epoch_lr is not None else np.array(
-                            [float(sched(global_step + i)) * lr_scale for i in range(block)])
-                        engine.threads = threads_now = governor.threads()
-                        tick = time.perf_counter()
-                        done, batch_loss = engine.run_steps(
-                            b, b + block, max_batch, lrs, clip, dropout_seed, global_step,
-                            guard.limit, lambda: interrupt.raised or self.stop_training)
-                        governor.record(threads_now, time.perf_counter() - tick, done)
-                        step_lr = lrs if epoch_lr is not None else float(lrs[done - 1])
-                        global_step += done
-                        b += done
-                        if guard.diverged(batch_loss):
-                            bad_loss = batch_loss
-                            break
-                        if interrupt.raised or self.stop_training:
-                            break
-                        continue
-                    step_lr = epoch_lr if epoch_lr is not None else \
-                        float(sched(global_step)) * lr_scale
-                    start = b * max_batch
-                    engine.threads = threads_now = governor.threads()
-                    tick = time.perf_counter()
-                    if run is None:
-                        batch_loss = engine.step(start, min(n, start + max_batch), step_lr,
-                                                 clip, dropout_seed, global_step & 0xFFFFFFFF)
-                    else:
-                        batch_loss = run.step(engine, b, step_lr, clip, dropout_seed,
-                                              global_step & 0xFFFFFFFF,
-                                              interrupt.raised or self.stop_training)
-                    governor.record(threads_now, time.perf_counter() - tick)
-                    global_step += 1
-                    if guard.diverged(batch_loss):
-                        bad_loss = batch_loss
-                        break
-                    if tracker is not None:
-                        tracker.after_step(b)
-                    if wants_batch_end:
-                        _call(callbacks, "on_batch_end", b, {"loss": batch_loss, "batch": b})
-                    if bar is not None:
-                        bar.update(1)
-                        if b % 8 == 0:
-                            bar.set_postfix(loss=f"{engine.loss_sum / engine.rows:.4f}",
-                                            refresh=False)
-                    if run.stop if run is not None else (interrupt.raised or
-                                                         self.stop_training):
-                        break
-                    b += 1
-                if bar is not None:
-                    bar.close()
-                opt.t = engine.opt_step
-                if run is not None:
-                    run.end_epoch(engine)
-                if bad_loss is None:
-                    logs = self._epoch_logs(engine, loss, epoch_lr if epoch_lr is not None
-                                            else step_lr, val)
-                    if not math.isfinite(logs[monitor]):
-                        bad_loss = logs[monitor]
-                    elif self._state_problem() is not None:
-                        # e.g. a running variance overflowed while the loss stayed finite
-                        bad_loss = math.nan
-                    elif watched:
-                        # after a rollback the weights an epoch ends with must have learned
-                        # (measured on them): a backed-off lr that keeps the loss finite but
-                        # flat, or unlearns, backs off further
-                        end_loss = self._training_loss(engine, *train)
-                        if not guard.learned(end_loss):
-                            bad_loss = end_loss
-                if bad_loss is not None:
-                    if rollback is not None and len(history.rollbacks) < rollback.max_rollbacks:
-                        lr_now = epoch_lr if epoch_lr is not None else step_lr
-                        lr_scale /= rollback.factor
-                        history.rollbacks.append({
-                            "epoch": epoch, "step": global_step - 1, "loss": float(bad_loss),
-                            "lr": lr_now, "new_lr": lr_now / rollback.factor,
-                            "lr_scale": lr_scale})
-                        global_step = _rewind(self, opt_buffers, engine, opt, good)
-                        if verbose:
-                            what = "did not improve on the starting loss" \
-                                if watched and math.isfinite(bad_loss) else "diverged"
-                            _write(f"Epoch {epoch + 1}/{epochs}: loss {bad_loss:.3g} {what}; "
-                                   f"rolled back to the last good state, lr {lr_now:.3g} -> "
-                                   f"{lr_now / rollback.factor:.3g}")
-                        watched = True
-                        continue
-                    history.diverged = True
-                    break
-                logs["time"] = time.perf_counter() - t0
-                if tracker is not None:
-                    logs["layer_grad_norm"], logs["dead_fraction"] = tracker.end_epoch()
-                if run is not None:
-                    logs = run.agree_logs(logs)
-                for key in history.history:
-                    if key in logs:
-                        history.history[key].append(logs[key])
-                history.epochs = epoch + 1
-                value = logs[monitor]
-                if value < best_value:
-                    if judge_start:
-                        best_state, epoch_start = epoch_start, best_state
-                    else:
-                        best_state = self._state(into=best_state)
-                    best_value = value
-                    history.best_epoch = epoch
-                if getattr(sched, "needs_metric", False):
-                    metric = getattr(sched, "monitor", monitor)
-                    if metric not in logs:
-                        raise ValueError(f"{type(sched).__name__} monitors {metric!r}, which "
-                                         f"this fit does not log (logs: {sorted(logs)})")
-                    sched.step(logs[metric])
-                _call(callbacks, "on_epoch_end", epoch, logs)
-                if verbose:
-                    _print_epoch(epoch, epochs, logs)
-                if run is not None:
-                    interrupt.raised, self.stop_training = run.agree_flags(
-                        interrupt.raised, self.stop_training)
-                if checkpoint is not None and ((epoch + 1) % every == 0 or epoch + 1 == epochs
-                                               or self.stop_training or interrupt.raised):
-                    if run is None or run.root:     # one writer; the others wait for it
-                        _checkpoint.write(checkpoint, self, opt, sched, callbacks, history,
-                                          epoch + 1, global_step, best_value, best_state,
-                                          run_seed, record)
-                    if run is not None:
-                        run.barrier()
-                if watched:           # the state this epoch ended with learned (measured)
-                    good = _snapshot(self, opt_buffers, engine, global_step)
-                elif rollback is not None and guard.learned(logs["loss"]):
-                    # the loss that learned was measured from the epoch's start on
-                    good = start_snapshot
-                if interrupt.raised:
-                    history.interrupted = True
-                    break
-                if self.stop_training:
-                    history.stopped_epoch = epoch
-                    break
-                epoch += 1
-        except BaseException as exc:
-            if run is not None and run.size > 1:
-                run.abort(exc)
-            raise
-        finally:
-            interrupt.uninstall()
-            _inputs.read_ahead(ahead, None, None, None, None)
-            opt.t = engine.opt_step
-        if history.diverged or history.interrupted:
-            self._restore(best_state)
-            if history.diverged and policy != "raise":
-                warnings.warn("the training loss or the weights became NaN or infinite, or "
-                              f"the loss exploded (over {guard.factor:g}x its starting loss); "
-                              "stopped and restored the best weights seen (lower the "
-                              "learning rate, scale the inputs, clip gradients with "
-                              "grad_clip=..., or pass on_divergence='rollback')",
-                              RuntimeWarning, stacklevel=2)
-        if tracker is not None:
-            history.health = _health.history_report(history.history, self.activation)
-            if verbose and history.health:
-                _write(history.health)
-        _call(callbacks, "on_train_end", {})
-        es = [cb for cb in callbacks if hasattr(cb, "stopped_epoch")]
-        if es and getattr(es[-1], "stopped_epoch", None) is not None:
-            history.stopped_epoch = es[-1].stopped_epoch
-        self.optimizer = opt
-        self.history = history
-        if history.diverged and policy == "raise":
-            raise _health.TrainingDiverged(
-                f"training diverged in epoch {history.epochs + 1} (loss NaN/inf or over "
-                f"{guard.factor:g}x its starting loss); the best weights were restored",
-                history)
-        return history
+        plan = _fit_plan.make_plan(
+            self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+            schedule=schedule, validation_data=validation_data,
+            validation_split=validation_split, early_stopping=early_stopping, loss=loss,
+            grad_clip=grad_clip, shuffle=shuffle, seed=seed, verbose=verbose,
+            callbacks=callbacks, weight_decay=weight_decay, sample_weight=sample_weight,
+            checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+            class_weight=class_weight, track_gradients=track_gradients,
+            on_divergence=on_divergence, distributed=distributed)
+        return _fit_plan.run(self, plan)
 
     def _training_rows(self, X, y, loss, sample_weight=None, class_weight=None):
-        """Checked (X, labels, targets, row weights); the row weight is
-        ``sample_weight * class_weight[label]`` (None when neither is given)."""
+        """Checked (X, labels, targets, row weights); see ``fastnet._weights``."""
         X = self._check_x(X)
         n = X.shape[0]
         labels, targets = self._check_y(y, n, loss)
-        if class_weight is None:
-            return X, labels, targets, _sample_weights(sample_weight, n, self.dtype,
-                                                       "sample_weight")
-        if labels is None:
-            raise ValueError("class_weight needs loss='cross_entropy' (class labels)")
-        weights = _sample_weights(sample_weight, n, np.float64, "sample_weight")
-        rows = _health.class_weights(labels, class_weight, self.layer_sizes[-1])[labels]
-        weights = c_array(rows if weights is None else weights * rows, self.dtype)
-        if not np.any(weights > 0):
-            raise ValueError("class_weight (with sample_weight) leaves no row with a "
-                             "positive weight")
+        weights = _weights.row_weights(labels, n, self.dtype, sample_weight, class_weight,
+                                       self.layer_sizes[-1])
         return X, labels, targets, weights
 
     def _training_engine(self, X, labels, targets, weights, batch_size, loss, n_rows=None):
@@ -1153,7 +799,7 @@ class MLP:
     def _bind_optimizer(self, engine, opt):
         """Give the engine the optimizer's hyper-parameters, step and state buffers."""
         buffers = opt.buffers_for(self.params.size, self.dtype)
-        engine.set_optimizer(opt.kind, *opt._native_hyper(), opt.t, *buffers)
+        engine.set_optimizer(opt.kind, *opt.native_config().hyper(), opt.t, *buffers)
         return buffers
 
     @_changes_model
@@ -1196,10 +842,10 @@ class MLP:
         end_lr = real_number(end_lr, "end_lr", low=0.0, low_open=True)
         if end_lr <= start_lr:
             raise ValueError(f"end_lr ({end_lr}) must be larger than start_lr ({start_lr})")
-        steps = _positive_int(steps, "steps")
+        steps = positive_int(steps, "steps")
         if steps < 3:
             raise ValueError(f"steps must be >= 3, got {steps}")
-        batch_size = _positive_int(batch_size, "batch_size")
+        batch_size = positive_int(batch_size, "batch_size")
         if self.batch_norm and batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 with batch_norm=True, got {batch_size}")
         smoothing = real_number(smoothing, "smoothing", low=0.0, high=1.0, high_open=True)
@@ -1213,27 +859,14 @@ class MLP:
         opt = _optim.get(optimizer, lr=start_lr, weight_decay=weight_decay)
         saved_opt = opt.state_dict() if opt is optimizer else None
         lrs = _health.lr_range(start_lr, end_lr, steps)
-        engine, max_batch, per_epoch = self._training_engine(X, labels, targets, weights,
-                                                             batch_size, loss)
-        dropout_seed = _dropout_seed(run_seed)
-        state = self._state()
-        losses = []
-        watch = _health.DivergenceWatch(smoothing, diverge_factor)
-        diverged_at = None
+        state, stop_training = self._state(), self.stop_training
         try:
-            self._bind_optimizer(engine, opt)
-            for k, lr in enumerate(lrs):
-                epoch, b = divmod(k, per_epoch)
-                if b == 0:
-                    engine.set_order(np.random.default_rng([run_seed, 0x1F, epoch])
-                                     .permutation(n))
-                losses.append(engine.step(b * max_batch, min(n, (b + 1) * max_batch), lr, 0.0,
-                                          dropout_seed, k))
-                if watch.add(losses[-1]):
-                    diverged_at = k
-                    break
+            losses, diverged_at = _fit_plan.range_test(
+                self, (X, labels, targets, weights), loss, batch_size, opt, lrs, run_seed,
+                _health.DivergenceWatch(smoothing, diverge_factor))
         finally:
             self._restore(state)
+            self.stop_training = stop_training
             if saved_opt is not None:
                 optimizer.load_state_dict(saved_opt)
         smoothed = _health.zero_lag_smooth(losses, smoothing)
@@ -1275,7 +908,7 @@ class MLP:
 
     def _engine(self, max_batch, loss):
         return _network.Engine(self.layer_sizes, self.params, self.grads, self.buffers,
-                               _network.ACTIVATIONS[self.activation], self.batch_norm,
+                               _activations.native()[self.activation], self.batch_norm,
                                self.dropout, self.bn_eps, self.bn_momentum,
                                _network.LOSSES[loss], max_batch)
 
@@ -1286,11 +919,13 @@ class MLP:
         value = self._score(out, labels, targets, weights)["loss"]
         return value if math.isfinite(value) else math.inf
 
-    def _epoch_logs(self, engine, loss, lr, val):
-        logs = {"loss": engine.loss_sum / engine.rows, "lr": lr,
-                "grad_norm": engine.grad_norm_sum / engine.steps}
+    def _epoch_logs(self, totals, engine, loss, lr, val):
+        """The epoch's logs from the stepper's totals (loss_sum, correct, rows,
+        grad_norm_sum, steps), validation scores from an inference pass of `engine`."""
+        loss_sum, correct, rows, grad_norm_sum, steps = totals
+        logs = {"loss": loss_sum / rows, "lr": lr, "grad_norm": grad_norm_sum / steps}
         if loss == "cross_entropy":
-            logs["accuracy"] = engine.correct / engine.rows
+            logs["accuracy"] = correct / rows
         if val is not None:
             out = np.empty((val[0].shape[0], self.layer_sizes[-1]), dtype=self.dtype)
             _inputs.forward(engine, val[0], out)
@@ -1469,112 +1104,6 @@ class MLP:
         """
         from fastnet import export
         return export.from_torch(module, loss=loss)
-
-
-def _sample_weights(value, n, dtype, name):
-    """None, or a finite non-negative (n,) array with a positive sum."""
-    if value is None:
-        return None
-    source = real_array(value, name)
-    if source.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {source.dtype}")
-    if source.shape != (n,):
-        raise ValueError(f"{name} must be a finite, non-negative array of shape ({n},), got "
-                         f"shape {source.shape}")
-    weights = finite_array(source, dtype, name)
-    if np.any(weights < 0):
-        raise ValueError(f"{name} must be a finite, non-negative array of shape ({n},); it "
-                         f"holds negative weights")
-    if not np.any(weights > 0):
-        raise ValueError(f"{name} must have at least one positive entry")
-    return weights
-
-
-@functools.lru_cache(maxsize=64)
-def _dropout_seed(run_seed):
-    # cached: SeedSequence hashing costs ~1 % of a small one-epoch fit
-    return int(np.random.SeedSequence([run_seed, 0xD209]).generate_state(1, np.uint64)[0])
-
-
-def _snapshot(model, opt_buffers, engine, global_step):
-    """Copies of what a rollback restores: weights, buffers, optimizer state and step."""
-    return (model._state(), [None if b is None else b.copy() for b in opt_buffers],
-            engine.opt_step, global_step)
-
-
-def _rewind(model, opt_buffers, engine, opt, snap):
-    """Restore a :func:`_snapshot` in place (the engine stays bound); returns its step."""
-    state, buffers, opt_step, global_step = snap
-    model._restore(state)
-    for target, saved in zip(opt_buffers, buffers):
-        if target is not None:
-            target[...] = saved
-    engine.opt_step = opt.t = opt_step
-    return global_step
-
-
-def _write(text):
-    from tqdm.auto import tqdm
-    tqdm.write(text)
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
-def _call(callbacks, method, *args):
-    for cb in callbacks:
-        fn = getattr(cb, method, None)
-        if fn is not None:
-            fn(*args)
-
-
-def _progress(verbose, steps, epoch, epochs):
-    if verbose != 1:
-        return None
-    from tqdm.auto import tqdm
-    # disable=None: no bar when stderr is not a terminal (log files get the epoch lines only)
-    return tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", leave=False, unit="batch",
-                dynamic_ncols=True, disable=None)
-
-
-def _print_epoch(epoch, epochs, logs):
-    parts = [f"Epoch {epoch + 1}/{epochs}", f"loss {logs['loss']:.4f}"]
-    if "accuracy" in logs:
-        parts.append(f"acc {logs['accuracy']:.4f}")
-    if "val_loss" in logs:
-        parts.append(f"val_loss {logs['val_loss']:.4f}")
-    if "val_accuracy" in logs:
-        parts.append(f"val_acc {logs['val_accuracy']:.4f}")
-    parts.append(f"lr {logs['lr']:.3g}")
-    parts.append(f"{logs['time']:.2f}s")
-    _write("  ".join(parts))
-
-
-class _InterruptFlag:
-    """Ctrl-C during fit: finish the current batch, then stop cleanly."""
-
-    def __init__(self):
-        self.raised = False
-        self._previous = None
-
-    def _handler(self, signum, frame):
-        if self.raised:       # a second Ctrl-C interrupts at once
-            raise KeyboardInterrupt
-        self.raised = True
-
-    def install(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-
-    def uninstall(self):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
 
 
 def _parameter_counts(layer_sizes, batch_norm):

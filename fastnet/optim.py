@@ -18,14 +18,31 @@ so results can be checked against it:
 * AdamW (Loshchilov & Hutter 2019): as Adam without the L2 term, after the
   decoupled decay ``p *= 1 - lr * wd``.
 """
+from typing import NamedTuple
+
 import numpy as np
 
-from fastnet import _kernels
+from fastnet import _kernels, _network
 from fastnet._validation import float_array, real_number
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "get"]
+__all__ = ["OPTIMIZERS", "Optimizer", "SGD", "Adam", "AdamW", "get"]
 
-_KIND = {"sgd": 0, "adam": 1, "adamw": 2}
+
+class NativeConfig(NamedTuple):
+    """What the native update reads: every field of every kind, by name (a kind ignores
+    the fields it has no use for: SGD the betas, Adam the momentum)."""
+
+    kind: int
+    momentum: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    nesterov: bool = False
+
+    def hyper(self):
+        """The fields after ``kind``, in the order of the native signatures."""
+        return self[1:]
 
 
 class Optimizer:
@@ -42,7 +59,8 @@ class Optimizer:
 
     @property
     def kind(self):
-        return _KIND[self.name]
+        """The native code of this optimizer (the table lives in ``fastnet._network``)."""
+        return _network.OPTIMIZERS[self.name]
 
     def _new_buffers(self, size, dtype):
         """State buffers for a flat parameter array of `size` elements."""
@@ -76,12 +94,12 @@ class Optimizer:
                 raise ValueError(f"grads has shape {g.shape} but params has shape {p.shape}")
             b1, b2 = self.buffers_for(p.size, p.dtype, i)
             _kernels.optimizer_update(p.reshape(-1), g.reshape(-1), b1, b2, self.kind,
-                                      self.lr, *self._native_hyper(), self.t,
+                                      self.lr, *self.native_config().hyper(), self.t,
                                       float(grad_scale))
         self.t += 1
 
-    def _native_hyper(self):
-        """(momentum, beta1, beta2, eps, weight_decay, nesterov) for the kernel."""
+    def native_config(self):
+        """The hyper-parameters the native update reads, as a :class:`NativeConfig`."""
         raise NotImplementedError
 
     def state_dict(self):
@@ -134,8 +152,9 @@ class SGD(Optimizer):
     def _new_buffers(self, size, dtype):
         return (np.zeros(size, dtype) if self.momentum else None, None)
 
-    def _native_hyper(self):
-        return self.momentum, 0.9, 0.999, 1e-8, self.weight_decay, self.nesterov
+    def native_config(self):
+        return NativeConfig(self.kind, momentum=self.momentum, weight_decay=self.weight_decay,
+                            nesterov=self.nesterov)
 
 
 class Adam(Optimizer):
@@ -154,8 +173,9 @@ class Adam(Optimizer):
     def _new_buffers(self, size, dtype):
         return (np.zeros(size, dtype), np.zeros(size, dtype))
 
-    def _native_hyper(self):
-        return 0.0, self.beta1, self.beta2, self.eps, self.weight_decay, False
+    def native_config(self):
+        return NativeConfig(self.kind, beta1=self.beta1, beta2=self.beta2, eps=self.eps,
+                            weight_decay=self.weight_decay)
 
 
 class AdamW(Adam):
@@ -167,17 +187,23 @@ class AdamW(Adam):
         super().__init__(lr, beta1, beta2, eps, weight_decay)
 
 
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW)}
+"""The optimizer kinds: name -> class.  The name is the class's ``name``, which also
+keys its native code in ``_network.OPTIMIZERS`` (:attr:`Optimizer.kind`); a new kind is
+an Optimizer subclass added here, with its native update and code."""
+
+
 def get(optimizer, lr=None, weight_decay=None):
-    """An optimizer from a name ("sgd", "adam", "adamw") or an Optimizer (returned as is)."""
+    """An optimizer from a name of :data:`OPTIMIZERS` ("sgd", "adam", "adamw") or an
+    Optimizer (returned as is)."""
     if isinstance(optimizer, Optimizer):
         return optimizer
-    classes = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
-    if not isinstance(optimizer, str) or optimizer.lower() not in classes:
-        raise ValueError(f"optimizer must be one of {sorted(classes)} or an Optimizer, "
+    if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or an Optimizer, "
                          f"got {optimizer!r}")
     kwargs = {}
     if lr is not None:
         kwargs["lr"] = lr
     if weight_decay is not None:
         kwargs["weight_decay"] = weight_decay
-    return classes[optimizer.lower()](**kwargs)
+    return OPTIMIZERS[optimizer.lower()](**kwargs)

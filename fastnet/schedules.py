@@ -2,7 +2,7 @@
 
 Two layers:
 
-* the seed article's three functions, :func:`step_decay`,
+* the article's three functions, :func:`step_decay`,
   :func:`cosine_schedule` and :func:`warmup_cosine`, with its exact
   semantics (including ``warmup_cosine(0, ...) == 0``);
 * schedule objects for ``MLP.fit(schedule=...)``.  Each is callable as
@@ -14,7 +14,7 @@ Two layers:
   :class:`ReduceLROnPlateau` is the exception: it is driven by the monitored
   metric through :meth:`ReduceLROnPlateau.step` and carries state.
 
-The seed's comparison table (``initial_lr=0.001``, 100 epochs, 10 warmup)::
+The article's comparison table (``initial_lr=0.001``, 100 epochs, 10 warmup)::
 
      Epoch     Step   Cosine  Warmup+Cos
     --------------------------------------
@@ -31,6 +31,8 @@ The seed's comparison table (``initial_lr=0.001``, 100 epochs, 10 warmup)::
 :func:`resolve` turns whatever ``fit`` received into a schedule object:
 ``None`` -> :class:`Constant`, a schedule object -> itself, a plain callable
 ``epoch -> lr`` -> :class:`LambdaSchedule` (plain callables count epochs).
+
+The article is "Learn AI Series (#40) - Training Neural Networks - Practical Challenges".
 """
 import bisect
 import math
@@ -38,7 +40,9 @@ import numbers
 
 import numpy as np
 
+from fastnet._validation import integer as _int
 from fastnet._validation import real_number as _real
+from fastnet.callbacks import improved
 
 __all__ = [
     "Constant",
@@ -59,7 +63,7 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------
-# The seed's functions
+# The article's functions
 # ---------------------------------------------------------------------------
 
 def step_decay(epoch, initial_lr, decay=0.5, step_size=30):
@@ -83,7 +87,7 @@ def cosine_schedule(epoch, total_epochs, initial_lr, min_lr=1e-6):
     ``lr = min_lr + (initial_lr - min_lr) * (1 + cos(pi * epoch / total_epochs)) / 2``
 
     ``epoch = 0`` gives ``initial_lr``, ``epoch = total_epochs`` gives
-    ``min_lr``.  As in the seed, the formula is not clipped: past
+    ``min_lr``.  As in the article, the formula is not clipped: past
     ``total_epochs`` the cosine rises again (the :class:`CosineAnnealing`
     object holds ``min_lr`` instead).  With ``total_epochs=100``,
     ``initial_lr=0.001``::
@@ -106,7 +110,7 @@ def warmup_cosine(epoch, warmup_epochs, total_epochs, initial_lr, min_lr=1e-6):
                              total_epochs - warmup_epochs,
                              initial_lr, min_lr)                 otherwise
 
-    Epoch 0 trains with lr 0, exactly as in the seed.  The seed's version has
+    Epoch 0 trains with lr 0, exactly as in the article.  The article's version has
     no ``min_lr`` argument and uses :func:`cosine_schedule`'s default; the
     default here (``1e-6``) reproduces its numbers.  With ``warmup_epochs=10``,
     ``total_epochs=100``, ``initial_lr=0.001``::
@@ -127,15 +131,6 @@ def warmup_cosine(epoch, warmup_epochs, total_epochs, initial_lr, min_lr=1e-6):
 # ---------------------------------------------------------------------------
 # Argument checks
 # ---------------------------------------------------------------------------
-
-def _int(value, name, *, low):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    value = int(value)
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return value
-
 
 def _lr(value, name="initial_lr"):
     return _real(value, name, low=0.0, low_open=True)
@@ -172,12 +167,20 @@ class Schedule:
         of the warmup).
     per_step : bool
         False: ``t`` counts epochs; True: ``t`` counts optimizer steps.
+    needs_metric : bool
+        True: ``fit`` calls ``step(logs[monitor])`` at the end of every epoch
+        (:class:`ReduceLROnPlateau`).
+    monitor : str or None
+        The epoch log entry a metric-driven schedule is stepped with (None:
+        fit's own, "val_loss" with validation data, else "loss").
 
     Subclasses implement :meth:`lr_at`; ``sched(t)`` validates ``t`` and
     returns ``float(lr_at(t))``.
     """
 
     per_step = False
+    needs_metric = False
+    monitor = None
 
     def __call__(self, t):
         return float(self.lr_at(_time(t)))
@@ -201,6 +204,10 @@ class Schedule:
 
     def _repr_args(self):
         return [("initial_lr", self.initial_lr), ("per_step", self.per_step)]
+
+    def record_name(self):
+        """How a checkpoint's run record names this schedule (its repr)."""
+        return repr(self)
 
 
 class Constant(Schedule):
@@ -236,6 +243,11 @@ class LambdaSchedule(Schedule):
     def initial_lr(self):
         return self(0)
 
+    def record_name(self):
+        # the repr holds an address; a partial has no __qualname__
+        fn = self.fn
+        return f"LambdaSchedule({getattr(fn, '__qualname__', type(fn).__name__)})"
+
     def __call__(self, t):
         t = _time(t)
         lr = self.fn(t)
@@ -254,7 +266,7 @@ class LambdaSchedule(Schedule):
 
 
 class StepDecay(Schedule):
-    """Multiply the lr by ``decay`` every ``step_size`` epochs (the seed's step decay).
+    """Multiply the lr by ``decay`` every ``step_size`` epochs (the article's step decay).
 
     ``lr(t) = initial_lr * decay ** (t // step_size)``
 
@@ -402,7 +414,7 @@ class CosineAnnealing(Schedule):
 class WarmupCosine(Schedule):
     """Linear warmup from 0 to ``initial_lr``, then cosine decay to ``min_lr``.
 
-    The seed's recommended schedule (:func:`warmup_cosine`)::
+    The article's recommended schedule (:func:`warmup_cosine`)::
 
         lr(t) = initial_lr * t / warmup_epochs                   t < warmup_epochs
         lr(t) = cosine_schedule(t - warmup_epochs, total_epochs - warmup_epochs,
@@ -566,8 +578,6 @@ class ReduceLROnPlateau(Schedule):
         Name of the epoch log entry ``fit`` passes to :meth:`step`.
     """
 
-    per_step = False
-    #: fit must call ``step(metric)`` once per epoch.
     needs_metric = True
 
     def __init__(self, initial_lr, factor=0.1, patience=10, mode="min", min_delta=1e-4,
@@ -601,13 +611,7 @@ class ReduceLROnPlateau(Schedule):
         return self.lr
 
     def _improved(self, value):
-        if math.isnan(value):
-            return False
-        if self.best is None:
-            return True
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
+        return improved(value, self.best, self.mode, self.min_delta)
 
     def step(self, metric):
         """Report the monitored metric of the epoch just finished.
@@ -664,6 +668,16 @@ class ReduceLROnPlateau(Schedule):
                 ("min_delta", self.min_delta), ("cooldown", self.cooldown),
                 ("min_lr", self.min_lr), ("warmup_epochs", self.warmup_epochs),
                 ("monitor", self.monitor)]
+
+
+def contract(schedule):
+    """(per_step, needs_metric, monitor) of a resolved schedule: the attributes
+    :class:`Schedule` declares, read once, with its defaults for schedule-like objects
+    of other classes."""
+    if isinstance(schedule, Schedule):
+        return bool(schedule.per_step), bool(schedule.needs_metric), schedule.monitor
+    return (bool(getattr(schedule, "per_step", False)),
+            bool(getattr(schedule, "needs_metric", False)), getattr(schedule, "monitor", None))
 
 
 def resolve(schedule, lr):

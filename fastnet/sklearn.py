@@ -40,7 +40,6 @@ for any number of threads).
 import copy
 import math
 import numbers
-import threading
 import warnings
 
 import numpy as np
@@ -52,121 +51,32 @@ try:
     from sklearn.utils import check_random_state
     from sklearn.utils.class_weight import compute_sample_weight
     from sklearn.utils.multiclass import check_classification_targets, unique_labels
-    from sklearn.utils.validation import (_check_sample_weight, check_is_fitted,
-                                          validate_data)
+    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("fastnet.sklearn needs scikit-learn >= 1.6: "
                       "pip install 'fastnet[sklearn]'") from exc
 
 import fastnet
-from fastnet import _inputs, optim as _optim
+from fastnet import _activations, _inputs
+from fastnet import optim as _optim
 from fastnet import schedules as _schedules
-from fastnet._validation import real_number
+from fastnet._threads import effective_n_threads, shared_limit
+from fastnet._validation import float_dtype, integer, one_of, real_number
 from fastnet.callbacks import EarlyStopping
 
 __all__ = ["MLPClassifier", "MLPRegressor", "effective_n_threads"]
 
 SCHEDULES = ("warmup_cosine", "cosine", "constant", "plateau", "onecycle")
-_OPTIMIZERS = ("adamw", "adam", "sgd")
 _SEED_MAX = 2**31 - 1
 
 
-# ---- threads -----------------------------------------------------------------------
-
-def _in_joblib_worker_thread():
-    """True inside a worker thread of joblib's threading backend."""
-    if threading.current_thread() is threading.main_thread():
-        return False
-    try:
-        from joblib.parallel import get_active_backend
-        backend, _ = get_active_backend()
-    except Exception:  # joblib missing or changed: no special case
-        return False
-    return (getattr(backend, "nesting_level", 0) or 0) >= 1
 
 
-def effective_n_threads(n_threads=None):
-    """The fastnet thread count an estimator with this ``n_threads`` uses here.
-
-    ``None``: ``fastnet.get_num_threads()`` (which joblib's loky workers have
-    already limited through ``OMP_NUM_THREADS``), or 1 in a worker thread of
-    joblib's threading backend.  A positive int is returned as is.
-    """
-    if n_threads is None:
-        return 1 if _in_joblib_worker_thread() else fastnet.get_num_threads()
-    return n_threads
-
-
-class _ThreadLimit:
-    """Process-wide fastnet thread count shared by concurrent fits.
-
-    While any limit is active the count is the smallest requested; when the
-    last one exits, the count in force before the first one is restored.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._active = {}
-        self._saved = None
-        self._next = 0
-
-    def __call__(self, n):
-        return _ThreadLimitContext(self, n)
-
-    def _enter(self, n):
-        with self._lock:
-            if not self._active:
-                self._saved = fastnet.get_num_threads()
-            token = self._next
-            self._next += 1
-            self._active[token] = n
-            fastnet.set_num_threads(min(self._active.values()))
-            return token
-
-    def _exit(self, token):
-        with self._lock:
-            del self._active[token]
-            fastnet.set_num_threads(min(self._active.values()) if self._active
-                                    else self._saved)
-
-
-class _ThreadLimitContext:
-    def __init__(self, owner, n):
-        self._owner, self._n, self._token = owner, n, None
-
-    def __enter__(self):
-        self._token = self._owner._enter(self._n)
-
-    def __exit__(self, *exc):
-        self._owner._exit(self._token)
-        return False
-
-
-_thread_limit = _ThreadLimit()
-
-
-# ---- parameter checks ------------------------------------------------------------------
+# ---- helpers ---------------------------------------------------------------------------
 
 # scipy.sparse input: the first layer multiplies CSR natively (scikit-learn converts
 # CSC, COO, ... to CSR once)
 _SPARSE = "csr"
-
-
-def _check_int(value, name, low, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
-def _check_real(value, name, low=None, high=None, low_open=False, high_open=False,
-                allow_none=False):
-    if value is None and allow_none:
-        return None
-    return real_number(value, name, low, high, low_open, high_open)
 
 
 def _auto_or(value, name, check, *bounds, **options):
@@ -209,12 +119,6 @@ def _target_standardization(y, weights):
     return mean, std
 
 
-def _check_choice(value, name, choices):
-    if not isinstance(value, str) or value.lower() not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value.lower()
-
-
 def _optimizer_key(opt):
     return opt if isinstance(opt, str) else id(opt)
 
@@ -247,60 +151,60 @@ class _BaseMLP(BaseEstimator):
         except TypeError:
             raise TypeError("hidden_layer_sizes must be an int or a sequence of ints, got "
                             f"{self.hidden_layer_sizes!r}") from None
-        return [_check_int(s, "hidden_layer_sizes", 1) for s in sizes]
+        return [integer(s, "hidden_layer_sizes", 1) for s in sizes]
 
     def _check_params(self):
         """Validated copies of the parameters (the attributes are never changed)."""
         p = {}
         p["hidden"] = self._hidden_sizes()
-        p["activation"] = _check_choice(self.activation, "activation",
-                                        ("relu", "tanh", "sigmoid"))
+        p["activation"] = one_of(self.activation, "activation", _activations.trainable(),
+                                 ignore_case=True)
         if isinstance(self.init, str):
-            p["init"] = _check_choice(self.init, "init", ("he", "xavier", "lecun"))
+            p["init"] = one_of(self.init, "init", ("he", "xavier", "lecun"), ignore_case=True)
         elif callable(self.init):
             p["init"] = self.init
         else:
             raise TypeError(f"init must be 'he', 'xavier', 'lecun' or a callable, got "
                             f"{self.init!r}")
-        p["dropout"] = _auto_or(self.dropout, "dropout", _check_real, 0.0, 1.0,
+        p["dropout"] = _auto_or(self.dropout, "dropout", real_number, 0.0, 1.0,
                                 high_open=True)
         if isinstance(self.optimizer, _optim.Optimizer):
             p["optimizer"] = self.optimizer
         else:
-            p["optimizer"] = _check_choice(self.optimizer, "optimizer", _OPTIMIZERS)
-        p["lr"] = _auto_or(self.learning_rate_init, "learning_rate_init", _check_real, 0.0,
+            p["optimizer"] = one_of(self.optimizer, "optimizer", _optim.OPTIMIZERS,
+                                    ignore_case=True)
+        p["lr"] = _auto_or(self.learning_rate_init, "learning_rate_init", real_number, 0.0,
                            low_open=True)
-        p["weight_decay"] = _check_real(self.weight_decay, "weight_decay", 0.0,
+        p["weight_decay"] = real_number(self.weight_decay, "weight_decay", 0.0,
                                         allow_none=True)
-        p["batch_size"] = _auto_or(self.batch_size, "batch_size", _check_int, 2)
-        p["max_iter"] = _check_int(self.max_iter, "max_iter", 1)
+        p["batch_size"] = _auto_or(self.batch_size, "batch_size", integer, 2)
+        p["max_iter"] = integer(self.max_iter, "max_iter", 1)
         if isinstance(self.schedule, str):
-            p["schedule"] = _check_choice(self.schedule, "schedule", SCHEDULES)
+            p["schedule"] = one_of(self.schedule, "schedule", SCHEDULES, ignore_case=True)
         elif self.schedule is None or callable(self.schedule):
             p["schedule"] = self.schedule
         else:
             raise TypeError(f"schedule must be one of {list(SCHEDULES)}, a fastnet.schedules "
                             f"object, a callable epoch -> lr or None, got {self.schedule!r}")
-        p["warmup_epochs"] = _check_int(self.warmup_epochs, "warmup_epochs", 0)
-        p["validation_fraction"] = _check_real(self.validation_fraction,
+        p["warmup_epochs"] = integer(self.warmup_epochs, "warmup_epochs", 0)
+        p["validation_fraction"] = real_number(self.validation_fraction,
                                                "validation_fraction", 0.0, 1.0,
                                                low_open=True, high_open=True)
-        p["n_iter_no_change"] = _check_int(self.n_iter_no_change, "n_iter_no_change", 1)
-        p["tol"] = _check_real(self.tol, "tol", 0.0)
-        p["grad_clip"] = _check_real(self.grad_clip, "grad_clip", 0.0, low_open=True,
+        p["n_iter_no_change"] = integer(self.n_iter_no_change, "n_iter_no_change", 1)
+        p["tol"] = real_number(self.tol, "tol", 0.0)
+        p["grad_clip"] = real_number(self.grad_clip, "grad_clip", 0.0, low_open=True,
                                      allow_none=True)
         if isinstance(self.early_stopping, str):
-            p["early_stopping"] = _check_choice(self.early_stopping, "early_stopping",
-                                                ("auto",))
+            p["early_stopping"] = one_of(self.early_stopping, "early_stopping", ("auto",))
         else:
             p["early_stopping"] = bool(self.early_stopping)
-        p["n_threads"] = _check_int(self.n_threads, "n_threads", 1, allow_none=True)
-        p["verbose"] = _check_int(int(self.verbose) if isinstance(self.verbose, bool)
+        p["n_threads"] = integer(self.n_threads, "n_threads", 1, allow_none=True)
+        p["verbose"] = integer(int(self.verbose) if isinstance(self.verbose, bool)
                                   else self.verbose, "verbose", 0)
-        if self.dtype not in ("float32", "float64", np.float32, np.float64) and \
-                np.dtype(self.dtype) not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        p["dtype"] = np.dtype(self.dtype)
+        try:
+            p["dtype"] = float_dtype(self.dtype)
+        except TypeError as exc:      # scikit-learn's rule: a bad parameter value
+            raise ValueError(str(exc)) from None
         return p
 
     def _resolve_auto(self, p, n_samples, incremental):
@@ -325,7 +229,7 @@ class _BaseMLP(BaseEstimator):
 
     def _threads(self, p=None):
         n = self.n_threads if p is None else p["n_threads"]
-        return _thread_limit(effective_n_threads(n))
+        return shared_limit(effective_n_threads(n))
 
     # ---- pickling: fastnet.MLP holds native engines and views of one flat array -----------
 

@@ -17,10 +17,10 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from conftest import assert_close
 
 import fastnet
 from fastnet.bench import jax_baseline, numpy_baseline, suite, torch_baseline
-from conftest import assert_close
 
 SIZES = [8, 32, 32, 32, 10]
 BATCH = 16

@@ -16,7 +16,6 @@ import pytest
 from conftest import child_env
 
 import fastnet
-import fastnet.functional as F
 from fastnet import _parallel
 
 AVX512 = {"avx512f", "avx512dq", "avx512bw", "avx512vl"}

@@ -8,7 +8,7 @@ from contextlib import redirect_stdout
 import numpy as np
 import pytest
 
-from fastnet.callbacks import Callback, EarlyStopping
+from fastnet.callbacks import Callback, EarlyStopping, improved
 from fastnet.schedules import warmup_cosine
 
 # ---------------------------------------------------------------------------
@@ -502,3 +502,66 @@ def test_no_warning_when_monitor_present():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit(model, [EarlyStopping(patience=3)], V_CURVE)
+
+
+# ---------------------------------------------------------------------------
+# callbacks.improved: the one "improved?" rule
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode, better, worse", [("min", 0.5, 1.5), ("max", 1.5, 0.5)])
+def test_improved_direction_follows_mode(mode, better, worse):
+    assert improved(better, 1.0, mode)
+    assert not improved(worse, 1.0, mode)
+    assert not improved(1.0, 1.0, mode)          # equal is not an improvement
+
+
+def test_improved_first_value_always_improves():
+    for mode in ("min", "max"):
+        assert improved(3.0, None, mode)
+        assert improved(-1e300, None, mode, min_delta=10.0)
+        assert improved(float("inf"), None, mode)   # None means nothing seen yet
+
+
+def test_improved_absolute_min_delta_is_in_metric_units():
+    assert improved(0.89, 1.0, "min", min_delta=0.1)
+    assert not improved(0.9, 1.0, "min", min_delta=0.1)       # needs strictly more than 0.1
+    assert not improved(0.95, 1.0, "min", min_delta=0.1)
+    assert improved(1.11, 1.0, "max", min_delta=0.1)
+    assert not improved(1.05, 1.0, "max", min_delta=0.1)
+    # the margin does not scale with the metric: a tiny best needs the same step
+    assert not improved(0.5e-3, 1e-3, "min", min_delta=0.1)
+
+
+def test_improved_relative_min_delta_is_a_fraction_of_best():
+    assert improved(89.0, 100.0, "min", min_delta=0.1, relative=True)
+    assert not improved(91.0, 100.0, "min", min_delta=0.1, relative=True)
+    assert improved(0.0089, 0.01, "min", min_delta=0.1, relative=True)
+    assert not improved(0.0091, 0.01, "min", min_delta=0.1, relative=True)
+    assert improved(111.0, 100.0, "max", min_delta=0.1, relative=True)
+    assert not improved(109.0, 100.0, "max", min_delta=0.1, relative=True)
+    # |best|: a negative best still demands a step of 10% of its size
+    assert improved(-111.0, -100.0, "min", min_delta=0.1, relative=True)
+    assert not improved(-105.0, -100.0, "min", min_delta=0.1, relative=True)
+
+
+def test_improved_nan_never_improves():
+    nan = float("nan")
+    for mode in ("min", "max"):
+        assert not improved(nan, 1.0, mode)
+        assert not improved(nan, None, mode)
+        assert not improved(nan, float("inf"), mode)
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_improved_infinities(relative):
+    inf = float("inf")
+    # an infinite start is beaten by any finite value, in both margin modes
+    assert improved(1e30, inf, "min", min_delta=0.1, relative=relative)
+    assert improved(-1e30, -inf, "max", min_delta=0.1, relative=relative)
+    # an infinite value does not beat an equal infinite best ...
+    assert not improved(inf, inf, "min", relative=relative)
+    assert not improved(-inf, -inf, "max", relative=relative)
+    # ... and goes the right way against a finite one
+    assert not improved(inf, 1.0, "min", min_delta=0.1, relative=relative)
+    assert improved(inf, 1.0, "max", min_delta=0.1, relative=relative)
+    assert improved(-inf, 1.0, "min", min_delta=0.1, relative=relative)

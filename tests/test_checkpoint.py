@@ -8,11 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import child_env
 
 import fastnet
 from fastnet import callbacks as fcb
 from fastnet.schedules import WarmupCosine
-from conftest import child_env
 
 EPOCHS = 6
 

@@ -10,10 +10,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import TESTS_DIR, child_env
 
 import fastnet
 from fastnet.cli import main
-from conftest import TESTS_DIR, child_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

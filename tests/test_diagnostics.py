@@ -4,9 +4,10 @@ import math
 
 import numpy as np
 import pytest
+from _seed_tables import SEED_SCHEDULE_TABLE
 
 import fastnet
-from _seed_tables import SEED_SCHEDULE_TABLE
+from fastnet import _network
 from fastnet import diagnostics as dg
 
 # The seed's printed tables (run verbatim with NumPy's legacy generator).
@@ -301,7 +302,7 @@ def test_activation_stats_inference_forward_matches_the_model(trained):
     np.testing.assert_allclose(logits, native, rtol=1e-4, atol=1e-4)
     rows = dg.activation_stats(model, X)
     assert [r["width"] for r in rows] == [32, 16]
-    for r, (z, a) in zip(rows, hidden):
+    for r, (_, a) in zip(rows, hidden):
         assert r["mean"] == pytest.approx(a.mean())
         assert r["std"] == pytest.approx(a.std())
         assert r["dead"] == int((a == 0).all(axis=0).sum())
@@ -325,3 +326,30 @@ def test_model_diagnostics_check_input(trained):
         bad = X.copy()
         bad[0, 0] = np.nan
         dg.activation_stats(model, bad)
+
+
+@pytest.mark.parametrize("activation", sorted(_network.ACTIVATIONS))
+def test_every_trained_activation_has_one_table_entry_and_numpy_form(activation):
+    """The activation table serves every native activation: the NumPy forward of the
+    diagnostics reproduces the model's outputs with it, and saturation is reported
+    where the entry says the activation saturates."""
+    from fastnet import _activations
+    assert activation in _activations.trainable()
+    entry = _activations.ACTIVATIONS[activation]
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((40, 5))
+    model = fastnet.MLP([5, 7, 3], activation=activation, dtype="float64", seed=2)
+    hidden = dg.hidden_activations(model, X)
+    last = model.layers[-1]
+    logits = hidden[-1][1] @ last["w"] + last["b"]
+    np.testing.assert_allclose(logits, model._outputs(X), rtol=1e-10, atol=1e-12)
+    row = dg.activation_stats(model, X)[0]
+    assert ("saturated_fraction" in row) == (entry.saturated is not None)
+
+
+def test_the_articles_experiments_live_in_their_module_and_keep_their_diagnostics_names():
+    from fastnet import experiments
+    for name in experiments.__all__:
+        if name not in ("EXPERIMENTS", "print_report"):
+            assert getattr(dg, name) is getattr(experiments, name), name
+    assert callable(dg.gradient_flow) and callable(dg.activation_stats)

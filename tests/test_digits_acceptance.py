@@ -14,10 +14,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import child_env
 
 import fastnet
 from fastnet.schedules import WarmupCosine
-from conftest import child_env
 
 RECIPE = dict(layers=[64, 256, 128, 10], dropout=0.3, lr=2e-3, weight_decay=0.01,
               warmup=5, epochs=100, batch_size=64, validation_split=0.1, patience=20)

@@ -15,10 +15,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import TESTS_DIR, assert_same_bits, child_env
 
 import fastnet
 from fastnet import distributed
-from conftest import TESTS_DIR, assert_same_bits, child_env
 
 MPIRUN = shutil.which("mpirun") or shutil.which("mpiexec")
 HAVE_MPI = MPIRUN is not None and importlib.util.find_spec("mpi4py") is not None
@@ -92,7 +92,7 @@ def test_step_without_update_then_apply_update_is_one_step(clip):
     ea, eb = _engine(a, X, y), _engine(b, X, y)
     for m, e in ((a, ea), (b, eb)):
         opt = fastnet.optim.get("adam", lr=0.01)
-        e.set_optimizer(opt.kind, *opt._native_hyper(), 0, *opt.buffers_for(m.params.size,
+        e.set_optimizer(opt.kind, *opt.native_config().hyper(), 0, *opt.buffers_for(m.params.size,
                                                                              m.dtype))
     for t in range(3):
         la = ea.step(0, 64, 0.01, clip, 5, t)

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import child_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

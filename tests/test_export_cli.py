@@ -3,11 +3,10 @@ import sys
 
 import numpy as np
 import pytest
+from _export_models import inputs, random_model
 
 import fastnet
 from fastnet.cli import main
-
-from _export_models import inputs, random_model
 
 
 @pytest.fixture

@@ -8,12 +8,19 @@ import sys
 
 import numpy as np
 import pytest
+from _export_models import (
+    NATIVE,
+    REFERENCE_ACTIVATIONS,
+    ModelView,
+    fastnet_outputs,
+    inputs,
+    max_error,
+    random_model,
+    reference_outputs,
+)
 
 import fastnet
 from fastnet import export
-
-from _export_models import (NATIVE, REFERENCE_ACTIVATIONS, ModelView, fastnet_outputs, inputs,
-                            max_error, random_model, reference_outputs)
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

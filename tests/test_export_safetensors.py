@@ -9,13 +9,13 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from _export_models import inputs, random_model
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastnet
 from fastnet import _safetensors
-
-from _export_models import inputs, random_model
 
 DTYPES = [np.bool_, np.uint8, np.int8, np.uint16, np.int16, np.float16, np.uint32, np.int32,
           np.float32, np.uint64, np.int64, np.float64]

@@ -5,12 +5,17 @@ Goal (issue 20): the Sequential's outputs equal fastnet's logits, and the round 
 """
 import numpy as np
 import pytest
+from _export_models import (
+    NATIVE,
+    REFERENCE_ACTIVATIONS,
+    inputs,
+    max_error,
+    random_model,
+    reference_logits,
+)
 
 import fastnet
 from fastnet import _network, export
-
-from _export_models import NATIVE, REFERENCE_ACTIVATIONS, inputs, max_error, random_model, \
-    reference_logits
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

@@ -19,9 +19,8 @@ from _kernel_reference import (
     KERNEL_IDS,
     KERNELS,
     as_tuple,
-    dropout_mask_reference,
     dropout_bits,
-    splitmix64,
+    dropout_mask_reference,
     ref_batch_norm,
     ref_batch_norm_backward,
     ref_dropout_apply,
@@ -30,6 +29,7 @@ from _kernel_reference import (
     ref_mse,
     ref_softmax,
     ref_softmax_cross_entropy,
+    splitmix64,
 )
 from conftest import (
     FD_EPS,

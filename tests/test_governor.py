@@ -1,12 +1,12 @@
-"""The per-step thread governor (fastnet/_governor.py), driven by synthetic
+"""The per-step thread governor (fastnet/_threads.py), driven by synthetic
 step times: which team size it picks, when it looks again, and that its
 choice never changes a result."""
 import numpy as np
 import pytest
 
 import fastnet
-from fastnet import _governor
-from fastnet._governor import ThreadGovernor
+from fastnet import _threads as _governor
+from fastnet._threads import ThreadGovernor
 
 
 @pytest.fixture(autouse=True)

@@ -5,12 +5,12 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import assert_close, names_argument, num_threads
 
 import fastnet
 from fastnet import datasets, health
 from fastnet.optim import SGD, AdamW
 from fastnet.schedules import OneCycle, ReduceLROnPlateau, WarmupCosine
-from conftest import assert_close, names_argument, num_threads
 
 RECIPE = dict(epochs=60, batch_size=64, optimizer="adamw", validation_split=0.1,
               early_stopping=15, verbose=0)

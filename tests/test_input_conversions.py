@@ -218,3 +218,20 @@ def test_the_largest_seed_is_taken_as_given():
     assert fastnet.MLP([4, 8, 2], seed=top).seed == top
     assert not np.array_equal(fastnet.MLP([4, 8, 2], seed=top).params,
                               fastnet.MLP([4, 8, 2], seed=top % 2**32).params)
+
+
+# ---- dtypes ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [None, "float16", np.int32, "nonsense", object])
+def test_float_dtype_is_checked_the_same_everywhere(dtype):
+    """MLP, the initialisers and the estimators share one dtype check (None is not
+    quietly float64)."""
+    from fastnet import init
+    for call in (lambda: fastnet.MLP([4, 8, 2], dtype=dtype),
+                 lambda: init.he_normal(4, 8, seed=0, dtype=dtype)):
+        with pytest.raises(TypeError, match=r"dtype must be 'float32' or 'float64'"):
+            call()
+    sk = pytest.importorskip("fastnet.sklearn")
+    X, y = _data()
+    with pytest.raises(ValueError, match=r"dtype must be 'float32' or 'float64'"):
+        sk.MLPClassifier(dtype=dtype, max_iter=1).fit(X, y)

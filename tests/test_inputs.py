@@ -5,18 +5,17 @@ process."""
 import contextlib
 import os
 
+import _memory
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse
+from _memory import fit_extra_anon
+from conftest import child_env
 
 import fastnet
 from fastnet import _inputs
 from fastnet.sklearn import MLPClassifier, MLPRegressor
-
-import _memory
-from _memory import fit_extra_anon
-from conftest import child_env
 
 
 def _data(n=120, n_in=6, seed=0):

@@ -16,7 +16,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 import fastnet
-from fastnet import optim, schedules
+from fastnet import schedules
 from fastnet.callbacks import Callback, EarlyStopping
 
 

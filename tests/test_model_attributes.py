@@ -10,10 +10,10 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import child_env
 
 import fastnet
 from fastnet import _network
-from conftest import child_env
 
 
 def _data(n_in=4):

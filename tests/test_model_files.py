@@ -17,12 +17,13 @@ import zipfile
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from _privileges import read_only_dir, unprivileged
+from conftest import TESTS_DIR, child_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastnet
 from fastnet import _io, _network
-from conftest import TESTS_DIR, child_env
-from _privileges import read_only_dir, unprivileged
 
 
 @pytest.fixture

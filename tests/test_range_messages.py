@@ -51,3 +51,30 @@ def test_scikit_learn_parameters_state_their_range():
     assert "'big'" in text and "got 'b'" not in text, text
     text = message(lambda: sk.MLPRegressor(dropout=1.0).fit(X, y.astype(float)))
     assert "dropout must be in [0.0, 1.0)" in text, text
+
+
+def test_command_line_states_ranges_as_the_library_does():
+    """The CLI's argparse types are thin adapters over fastnet._validation: the same
+    range, stated the same way, without the name (argparse prefixes the option)."""
+    import argparse
+
+    from fastnet import _validation, cli
+    for value, args, kwargs in [(0.0, (0.0, None), {"low_open": True}),
+                                (1.0, (0.0, 1.0), {"high_open": True}),
+                                (float("inf"), (0.0, None), {})]:
+        with pytest.raises(argparse.ArgumentTypeError) as info:
+            cli._float_in(*args, **kwargs)(str(value))
+        library = message(lambda v=value, a=args, k=kwargs: _validation.real_number(v, "x", *a,
+                                                                                 **k))
+        assert library == "x " + str(info.value), (library, str(info.value))
+    with pytest.raises(argparse.ArgumentTypeError, match=r"must be <= 9, got 10"):
+        cli._int_at_least(0, 9)("10")
+    assert message(lambda: _validation.integer(10, "x", 0, 9)) == "x must be <= 9, got 10"
+
+
+def test_article_experiments_refuse_seeds_their_legacy_stream_cannot_take():
+    from fastnet import diagnostics
+    text = message(lambda: diagnostics.init_experiment(2, 4, seed=2**32))
+    assert text.startswith("seed must be <= 4294967295"), text
+    text = message(lambda: diagnostics.init_experiment(2, 4, seed=1.5))
+    assert text == "seed must be an int, got float", text

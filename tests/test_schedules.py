@@ -4,10 +4,10 @@ import math
 
 import numpy as np
 import pytest
+from _seed_tables import SEED_SCHEDULE_TABLE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _seed_tables import SEED_SCHEDULE_TABLE
 from fastnet import schedules
 from fastnet.schedules import (
     Constant,

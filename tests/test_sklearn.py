@@ -226,7 +226,7 @@ def test_partial_fit_keeps_optimizer_state():
     steps = opt.t
     assert steps == int(np.ceil(100 / 64)) and clf.n_iter_ == 1
     losses = []
-    for epoch in range(15):
+    for _ in range(15):
         for start in (0, 100, 200):
             clf.partial_fit(X[start:start + 100], y[start:start + 100])
         losses.append(clf.loss_curve_[-1])

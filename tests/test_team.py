@@ -209,7 +209,8 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     fastnet.set_num_threads(2)
 if _parallel.machine_cores() >= 2:
-    assert any("could start only" in str(w.message) for w in caught), [str(w.message) for w in caught]
+    assert any("could start only" in str(w.message) for w in caught), \
+        [str(w.message) for w in caught]
     assert _parallel.team_stats()["create_failed"]
 assert fastnet.get_num_threads() == 1
 _parallel._force_num_threads(4)

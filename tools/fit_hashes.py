@@ -20,8 +20,6 @@ import sys
 import tempfile
 import warnings
 
-import numpy as np
-
 import fastnet
 from fastnet.bench import make_data
 from fastnet.callbacks import EarlyStopping

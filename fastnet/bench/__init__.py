@@ -10,6 +10,8 @@ issue 15; the same functions are available here:
 
 PyTorch and JAX are optional (``pip install 'fastnet[bench]'`` brings jax,
 jaxlib and optax); a peer that does not import has no column.
+
+The article is "Learn AI Series (#40) - Training Neural Networks - Practical Challenges".
 """
 from fastnet.bench import jax_baseline, numpy_baseline, suite, torch_baseline
 from fastnet.bench.suite import *  # noqa: F401,F403  (the public names, listed in suite.__all__)

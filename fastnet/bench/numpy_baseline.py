@@ -24,6 +24,8 @@ running statistics (tested step for step).  The gradient with respect to the
 network input is not computed (nobody needs it; fastnet and PyTorch skip it
 too).  No thread settings are touched: matrix products run on whatever BLAS
 NumPy was built with, with the user's thread settings.
+
+The article is "Learn AI Series (#40) - Training Neural Networks - Practical Challenges".
 """
 import numpy as np
 

@@ -41,6 +41,8 @@ NumPy's products; to measure NumPy as it runs by default, unset them in the
 command that starts the bench, never inside a program::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE fastnet bench --json bench.json
+
+The article is "Learn AI Series (#40) - Training Neural Networks - Practical Challenges".
 """
 import argparse
 import contextlib
@@ -575,8 +577,10 @@ def run(configs=None, repeats=5, threads=None, with_torch=True, progress=None, *
             torch_net, torch_epoch = _torch_epoch(cfg, X, y, threads)
             samplers["torch"] = _quiet(torch_epoch)
         failed = {}
-        for name, make in (("torch_compile", lambda: _torch_epoch(cfg, X, y, threads, True)[1]),
-                           ("jax", lambda: _jax_epoch(cfg, X, y))):
+        # the lambdas run in this iteration (by _first_epoch), with this iteration's data
+        for name, make in (("torch_compile",
+                            lambda: _torch_epoch(cfg, X, y, threads, True)[1]),  # noqa: B023
+                           ("jax", lambda: _jax_epoch(cfg, X, y))):  # noqa: B023
             if name in contenders:
                 epoch, error = _first_epoch(make)
                 if error is None:

@@ -1,33 +1,140 @@
-"""Run a network's steps on one thread when the team does not make them faster.
+"""fastnet's thread policy, in one module.
 
-The team hands every phase of a training step to its helpers and the data
-they write moves between cores; for a small network that costs more than
-the second core gives.  (The team itself no longer waits on a descheduled
-helper, csrc/fn_team.c; with OpenMP, whose barriers did, a toy epoch took
-4-8 s on 2 threads against 11 ms on 1 at load 6 here.)
+* **The process-wide count** of the native kernels: :func:`get_num_threads`,
+  :func:`set_num_threads` (kept by ``_parallel``; the default honours
+  ``OMP_NUM_THREADS``) and the :func:`threads` block.
+* **The estimators' rule** (:mod:`fastnet.sklearn`): :func:`effective_n_threads`
+  (1 inside a worker thread of joblib's threading backend) and
+  :data:`shared_limit` (concurrent fits in one process run on the smallest count
+  any of them asked for).
+* **Per step** (:class:`ThreadGovernor`, used by the training loop's stepper): a
+  network's steps run on one thread when the team does not make them faster.
 
-Because every kernel splits its work over a grid fixed by the shape, results
-do not depend on the thread count, so the count may change from one step to
-the next.  The governor times steps on the configured count and on one
-thread, keeps the team only when it is clearly faster (by _TEAM_GAIN), and
-re-checks with exponential back-off; checking costs a few steps on the
-slower arm, never a different result.  A near tie goes to one thread: it
-leaves the other core free (measured here: digits, 1 thread 13.9 ms against
-15.2 ms for the team that a 0.9 rule in the other direction kept).
-
-Two details matter on a quiet machine as much as on a busy one:
-
-- The first step after switching team size pays for waking sleeping
-  helpers (measured here with OpenMP: 410 us against 130 us for a toy step), so
-  each probe arm discards its first step, unless that step is long enough
-  (over _PROBE_SECONDS) for the wake-up not to matter.
-- The decision, the step count since it and a probe in progress are kept
-  per network shape for the whole process: a re-check happens after as many
-  steps whether they come from one long ``fit`` or from many one-epoch fits,
-  and a probe longer than one fit (a 4-step epoch of a wide network) is
-  finished by the next fit instead of restarted on its one-thread arm.
+Results never depend on the count: every kernel splits its work over a grid fixed
+by the shape, so the count may change from one step to the next.
 """
+import contextlib
+import threading
+
 from fastnet import _parallel
+
+__all__ = ["get_num_threads", "set_num_threads", "threads", "optional_threads",
+           "effective_n_threads", "shared_limit", "ThreadGovernor"]
+
+get_num_threads = _parallel.get_num_threads
+set_num_threads = _parallel.set_num_threads
+
+
+@contextlib.contextmanager
+def threads(n):
+    """Run the block with fastnet's kernels on `n` threads, then restore.
+
+    Example
+    -------
+    >>> with fastnet.threads(1):
+    ...     model.fit(X, y)
+    """
+    previous = get_num_threads()
+    set_num_threads(n)
+    try:
+        yield
+    finally:
+        set_num_threads(previous)
+
+
+def optional_threads(n):
+    """:func:`threads` for `n`, or a block that changes nothing for None (an option
+    not given)."""
+    return contextlib.nullcontext() if n is None else threads(n)
+
+
+# ---- the estimators' rule --------------------------------------------------------------
+
+def _in_joblib_worker_thread():
+    """True inside a worker thread of joblib's threading backend."""
+    if threading.current_thread() is threading.main_thread():
+        return False
+    try:
+        from joblib.parallel import get_active_backend
+        backend, _ = get_active_backend()
+    except Exception:  # joblib missing or changed: no special case
+        return False
+    return (getattr(backend, "nesting_level", 0) or 0) >= 1
+
+
+def effective_n_threads(n_threads=None):
+    """The fastnet thread count an estimator with this ``n_threads`` uses here.
+
+    ``None``: :func:`get_num_threads` (which joblib's loky workers have already
+    limited through ``OMP_NUM_THREADS``), or 1 in a worker thread of joblib's
+    threading backend.  A positive int is returned as is.
+    """
+    if n_threads is None:
+        return 1 if _in_joblib_worker_thread() else get_num_threads()
+    return n_threads
+
+
+class _SharedLimit:
+    """Process-wide fastnet thread count shared by concurrent fits.
+
+    While any limit is active the count is the smallest requested; when the
+    last one exits, the count in force before the first one is restored.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._active = {}
+        self._saved = None
+        self._next = 0
+
+    @contextlib.contextmanager
+    def __call__(self, n):
+        token = self._enter(n)
+        try:
+            yield
+        finally:
+            self._exit(token)
+
+    def _enter(self, n):
+        with self._lock:
+            if not self._active:
+                self._saved = get_num_threads()
+            token = self._next
+            self._next += 1
+            self._active[token] = n
+            set_num_threads(min(self._active.values()))
+            return token
+
+    def _exit(self, token):
+        with self._lock:
+            del self._active[token]
+            set_num_threads(min(self._active.values()) if self._active else self._saved)
+
+
+shared_limit = _SharedLimit()
+
+
+# ---- per step: the governor --------------------------------------------------------------
+#
+# The team hands every phase of a training step to its helpers and the data they
+# write moves between cores; for a small network that costs more than the second
+# core gives.  The governor times steps on the configured count and on one thread,
+# keeps the team only when it is clearly faster (by _TEAM_GAIN), and re-checks with
+# exponential back-off; checking costs a few steps on the slower arm, never a
+# different result.  A near tie goes to one thread: it leaves the other core free.
+#
+# Two details matter on a quiet machine as much as on a busy one:
+#
+# - The first step after switching team size pays for waking sleeping helpers, so
+#   each probe arm discards its first step, unless that step is long enough (over
+#   _PROBE_SECONDS) for the wake-up not to matter.
+# - The decision, the step count since it and a probe in progress are kept per
+#   network shape for the whole process: a re-check happens after as many steps
+#   whether they come from one long ``fit`` or from many one-epoch fits, and a probe
+#   longer than one fit (a 4-step epoch of a wide network) is finished by the next
+#   fit instead of restarted on its one-thread arm.
+#
+# Measurements behind these choices: docs/measurements.md.
 
 _PROBE_SECONDS = 0.02        # wall time a probe window aims for, per arm
 _MIN_WINDOW = 3              # timed steps per probe arm (after its warm-up step)
