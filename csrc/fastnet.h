@@ -47,6 +47,9 @@ typedef struct {
     fn_dgemm_fn dgemm;
     int grid;            /* tiles of a large product: the machine's cores,
                             fixed once per process, never the thread count */
+    int wide_vectors;    /* 1: the built-in kernel may use 64-byte vectors where the
+                            CPU runs AVX-512 (same bits as 32-byte ones; the caller's
+                            policy, e.g. off to compare the two) */
 } fn_blas;
 
 /* Inverted dropout, reproducible bit for bit: element (i, j) of an n x f

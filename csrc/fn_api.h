@@ -235,6 +235,13 @@ void FN(fn_mlp_apply_update_team)(fn_team *team, FN(fn_mlp) *net, const FN(fn_op
  * into out (n x n_out); workspaces must hold n rows. */
 void FN(fn_mlp_forward_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *net,
                              const fn_real *x, fn_int n, fn_real *out);
+/* Gradient-health figures of the last training step of n rows: sumsq[l]
+ * (n_layers) = ||dW_l||_F^2 (fn_sumsq_team's order on one thread, so the
+ * same bits for any thread count), dead[l] (n_layers - 1) = units of hidden
+ * layer l whose activation output is exactly 0 on every row.  alive is
+ * scratch of the widest layer's width in bytes; uses net->scratch. */
+void FN(fn_mlp_layer_stats)(const FN(fn_mlp) *net, fn_int n, double *sumsq, int64_t *dead,
+                            uint8_t *alive);
 /* Rough single-thread nanoseconds of a training step (training = 1) or an
  * inference forward of n rows, for fn_team_begin. */
 double FN(fn_mlp_work_ns)(const FN(fn_mlp) *net, fn_int n, int training);

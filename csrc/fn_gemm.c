@@ -18,7 +18,6 @@
 #ifndef FN_DTYPE
 
 #include <limits.h>
-#include <stdlib.h>
 #include "fn_internal.h"
 #include "fn_act.h"
 
@@ -49,15 +48,12 @@ fn_int fn_gemm_pack_size(fn_int k, fn_int n, int dtype_bits)
     && !defined(FN_NO_MULTIVERSION)
 #define FN_GEMM_WIDE 1
 #define FN_TARGET_AVX512 __attribute__((target("arch=x86-64-v4")))
-static int fn_gemm_wide_ok(void)
+/* The caller's policy (blas->wide_vectors) and this CPU's support. */
+static int fn_gemm_wide_ok(const fn_blas *blas)
 {
-    static int ok = -1;    /* benign race: every thread computes the same value */
-    if (ok < 0) {
-        /* FASTNET_NO_AVX512=1: the 32-byte kernel (tests compare the two) */
-        const char *off = getenv("FASTNET_NO_AVX512");
-        ok = !(off && off[0] == '1') && fn_cpu_has_avx512();
-    }
-    return ok;
+    static int cpu = -1;   /* benign race: every thread computes the same value */
+    if (cpu < 0) cpu = fn_cpu_has_avx512();
+    return blas && blas->wide_vectors && cpu;
 }
 #else
 #define FN_GEMM_WIDE 0
@@ -361,13 +357,14 @@ static void FN(small_tile_chunk)(const void *ctx, fn_int t)
                        FN_MIN(NR, width - h), g->accumulate, bias ? bias + h : NULL, g->act);
 }
 
-static void FN(gemm_small_team)(fn_team *team, const FN(fn_gemm_args) *g)
+static void FN(gemm_small_team)(fn_team *team, const fn_blas *blas,
+                                 const FN(fn_gemm_args) *g)
 {
     FN(small_plan) s = {.g = g, .n_panels = FN_CEIL_DIV(g->n, PW)};
     /* B is read in place where it is row-major and a panel is full width */
     s.first_packed = g->b_cs != 1 ? 0 : g->n / PW;
 #if FN_GEMM_WIDE
-    s.wide = fn_gemm_wide_ok();
+    s.wide = fn_gemm_wide_ok(blas);
 #endif
     if (s.first_packed < s.n_panels)
         fn_team_for(team, s.n_panels - s.first_packed,
@@ -474,7 +471,7 @@ void FN(fn_gemm_team)(fn_team *team, const fn_blas *blas, const FN(fn_gemm_args)
         && lda < INT_MAX && ldb < INT_MAX && g->ldc < INT_MAX)
         FN(gemm_blas_team)(team, blas, g, ta, FN_MAX(lda, 1), tb, FN_MAX(ldb, 1));
     else
-        FN(gemm_small_team)(team, g);
+        FN(gemm_small_team)(team, blas, g);
 }
 
 #undef NR

@@ -402,6 +402,26 @@ void FN(fn_mlp_forward_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *net
     }
 }
 
+void FN(fn_mlp_layer_stats)(const FN(fn_mlp) *net, fn_int n, double *sumsq, int64_t *dead,
+                            uint8_t *alive)
+{
+    for (int l = 0; l < net->n_layers; l++) {
+        const FN(fn_layer) *L = &net->layers[l];
+        sumsq[l] = FN(fn_sumsq_team)(NULL, L->fan_in * L->fan_out, L->dw, net->scratch);
+        if (l == net->n_layers - 1) break;
+        const fn_int f = L->fan_out;
+        memset(alive, 0, (size_t)f);
+        for (fn_int i = 0; i < n; i++) {
+            const fn_real *row = L->act + i * f;
+            FN_SIMD
+            for (fn_int j = 0; j < f; j++) alive[j] |= row[j] != 0;   /* branch-free */
+        }
+        int64_t alive_count = 0;
+        for (fn_int j = 0; j < f; j++) alive_count += alive[j];
+        dead[l] = f - alive_count;
+    }
+}
+
 double FN(fn_mlp_work_ns)(const FN(fn_mlp) *net, fn_int n, int training)
 {
     double fma = 0, elements = 0;
