@@ -27,7 +27,15 @@
 #define FN_NS_PER_FMA 0.05
 
 /* Activation applied by fused epilogues. */
-enum { FN_ACT_NONE = 0, FN_ACT_RELU = 1, FN_ACT_TANH = 2, FN_ACT_SIGMOID = 3 };
+enum {
+    FN_ACT_NONE = 0,          /* identity */
+    FN_ACT_RELU = 1,
+    FN_ACT_TANH = 2,
+    FN_ACT_SIGMOID = 3,
+    FN_ACT_LEAKY_RELU = 4,    /* x < 0 ? slope * x : x, slope >= 0 */
+    FN_ACT_GELU = 5,          /* x * Phi(x), the erf form */
+    FN_ACT_SILU = 6           /* x * sigmoid(x) */
+};
 /* Optimizer kinds of fn_optim_*. */
 enum { FN_OPT_SGD = 0, FN_OPT_ADAM = 1, FN_OPT_ADAMW = 2 };
 /* Losses of the training step. */
@@ -74,6 +82,7 @@ typedef struct {
 /* Configuration of an MLP (fn_mlp.c). */
 typedef struct {
     int act;                 /* hidden activation, FN_ACT_* */
+    double act_slope;        /* FN_ACT_LEAKY_RELU's negative slope */
     int batch_norm;          /* batch norm after every hidden Linear */
     double dropout;          /* rate after every hidden activation */
     double bn_eps, bn_momentum;

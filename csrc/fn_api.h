@@ -17,6 +17,9 @@ typedef struct {
     const fn_real *bias;    /* NULL: no bias */
     int act;                /* FN_ACT_* */
     fn_real *pack;
+    double slope;           /* FN_ACT_LEAKY_RELU's negative slope */
+    fn_real *pre;           /* not NULL: also store the pre-activation A B + bias here
+                               (leading dimension ldc), for a backward that needs it */
 } FN(fn_gemm_args);
 
 void FN(fn_gemm_team)(fn_team *team, const fn_blas *blas, const FN(fn_gemm_args) *g);
@@ -24,12 +27,14 @@ void FN(fn_gemm_team)(fn_team *team, const fn_blas *blas, const FN(fn_gemm_args)
 /* ---- Activations (fn_activation.c) ------------------------------------- */
 
 /* dz = dout * act'(out) [* mask / (1 - rate)], with act' taken from the
- * activation's output; db = column sums of dz (db may be NULL).
+ * activation's output, or from its input `pre` for the activations of
+ * FN_ACT_NEEDS_PRE (fn_act.h; pre is unused, may be NULL, for the others);
+ * db = column sums of dz (db may be NULL).
  * `mask` (NULL: no dropout) is the keep mask of a dropout that followed the
  * activation; dout is then the gradient of the dropped output.
  * dz may alias dout, or be NULL when only db is wanted. */
 void FN(fn_act_backward_team)(fn_team *team, fn_int n, fn_int f, const fn_real *dout,
-                              const fn_real *out, int act,
+                              const fn_real *out, const fn_real *pre, int act, double slope,
                               const uint8_t *mask, double rate,
                               fn_real *dz, fn_real *db);
 
@@ -52,6 +57,7 @@ typedef struct {
     double momentum;
     fn_real *xhat;                   /* optional: the normalised input */
     int act;                         /* FN_ACT_* after the affine map */
+    double slope;                    /* FN_ACT_LEAKY_RELU's negative slope */
     fn_real *out;                    /* n x f, may alias x */
     fn_dropout dropout;              /* rate 0: off */
     uint8_t *mask;                   /* dropout keep mask (rate > 0) */
@@ -84,6 +90,9 @@ typedef struct {
     const fn_real *dout;
     const uint8_t *mask; double rate;
     int act; const fn_real *act_out;
+    double slope;                    /* FN_ACT_LEAKY_RELU's negative slope */
+    const fn_real *beta;             /* FN_ACT_NEEDS_PRE: the activation's input is
+                                        gamma * xhat + beta (NULL: 0) */
     const fn_real *xhat;
     const fn_real *x, *mean;
     const fn_real *var; double eps;
@@ -166,6 +175,8 @@ typedef struct {
     fn_real *dw, *db, *dgamma, *dbeta;
     /* workspace for one batch */
     fn_real *xhat;                   /* batch norm: normalised pre-activation */
+    fn_real *pre;                    /* FN_ACT_NEEDS_PRE without batch norm: the
+                                        activation's input */
     fn_real *act;                    /* activation output (logits for the last layer) */
     fn_real *out;                    /* input of the next layer: act after dropout */
     uint8_t *mask;                   /* dropout keep mask */
@@ -176,6 +187,7 @@ typedef struct {
     int n_layers;
     FN(fn_layer) *layers;
     int act;                         /* hidden activation */
+    double act_slope;
     int batch_norm;
     double dropout;
     double bn_eps, bn_momentum;

@@ -62,7 +62,7 @@ typedef struct {
 } fn_walk;
 
 typedef struct {
-    fn_int xhat, act, out, mean, var, mask;   /* offsets; -1 if absent */
+    fn_int xhat, pre, act, out, mean, var, mask;   /* offsets; -1 if absent */
 } fn_layer_ws;
 
 typedef struct {
@@ -83,8 +83,11 @@ static fn_layer_ws fn_walk_layer(fn_walk *w, int l, int n_layers, const fn_int *
     const fn_int fan_in = sizes[l], fan_out = sizes[l + 1], rows = max_batch * fan_out;
     const int bn = fn_has_bn(cfg, l, n_layers);
     const int drop = cfg->dropout > 0 && l < n_layers - 1;
-    fn_layer_ws o = {-1, -1, -1, -1, -1, -1};
+    fn_layer_ws o = {-1, -1, -1, -1, -1, -1, -1};
     if (bn) o.xhat = fn_take(&w->used, rows, w->bits);
+    /* batch norm rebuilds the activation's input from xhat instead */
+    if (!bn && l < n_layers - 1 && FN_ACT_NEEDS_PRE(cfg->act))
+        o.pre = fn_take(&w->used, rows, w->bits);
     o.act = fn_take(&w->used, rows, w->bits);
     o.out = drop ? fn_take(&w->used, rows, w->bits) : o.act;
     if (drop) o.mask = fn_take(&w->mask_used, rows, 8);
@@ -169,6 +172,7 @@ void FN(fn_mlp_bind)(FN(fn_mlp) *net, FN(fn_layer) *layers, int n_layers, const 
         L->running_mean = FN_AT(buffers + q, o.running_mean);
         L->running_var = FN_AT(buffers + q, o.running_var);
         L->xhat = FN_AT(workspace, lw.xhat);
+        L->pre = FN_AT(workspace, lw.pre);
         L->act = FN_AT(workspace, lw.act);
         L->out = FN_AT(workspace, lw.out);
         L->mean = FN_AT(workspace, lw.mean);
@@ -182,6 +186,7 @@ void FN(fn_mlp_bind)(FN(fn_mlp) *net, FN(fn_layer) *layers, int n_layers, const 
     net->n_layers = n_layers;
     net->layers = layers;
     net->act = cfg->act;
+    net->act_slope = cfg->act_slope;
     net->batch_norm = cfg->batch_norm;
     net->dropout = cfg->dropout;
     net->bn_eps = cfg->bn_eps;
@@ -230,7 +235,8 @@ static void FN(layer_forward)(fn_team *team, const fn_blas *blas, const FN(fn_ml
         .b = L->w, .b_rs = L->fan_out, .b_cs = 1,
         .c = last ? top : (bn ? L->xhat : L->act), .ldc = L->fan_out,
         .accumulate = 0, .bias = L->b, .act = (last || bn) ? FN_ACT_NONE : net->act,
-        .pack = net->pack,
+        .pack = net->pack, .slope = net->act_slope,
+        .pre = (last || bn || !training) ? NULL : L->pre,   /* for the backward */
     };
     FN(fn_gemm_team)(team, blas, &g);
     if (last) return;
@@ -243,7 +249,7 @@ static void FN(layer_forward)(fn_team *team, const fn_blas *blas, const FN(fn_ml
             .running_mean = net->freeze_bn_stats && training ? NULL : L->running_mean,
             .running_var = net->freeze_bn_stats && training ? NULL : L->running_var,
             .momentum = net->bn_momentum, .xhat = training ? L->xhat : NULL,
-            .act = net->act, .out = L->act,
+            .act = net->act, .slope = net->act_slope, .out = L->act,
             .dropout = dropout ? *d : (fn_dropout){0},
             .mask = L->mask, .dropped = L->out, .work = net->scratch,
         };
@@ -327,8 +333,8 @@ void FN(fn_mlp_train_step_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *
         FN(fn_layer) *L = &net->layers[l];
         const fn_real *hin = l == 0 ? x0 : FN(layer_output)(net, l - 1, 1);
         if (l == nl - 1) /* hidden layers' bias gradients come with their dz below */
-            FN(fn_act_backward_team)(team, n, L->fan_out, dz, NULL, FN_ACT_NONE, NULL, 0, dz,
-                                     L->db);
+            FN(fn_act_backward_team)(team, n, L->fan_out, dz, NULL, NULL, FN_ACT_NONE, 0, NULL,
+                                     0, dz, L->db);
         FN(fn_gemm_args) gw = {
             .m = L->fan_in, .n = L->fan_out, .k = n,
             .a = hin, .a_rs = 1, .a_cs = L->fan_in,
@@ -349,7 +355,8 @@ void FN(fn_mlp_train_step_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *
         if (net->batch_norm) {
             FN(fn_bn_backward_args) a = {
                 .n = n, .f = P->fan_out, .dout = dh, .mask = mask, .rate = net->dropout,
-                .act = net->act, .act_out = P->act, .xhat = P->xhat, .var = P->var,
+                .act = net->act, .act_out = P->act, .slope = net->act_slope,
+                .beta = P->beta, .xhat = P->xhat, .var = P->var,
                 .eps = net->bn_eps, .gamma = P->gamma,
                 .dx = dh, .dgamma = P->dgamma, .dbeta = P->dbeta, .work = net->scratch,
             };
@@ -363,8 +370,8 @@ void FN(fn_mlp_train_step_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *
             }
             FN(fn_bn_backward_team)(team, &a);
         } else {
-            FN(fn_act_backward_team)(team, n, P->fan_out, dh, P->act, net->act, mask,
-                                     net->dropout, dh, P->db);
+            FN(fn_act_backward_team)(team, n, P->fan_out, dh, P->act, P->pre, net->act,
+                                     net->act_slope, mask, net->dropout, dh, P->db);
         }
         fn_real *t = dz; dz = dh; dh = t;
     }

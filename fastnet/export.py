@@ -676,12 +676,11 @@ def from_torch(module, *, loss="cross_entropy"):
     try:
         model = MLP([blocks[0].linear.in_features] + [b.linear.out_features for b in blocks],
                     activation=spec.activation[0], batch_norm=spec.bn is not None,
-                    dropout=spec.dropout, dtype=str(dtypes.pop()).replace("torch.", ""))
+                    dropout=spec.dropout, dtype=str(dtypes.pop()).replace("torch.", ""),
+                    **dict(spec.activation[1]))
     except (TypeError, ValueError) as exc:
         name, child = list(module.named_children())[spec.at]
         raise ValueError(f"layer {name} ({type(child).__name__}): {exc}") from None
-    for param, value in spec.activation[1]:
-        setattr(model, param, value)
     model.loss = loss
     if spec.bn is not None:
         model.bn_eps, model.bn_momentum = float(spec.bn.eps), float(spec.bn.momentum)

@@ -9,21 +9,29 @@ place.  NaN in gives NaN out.
 """
 import numpy as np
 
-from fastnet import _kernels
+from fastnet import _kernels, _network
 from fastnet._validation import (c_array, float_array, label_array, real_number, same_shape,
                                  seed_value, vector_for)
 
 __all__ = ["linear_forward", "linear_backward", "batch_norm", "batch_norm_backward",
            "dropout", "dropout_backward", "softmax_cross_entropy", "softmax", "mse_loss"]
 
-_ACTIVATIONS = {None: 0, "relu": 1}
+# None is the identity; the names are the engine's (fastnet._network.ACTIVATIONS)
+_ACTIVATIONS = {None: _network.ACTIVATIONS["identity"], **_network.ACTIVATIONS}
+# activations whose derivative is taken from their input (the pre-activation)
+_NEEDS_PRE = ("gelu", "silu")
 
 
 def _activation_code(activation):
     try:
         return _ACTIVATIONS[activation]
     except (KeyError, TypeError):
-        raise ValueError(f"activation must be None or 'relu', got {activation!r}") from None
+        names = ", ".join(repr(name) for name in _ACTIVATIONS)
+        raise ValueError(f"activation must be one of {names}, got {activation!r}") from None
+
+
+def _negative_slope(value):
+    return real_number(value, "negative_slope", low=0.0)
 
 
 def _matmul_shapes(x, x_name, w, w_name):
@@ -32,49 +40,88 @@ def _matmul_shapes(x, x_name, w, w_name):
                          f"{x_name}.shape[1] must equal {w_name}.shape[0]")
 
 
-def linear_forward(x, W, b=None, activation=None):
+def linear_forward(x, W, b=None, activation=None, *, negative_slope=0.01, return_pre=False):
     """Dense layer ``out = activation(x @ W + b)``.
 
-    With ``activation="relu"`` the bias add and ReLU are applied to each tile
-    of the product while it is in registers (no second pass over ``out``).
+    The bias add and the activation are applied to each tile of the product
+    while it is in registers (no second pass over ``out``).
 
     Parameters
     ----------
     x : array (N, fan_in)
     W : array (fan_in, fan_out)
     b : array (fan_out,), optional
-    activation : None or "relu"
+    activation : {None, "identity", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu"}
+        None and "identity": no activation.  "leaky_relu" is
+        ``max(z, 0) + negative_slope * min(z, 0)``, "gelu" the exact (erf)
+        form ``z * Phi(z)``, "silu" ``z * sigmoid(z)``, as PyTorch's.
+    negative_slope : float >= 0
+        The slope of "leaky_relu" below 0 (PyTorch's default, 0.01).
+    return_pre : bool
+        Also return the pre-activation ``x @ W + b`` (from the same
+        epilogue), which :func:`linear_backward` needs for "gelu" and "silu".
 
     Returns
     -------
     out : array (N, fan_out)
+    pre : array (N, fan_out)
+        Only with ``return_pre=True``.
+
+    Raises
+    ------
+    ValueError
+        An unknown activation, a negative slope, or shapes that do not chain.
     """
     act = _activation_code(activation)
+    slope = _negative_slope(negative_slope)
     x = float_array(x, "x", ndim=2)
     W = float_array(W, "W", ndim=2, dtype=x.dtype)
     _matmul_shapes(x, "x", W, "W")
     if b is not None:
         b = float_array(b, "b", ndim=1, dtype=x.dtype)
         vector_for(b, "b", W.shape[1], W.shape, "W")
-    return _kernels.linear_forward(x, W, b, act)
+    out, pre = _kernels.linear_forward(x, W, b, act, slope, bool(return_pre))
+    return (out, pre) if return_pre else out
 
 
-def linear_backward(dout, x, W, out=None, activation=None):
+def linear_backward(dout, x, W, out=None, activation=None, *, pre=None, negative_slope=0.01):
     """Gradients of :func:`linear_forward`.
 
-    With ``activation="relu"`` the ReLU mask (``out > 0``, ``out`` being the
-    forward output) is applied to ``dout`` in the same pass that sums ``db``.
+    The activation's derivative is applied to ``dout`` in the same pass that
+    sums ``db``.  It is taken from the forward output ``out`` (ReLU:
+    ``out > 0``; leaky ReLU: 1 or ``negative_slope``; tanh, sigmoid), or,
+    for "gelu" and "silu", whose derivative the output does not determine,
+    from the pre-activation ``pre`` (``linear_forward(..., return_pre=True)``).
+
+    Parameters
+    ----------
+    dout : array (N, fan_out)
+    x, W : the forward's inputs
+    out : array (N, fan_out), optional
+        The forward output; needed by "relu", "leaky_relu", "tanh", "sigmoid".
+    activation : as in :func:`linear_forward`
+    pre : array (N, fan_out), optional
+        The pre-activation; needed by "gelu" and "silu".
+    negative_slope : float >= 0
+        As in :func:`linear_forward`.
 
     Returns
     -------
     dx : array (N, fan_in)
-        ``dz @ W.T``, with ``dz = dout * (out > 0)`` (or ``dout``).
+        ``dz @ W.T``, with ``dz = dout * activation'`` (or ``dout``).
     dW : array (fan_in, fan_out)
         ``x.T @ dz``.
     db : array (fan_out,)
         Column sums of ``dz``.
+
+    Raises
+    ------
+    ValueError
+        An unknown activation, a missing ``out`` or ``pre``, or shapes that
+        do not chain.
     """
     act = _activation_code(activation)
+    slope = _negative_slope(negative_slope)
     x = float_array(x, "x", ndim=2)
     W = float_array(W, "W", ndim=2, dtype=x.dtype)
     dout = float_array(dout, "dout", ndim=2, dtype=x.dtype)
@@ -82,14 +129,17 @@ def linear_backward(dout, x, W, out=None, activation=None):
     if dout.shape != (x.shape[0], W.shape[1]):
         raise ValueError(f"dout has shape {dout.shape} but x has shape {x.shape} and W has "
                          f"shape {W.shape}, so x @ W has shape {(x.shape[0], W.shape[1])}")
-    if act:
-        if out is None:
-            raise ValueError("activation='relu' needs out, the forward output")
-        out = float_array(out, "out", ndim=2, dtype=x.dtype)
-        same_shape(out, "out", dout, "dout")
-    else:
-        out = None
-    return _kernels.linear_backward(dout, x, W, out, act)
+    given = {"out": out, "pre": pre}
+    used = {"out": None, "pre": None}      # what the activation's derivative reads
+    if act != _ACTIVATIONS[None]:
+        name = "pre" if activation in _NEEDS_PRE else "out"
+        if given[name] is None:
+            what = ("the pre-activation (linear_forward(..., return_pre=True))"
+                    if name == "pre" else "the forward output")
+            raise ValueError(f"activation={activation!r} needs {name}, {what}")
+        used[name] = float_array(given[name], name, ndim=2, dtype=x.dtype)
+        same_shape(used[name], name, dout, "dout")
+    return _kernels.linear_backward(dout, x, W, used["out"], used["pre"], act, slope)
 
 
 def batch_norm(x, gamma, beta, eps=1e-5, *, training=True, running_mean=None,

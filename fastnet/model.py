@@ -260,8 +260,11 @@ class MLP:
     ----------
     layer_sizes : sequence of int
         Widths from the input to the output, e.g. ``[64, 128, 128, 10]``.
-    activation : {"relu", "tanh", "sigmoid"}
-        Activation of the hidden layers.
+    activation : {"relu", "leaky_relu", "gelu", "silu", "tanh", "sigmoid", "identity"}
+        Activation of the hidden layers, fused into the native forward and
+        backward.  "leaky_relu" is ``max(z, 0) + negative_slope * min(z, 0)``,
+        "gelu" the exact (erf) form ``z * Phi(z)`` (PyTorch's default), "silu"
+        ``z * sigmoid(z)``, "identity" none (a linear model per layer).
     batch_norm : bool
         Batch normalisation after every hidden Linear (which then has no
         bias: beta takes its role).
@@ -276,6 +279,9 @@ class MLP:
         Seed of the initial weights and, unless fit gets its own, of the
         shuffling and dropout.  None means 0: fastnet is reproducible by
         default.
+    negative_slope : float >= 0
+        The slope of "leaky_relu" below 0 (PyTorch's default, 0.01); unused
+        by the other activations.
 
     Attributes
     ----------
@@ -285,7 +291,7 @@ class MLP:
         The flat parameter, gradient and batch-norm statistics arrays (the
         per-layer arrays of ``layers`` are views of them); write into them,
         or use :meth:`set_weights`.
-    dropout, bn_eps, bn_momentum, init, seed, loss
+    dropout, bn_eps, bn_momentum, init, seed, loss, negative_slope
         May be changed between calls; an assignment is validated (ValueError
         or TypeError naming it) and used from the next call on (``init`` and
         ``seed`` by :meth:`reset_parameters`).
@@ -324,11 +330,12 @@ class MLP:
     bn_eps = _Checked(lambda value: real_number(value, "bn_eps", low=0.0))
     bn_momentum = _Checked(lambda value: real_number(value, "bn_momentum", low=0.0, high=1.0))
     init = _Checked(_init_setting)
+    negative_slope = _Checked(lambda value: real_number(value, "negative_slope", low=0.0))
     seed = _Checked(lambda value: seed_value(0 if value is None else value))
     loss = _Checked(lambda value: one_of(value, "loss", _network.LOSSES))
 
     def __init__(self, layer_sizes, *, activation="relu", batch_norm=True, dropout=0.0,
-                 init="he", dtype="float32", seed=None):
+                 init="he", dtype="float32", seed=None, negative_slope=0.01):
         sizes = list(layer_sizes) if not isinstance(layer_sizes, (str, bytes)) else None
         if sizes is None or len(sizes) < 2 or not all(
                 isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in sizes):
@@ -338,6 +345,7 @@ class MLP:
             raise ValueError(f"layer sizes must be >= 1, got {sizes}")
         self._layer_sizes = tuple(int(s) for s in sizes)
         self._activation = one_of(activation, "activation", _network.ACTIVATIONS)
+        self.negative_slope = negative_slope
         self._batch_norm = bool(batch_norm)
         try:
             dtype = np.dtype(dtype)
@@ -527,6 +535,7 @@ class MLP:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self.__dict__.setdefault("_negative_slope", 0.01)     # pickles of older versions
         self._access = _Access()
         self._bind_views()
 
@@ -552,7 +561,9 @@ class MLP:
         return model
 
     def __repr__(self):
-        return (f"MLP({self.layer_sizes}, activation={self.activation!r}, "
+        slope = (f"negative_slope={self.negative_slope}, "
+                 if self.activation == "leaky_relu" else "")
+        return (f"MLP({self.layer_sizes}, activation={self.activation!r}, {slope}"
                 f"batch_norm={self.batch_norm}, dropout={self.dropout}, "
                 f"dtype={self.dtype.name!r})")
 
@@ -1246,7 +1257,7 @@ class MLP:
         return _network.Engine(self.layer_sizes, self.params, self.grads, self.buffers,
                                _network.ACTIVATIONS[self.activation], self.batch_norm,
                                self.dropout, self.bn_eps, self.bn_momentum,
-                               _network.LOSSES[loss], max_batch)
+                               _network.LOSSES[loss], max_batch, self.negative_slope)
 
     def _training_loss(self, engine, X, labels, targets, weights):
         """Loss of the weights as they are on the rows (X, ...), in inference mode."""
@@ -1317,7 +1328,7 @@ class MLP:
     def config(self):
         """JSON-serialisable description from which the model is rebuilt."""
         return {"layer_sizes": self.layer_sizes, "activation": self.activation,
-                "batch_norm": self.batch_norm, "dropout": self.dropout,
+                "negative_slope": self.negative_slope, "batch_norm": self.batch_norm, "dropout": self.dropout,
                 "dtype": self.dtype.name, "seed": self.seed, "loss": self.loss,
                 "targets_1d": self._targets_1d, "bn_eps": self.bn_eps,
                 "bn_momentum": self.bn_momentum}
@@ -1614,7 +1625,8 @@ def _model_from(meta, arrays, path):
                                  "variance is >= 0)")
     try:
         model = MLP(sizes, activation=cfg["activation"], batch_norm=batch_norm,
-                    dropout=cfg["dropout"], dtype=cfg["dtype"], seed=cfg["seed"])
+                    dropout=cfg["dropout"], dtype=cfg["dtype"], seed=cfg["seed"],
+                    negative_slope=cfg.get("negative_slope", 0.01))   # older files: default
         model.loss = one_of(cfg["loss"], "loss", _network.LOSSES)
         model._targets_1d = bool(cfg.get("targets_1d", False))
         model.bn_eps = real_number(cfg.get("bn_eps", 1e-5), "bn_eps", low=0.0)

@@ -59,6 +59,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                       "pip install 'fastnet[sklearn]'") from exc
 
 import fastnet
+from fastnet import _network
 from fastnet import optim as _optim
 from fastnet import schedules as _schedules
 from fastnet._validation import real_number
@@ -194,6 +195,10 @@ def _check_choice(value, name, choices):
     return value.lower()
 
 
+# scikit-learn's names of activations fastnet calls otherwise
+_SKLEARN_ACTIVATIONS = {"logistic": "sigmoid"}
+
+
 def _optimizer_key(opt):
     return opt if isinstance(opt, str) else id(opt)
 
@@ -232,8 +237,9 @@ class _BaseMLP(BaseEstimator):
         """Validated copies of the parameters (the attributes are never changed)."""
         p = {}
         p["hidden"] = self._hidden_sizes()
-        p["activation"] = _check_choice(self.activation, "activation",
-                                        ("relu", "tanh", "sigmoid"))
+        activation = _check_choice(self.activation, "activation",
+                                   (*_network.ACTIVATIONS, *_SKLEARN_ACTIVATIONS))
+        p["activation"] = _SKLEARN_ACTIVATIONS.get(activation, activation)
         if isinstance(self.init, str):
             p["init"] = _check_choice(self.init, "init", ("he", "xavier", "lecun"))
         elif callable(self.init):
@@ -306,7 +312,8 @@ class _BaseMLP(BaseEstimator):
             cfg = model["config"]
             mlp = fastnet.MLP(cfg["layer_sizes"], activation=cfg["activation"],
                               batch_norm=cfg["batch_norm"], dropout=cfg["dropout"],
-                              init=model["init"], dtype=cfg["dtype"], seed=cfg["seed"])
+                              init=model["init"], dtype=cfg["dtype"], seed=cfg["seed"],
+                              negative_slope=cfg.get("negative_slope", 0.01))
             mlp.loss = cfg["loss"]
             mlp._targets_1d = cfg["targets_1d"]
             mlp.bn_eps = cfg["bn_eps"]
@@ -584,7 +591,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Parameters
     ----------
     hidden_layer_sizes : int or sequence of int, default (128, 128)
-    activation : {"relu", "tanh", "sigmoid"}, default "relu"
+    activation : str, default "relu"
+        Hidden activation: "relu", "leaky_relu" (slope 0.01), "gelu", "silu",
+        "tanh", "sigmoid" or "identity" (see :class:`fastnet.MLP`), or
+        "logistic", scikit-learn's name of "sigmoid".
     init : {"lecun", "he", "xavier"} or callable, default "lecun"
         Initialisation of the weights (see :mod:`fastnet.init`); "lecun" is
         N(0, 1/fan_in), which with batch norm after every layer trained as
