@@ -39,7 +39,7 @@ enum {
 /* Optimizer kinds of fn_optim_*. */
 enum { FN_OPT_SGD = 0, FN_OPT_ADAM = 1, FN_OPT_ADAMW = 2 };
 /* Losses of the training step. */
-enum { FN_LOSS_CROSS_ENTROPY = 0, FN_LOSS_MSE = 1 };
+enum { FN_LOSS_CROSS_ENTROPY = 0, FN_LOSS_MSE = 1, FN_LOSS_HUBER = 2, FN_LOSS_BCE = 3 };
 
 /* A single-threaded, row-major BLAS gemm (the signature of cython-blis'
  * blis.cy.sgemm/dgemm):  C = alpha * op(A) op(B) + beta * C. */
@@ -87,6 +87,7 @@ typedef struct {
     double dropout;          /* rate after every hidden activation */
     double bn_eps, bn_momentum;
     int loss;                /* FN_LOSS_* */
+    double huber_delta;      /* FN_LOSS_HUBER's threshold */
 } fn_mlp_config;
 
 /* Where layer l's arrays start in the flat buffers (-1: absent).

@@ -133,9 +133,18 @@ void FN(fn_softmax_xent_team)(fn_team *team, fn_int n, fn_int c, const fn_real *
                               const int64_t *labels, const fn_real *weights,
                               const int64_t *index, fn_real *dlogits, double total,
                               double *scratch, fn_result *res);
-/* Mean squared error of n x d outputs against targets (row r as above):
- * mean over all elements, rows weighted when weights are given; dpred
- * (NULL: skip) is its gradient. */
+/* An elementwise loss of n x d outputs against targets (row r as above),
+ * kind FN_LOSS_MSE (squared error), FN_LOSS_HUBER (threshold delta, as
+ * PyTorch's HuberLoss) or FN_LOSS_BCE (binary cross-entropy of logits
+ * against targets in [0, 1], as BCEWithLogitsLoss): mean over all elements,
+ * rows weighted when weights are given; dpred (NULL: skip) is its gradient.
+ * BCE sets res->correct to the rows whose every output is on the right side
+ * of 0; scratch holds fn_reduce_scratch_size(n, 0) doubles. */
+void FN(fn_target_loss_team)(fn_team *team, int kind, double delta, fn_int n, fn_int d,
+                             const fn_real *pred, const fn_real *targets,
+                             const fn_real *weights, const int64_t *index, fn_real *dpred,
+                             double total, double *scratch, fn_result *res);
+/* fn_target_loss_team of FN_LOSS_MSE. */
 void FN(fn_mse_team)(fn_team *team, fn_int n, fn_int d, const fn_real *pred,
                      const fn_real *targets, const fn_real *weights, const int64_t *index,
                      fn_real *dpred, double total, double *scratch, fn_result *res);
@@ -193,6 +202,7 @@ typedef struct {
     double bn_eps, bn_momentum;
     int freeze_bn_stats;             /* 1: training forward leaves running stats alone */
     int loss;                        /* FN_LOSS_* */
+    double huber_delta;
     fn_int n_params;
     fn_real *params, *grads;         /* every layer's parameters, contiguous */
     fn_real *input;                  /* gathered batch: max_batch x fan_in */

@@ -193,6 +193,7 @@ void FN(fn_mlp_bind)(FN(fn_mlp) *net, FN(fn_layer) *layers, int n_layers, const 
     net->bn_momentum = cfg->bn_momentum;
     net->freeze_bn_stats = 0;
     net->loss = cfg->loss;
+    net->huber_delta = cfg->huber_delta;
     net->n_params = p;
     net->params = params;
     net->grads = grads;
@@ -321,9 +322,10 @@ void FN(fn_mlp_train_step_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *
     /* 3. loss and its gradient w.r.t. the outputs */
     FN(fn_layer) *top = &net->layers[nl - 1];
     fn_real *dz = net->grad_a, *dh = net->grad_b;
-    if (net->loss == FN_LOSS_MSE)
-        FN(fn_mse_team)(team, n, top->fan_out, top->act, batch->targets, batch->weights,
-                        batch->index, dz, batch->total_weight, net->scratch, res);
+    if (net->loss != FN_LOSS_CROSS_ENTROPY)
+        FN(fn_target_loss_team)(team, net->loss, net->huber_delta, n, top->fan_out, top->act,
+                                batch->targets, batch->weights, batch->index, dz,
+                                batch->total_weight, net->scratch, res);
     else
         FN(fn_softmax_xent_team)(team, n, top->fan_out, top->act, batch->labels, batch->weights,
                                  batch->index, dz, batch->total_weight, net->scratch, res);

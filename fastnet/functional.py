@@ -14,7 +14,8 @@ from fastnet._validation import (c_array, float_array, label_array, real_number,
                                  seed_value, vector_for)
 
 __all__ = ["linear_forward", "linear_backward", "batch_norm", "batch_norm_backward",
-           "dropout", "dropout_backward", "softmax_cross_entropy", "softmax", "mse_loss"]
+           "dropout", "dropout_backward", "softmax_cross_entropy", "softmax", "mse_loss",
+           "huber_loss", "binary_cross_entropy_with_logits"]
 
 # None is the identity; the names are the engine's (fastnet._network.ACTIVATIONS)
 _ACTIVATIONS = {None: _network.ACTIVATIONS["identity"], **_network.ACTIVATIONS}
@@ -327,10 +328,72 @@ def softmax(logits):
     return _kernels.softmax(logits)
 
 
-def mse_loss(pred, target, *, sample_weight=None):
-    """Mean squared error over all elements and its gradient ``2 (pred - target) / size``."""
-    pred = float_array(pred, "pred", ndim=2)
+def _target_loss(loss, pred, target, sample_weight, pred_name="pred", delta=1.0):
+    """(loss, gradient) of one of the engine's elementwise losses against targets."""
+    pred = float_array(pred, pred_name, ndim=2)
     target = float_array(target, "target", ndim=2, dtype=pred.dtype)
-    same_shape(pred, "pred", target, "target")
-    w = _sample_weight(sample_weight, pred, "pred")
-    return _kernels.mse(pred, target, w, True)
+    same_shape(pred, pred_name, target, "target")
+    w = _sample_weight(sample_weight, pred, pred_name)
+    value, grad, _ = _kernels.target_loss(pred, target, w, _network.LOSSES[loss], delta, True)
+    return value, grad
+
+
+def mse_loss(pred, target, *, sample_weight=None):
+    """Mean squared error over all elements and its gradient ``2 (pred - target) / size``.
+
+    With ``sample_weight`` (one per row) the mean is weighted:
+    ``sum_i w_i sum_j e_ij^2 / (d sum_i w_i)``.
+    """
+    return _target_loss("mse", pred, target, sample_weight)
+
+
+def huber_loss(pred, target, *, delta=1.0, sample_weight=None):
+    """Mean Huber loss over all elements and its gradient (PyTorch's ``HuberLoss``).
+
+    ``l = e^2 / 2`` where ``|e| <= delta``, else ``delta (|e| - delta / 2)``,
+    with ``e = pred - target``; the gradient is ``clip(e, -delta, delta) / size``.
+    Rows are weighted as in :func:`mse_loss`.
+
+    Parameters
+    ----------
+    pred, target : array (N, D)
+    delta : float > 0
+    sample_weight : array (N,), optional
+
+    Returns
+    -------
+    loss : float
+    dpred : array (N, D)
+    """
+    delta = real_number(delta, "delta", low=0.0, low_open=True)
+    return _target_loss("huber", pred, target, sample_weight, delta=delta)
+
+
+def binary_cross_entropy_with_logits(logits, target, *, sample_weight=None):
+    """Mean binary cross-entropy of sigmoid(logits) against targets in [0, 1], and its
+    gradient (PyTorch's ``BCEWithLogitsLoss``).
+
+    ``l = max(z, 0) - z t + log(1 + exp(-|z|))`` per element (stable for any finite
+    logit z), gradient ``(sigmoid(z) - t) / size``; rows are weighted as in
+    :func:`mse_loss`.
+
+    Parameters
+    ----------
+    logits, target : array (N, D); target in [0, 1]
+    sample_weight : array (N,), optional
+
+    Returns
+    -------
+    loss : float
+    dlogits : array (N, D)
+
+    Raises
+    ------
+    ValueError
+        Targets outside [0, 1] (or NaN), or shapes that differ.
+    """
+    logits = float_array(logits, "logits", ndim=2)
+    target = float_array(target, "target", ndim=2, dtype=logits.dtype)
+    if not np.all((target >= 0) & (target <= 1)):
+        raise ValueError("target must hold values in [0, 1] (binary labels or probabilities)")
+    return _target_loss("bce", logits, target, sample_weight, pred_name="logits")

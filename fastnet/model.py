@@ -253,6 +253,20 @@ def _init_setting(value):
     return value
 
 
+# losses whose fit logs an accuracy (of the class; of all labels of a row)
+_ACCURACY_LOSSES = ("cross_entropy", "bce")
+
+
+def _sigmoid(z):
+    """The logistic function of an array, without overflow warnings."""
+    out = np.empty_like(z)
+    positive = z >= 0
+    out[positive] = 1 / (1 + np.exp(-z[positive]))
+    e = np.exp(z[~positive])
+    out[~positive] = e / (1 + e)
+    return out
+
+
 class MLP:
     """A multilayer perceptron trained with the modern recipe.
 
@@ -282,6 +296,9 @@ class MLP:
     negative_slope : float >= 0
         The slope of "leaky_relu" below 0 (PyTorch's default, 0.01); unused
         by the other activations.
+    huber_delta : float > 0
+        Threshold of ``loss="huber"`` (PyTorch's default, 1.0): squared
+        error below it, absolute error beyond.
 
     Attributes
     ----------
@@ -291,7 +308,7 @@ class MLP:
         The flat parameter, gradient and batch-norm statistics arrays (the
         per-layer arrays of ``layers`` are views of them); write into them,
         or use :meth:`set_weights`.
-    dropout, bn_eps, bn_momentum, init, seed, loss, negative_slope
+    dropout, bn_eps, bn_momentum, init, seed, loss, negative_slope, huber_delta
         May be changed between calls; an assignment is validated (ValueError
         or TypeError naming it) and used from the next call on (``init`` and
         ``seed`` by :meth:`reset_parameters`).
@@ -331,11 +348,14 @@ class MLP:
     bn_momentum = _Checked(lambda value: real_number(value, "bn_momentum", low=0.0, high=1.0))
     init = _Checked(_init_setting)
     negative_slope = _Checked(lambda value: real_number(value, "negative_slope", low=0.0))
+    huber_delta = _Checked(lambda value: real_number(value, "huber_delta", low=0.0,
+                                                     low_open=True))
     seed = _Checked(lambda value: seed_value(0 if value is None else value))
     loss = _Checked(lambda value: one_of(value, "loss", _network.LOSSES))
 
     def __init__(self, layer_sizes, *, activation="relu", batch_norm=True, dropout=0.0,
-                 init="he", dtype="float32", seed=None, negative_slope=0.01):
+                 init="he", dtype="float32", seed=None, negative_slope=0.01,
+                 huber_delta=1.0):
         sizes = list(layer_sizes) if not isinstance(layer_sizes, (str, bytes)) else None
         if sizes is None or len(sizes) < 2 or not all(
                 isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in sizes):
@@ -346,6 +366,7 @@ class MLP:
         self._layer_sizes = tuple(int(s) for s in sizes)
         self._activation = one_of(activation, "activation", _network.ACTIVATIONS)
         self.negative_slope = negative_slope
+        self.huber_delta = huber_delta
         self._batch_norm = bool(batch_norm)
         try:
             dtype = np.dtype(dtype)
@@ -535,7 +556,8 @@ class MLP:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.__dict__.setdefault("_negative_slope", 0.01)     # pickles of older versions
+        for key, default in (("_negative_slope", 0.01), ("_huber_delta", 1.0)):
+            self.__dict__.setdefault(key, default)        # pickles of older versions
         self._access = _Access()
         self._bind_views()
 
@@ -602,15 +624,19 @@ class MLP:
                 raise ValueError(f"{name} holds labels in [{arr.min()}, {arr.max()}] but the "
                                  f"model has {n_out} outputs (labels 0..{n_out - 1})")
             return c_array(arr, np.int64), None
-        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) \
-                or arr.dtype == np.bool_:
-            raise ValueError(f"{name} must hold real targets for loss='mse', got {arr.dtype}")
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+                or (loss == "bce" and arr.dtype == np.bool_)):        # bool is no integer
+            raise ValueError(f"{name} must hold real targets for loss={loss!r}, got {arr.dtype}")
         if arr.ndim == 1 and n_out == 1:
             arr = arr.reshape(-1, 1)
         if arr.shape != (n, n_out):
             raise ValueError(f"{name} has shape {np.shape(y)} but the model outputs "
                              f"({n}, {n_out})")
-        return None, finite_array(arr, self._dtype, name)
+        targets = finite_array(arr, self._dtype, name)
+        if loss == "bce" and not np.all((targets >= 0) & (targets <= 1)):
+            raise ValueError(f"{name} must hold 0/1 labels (or probabilities in [0, 1]) per "
+                             f"output for loss='bce'")
+        return None, targets
 
     # ---- training ------------------------------------------------------------
 
@@ -627,7 +653,8 @@ class MLP:
         ----------
         X : array (n, layer_sizes[0])
         y : int labels (n,) for ``loss="cross_entropy"``, float targets
-            (n, n_out) or (n,) for ``loss="mse"``.
+            (n, n_out) or (n,) for ``loss="mse"`` and ``"huber"``, a 0/1
+            (or [0, 1]) array (n, n_out) for ``loss="bce"``.
         epochs, batch_size : int
         optimizer : "sgd", "adam", "adamw" or a :mod:`fastnet.optim` object
             (whose own lr is then used).
@@ -645,7 +672,13 @@ class MLP:
         early_stopping : EarlyStopping, int (patience) or True (patience 10)
             Stops when the validation loss stops improving and restores the
             best weights (batch-norm statistics included).
-        loss : "cross_entropy" or "mse"
+        loss : "cross_entropy", "mse", "huber" or "bce"
+            Softmax cross-entropy over classes; mean squared error; the
+            Huber loss with threshold ``huber_delta`` (regression with
+            outliers; PyTorch's ``HuberLoss``); binary cross-entropy of a
+            sigmoid per output (multilabel; PyTorch's ``BCEWithLogitsLoss``),
+            after which ``predict`` gives 0/1 per output and
+            ``predict_proba`` the sigmoids.
         grad_clip : float, optional
             Clip the global gradient norm to this value.
         shuffle : bool
@@ -819,7 +852,7 @@ class MLP:
         if getattr(sched, "needs_metric", False):
             # the keys _epoch_logs will produce: fail now, not after an epoch of training
             logged = {"loss", "lr", "grad_norm", "time"}
-            if loss == "cross_entropy":
+            if loss in _ACCURACY_LOSSES:
                 logged.add("accuracy")
             if val is not None:
                 logged.update("val_" + k for k in logged & {"loss", "accuracy"})
@@ -855,7 +888,7 @@ class MLP:
 
         # ---- everything is valid: set up the engine ------------------------
         self.loss = loss
-        self._targets_1d = loss == "mse" and np.ndim(y) == 1
+        self._targets_1d = loss != "cross_entropy" and np.ndim(y) == 1
         run = _distributed.start(
             dist, self, n, batch_size, (X, labels, targets, weights), val,
             loss=loss, epochs=epochs, grad_clip=clip, shuffle=bool(shuffle), seed=run_seed,
@@ -1257,7 +1290,8 @@ class MLP:
         return _network.Engine(self.layer_sizes, self.params, self.grads, self.buffers,
                                _network.ACTIVATIONS[self.activation], self.batch_norm,
                                self.dropout, self.bn_eps, self.bn_momentum,
-                               _network.LOSSES[loss], max_batch, self.negative_slope)
+                               _network.LOSSES[loss], max_batch, self.negative_slope,
+                               self.huber_delta)
 
     def _training_loss(self, engine, X, labels, targets, weights):
         """Loss of the weights as they are on the rows (X, ...), in inference mode."""
@@ -1269,7 +1303,7 @@ class MLP:
     def _epoch_logs(self, engine, loss, lr, val):
         logs = {"loss": engine.loss_sum / engine.rows, "lr": lr,
                 "grad_norm": engine.grad_norm_sum / engine.steps}
-        if loss == "cross_entropy":
+        if loss in _ACCURACY_LOSSES:
             logs["accuracy"] = engine.correct / engine.rows
         if val is not None:
             out = np.empty((val[0].shape[0], self.layer_sizes[-1]), dtype=self.dtype)
@@ -1294,28 +1328,44 @@ class MLP:
         return out
 
     def _score(self, outputs, labels, targets, weights=None):
-        """Loss (and accuracy), both weighted by `weights` when given."""
+        """Loss of ``self.loss`` (and accuracy: of the class, or of every label of a row
+        with "bce"), both weighted by `weights` when given."""
         from fastnet import functional
         if labels is not None:
             value, _ = functional.softmax_cross_entropy(outputs, labels, sample_weight=weights)
             hits = outputs.argmax(axis=1) == labels
-            accuracy = np.mean(hits) if weights is None else \
-                np.sum(weights * hits, dtype=np.float64) / np.sum(weights, dtype=np.float64)
-            return {"loss": value, "accuracy": float(accuracy)}
-        value, _ = functional.mse_loss(outputs, targets, sample_weight=weights)
-        return {"loss": float(value)}
+        elif self.loss == "bce":
+            value, _ = functional.binary_cross_entropy_with_logits(outputs, targets,
+                                                                  sample_weight=weights)
+            hits = np.all((outputs > 0) == (targets > 0.5), axis=1)
+        else:
+            value, _ = (functional.huber_loss(outputs, targets, delta=self.huber_delta,
+                                              sample_weight=weights)
+                        if self.loss == "huber" else
+                        functional.mse_loss(outputs, targets, sample_weight=weights))
+            return {"loss": float(value)}
+        accuracy = np.mean(hits) if weights is None else \
+            np.sum(weights * hits, dtype=np.float64) / np.sum(weights, dtype=np.float64)
+        return {"loss": float(value), "accuracy": float(accuracy)}
 
     def predict(self, X):
-        """Class labels (cross-entropy) or outputs (mse) for X, in inference mode."""
+        """Class labels (cross-entropy), 0/1 per output (bce) or outputs (mse, huber)
+        for X, in inference mode."""
         out = self._outputs(X)
         if self.loss == "cross_entropy":
             return out.argmax(axis=1)
+        if self.loss == "bce":
+            out = (out > 0).astype(np.int64)         # sigmoid(z) > 1/2
         return out.reshape(-1) if self._targets_1d else out
 
     def predict_proba(self, X):
-        """Softmax probabilities (n, n_classes) for X."""
+        """Softmax probabilities (n, n_classes) for X; with loss="bce", the sigmoid
+        of each output (n, n_out)."""
         from fastnet import functional
-        return functional.softmax(self._outputs(X))
+        out = self._outputs(X)
+        if self.loss == "bce":
+            return _sigmoid(out)
+        return functional.softmax(out)
 
     def evaluate(self, X, y):
         """{"loss": ..., "accuracy": ...} (accuracy for classification only)."""
@@ -1331,6 +1381,7 @@ class MLP:
                 "negative_slope": self.negative_slope, "batch_norm": self.batch_norm, "dropout": self.dropout,
                 "dtype": self.dtype.name, "seed": self.seed, "loss": self.loss,
                 "targets_1d": self._targets_1d, "bn_eps": self.bn_eps,
+                "huber_delta": self.huber_delta,
                 "bn_momentum": self.bn_momentum}
 
     def save(self, path, *, format=None):
@@ -1626,7 +1677,8 @@ def _model_from(meta, arrays, path):
     try:
         model = MLP(sizes, activation=cfg["activation"], batch_norm=batch_norm,
                     dropout=cfg["dropout"], dtype=cfg["dtype"], seed=cfg["seed"],
-                    negative_slope=cfg.get("negative_slope", 0.01))   # older files: default
+                    negative_slope=cfg.get("negative_slope", 0.01),   # older files: defaults
+                    huber_delta=cfg.get("huber_delta", 1.0))
         model.loss = one_of(cfg["loss"], "loss", _network.LOSSES)
         model._targets_1d = bool(cfg.get("targets_1d", False))
         model.bn_eps = real_number(cfg.get("bn_eps", 1e-5), "bn_eps", low=0.0)

@@ -51,9 +51,10 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state
     from sklearn.utils.class_weight import compute_sample_weight
-    from sklearn.utils.multiclass import check_classification_targets, unique_labels
+    from sklearn.utils.multiclass import (check_classification_targets, type_of_target,
+                                          unique_labels)
     from sklearn.utils.validation import (_check_sample_weight, check_is_fitted,
-                                          validate_data)
+                                          column_or_1d, validate_data)
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("fastnet.sklearn needs scikit-learn >= 1.6: "
                       "pip install 'fastnet[sklearn]'") from exc
@@ -195,6 +196,8 @@ def _check_choice(value, name, choices):
     return value.lower()
 
 
+# MLPRegressor's losses (scikit-learn's name of the squared error) and fastnet's names
+_REGRESSION_LOSSES = {"squared_error": "mse", "huber": "huber"}
 # scikit-learn's names of activations fastnet calls otherwise
 _SKLEARN_ACTIVATIONS = {"logistic": "sigmoid"}
 
@@ -209,6 +212,10 @@ class _BaseMLP(BaseEstimator):
     """Shared machinery of MLPClassifier and MLPRegressor."""
 
     _loss = None
+
+    def _model_options(self, p):
+        """Keywords of fastnet.MLP that the estimator's parameters set."""
+        return {}
 
     def _store(self, arguments):
         """Keep the constructor's arguments as attributes, unchanged (scikit-learn's
@@ -378,7 +385,7 @@ class _BaseMLP(BaseEstimator):
                                       activation=p["activation"], init=p["init"],
                                       batch_norm=self.batch_norm,
                                       dropout=p["dropout"], dtype=p["dtype"],
-                                      seed=self._seed_base)
+                                      seed=self._seed_base, **self._model_options(p))
         else:
             self._check_warm_model(p, X.shape[1])
         self.model_.dropout = p["dropout"]
@@ -588,6 +595,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     training loss) of a stratified held-out split (the best epoch's weights,
     batch-norm statistics included, are kept).
 
+    Multilabel: with y a 2-D 0/1 indicator array (n_samples, n_labels), as
+    scikit-learn's MLPClassifier takes, each label gets a sigmoid output and
+    binary cross-entropy; ``classes_`` is ``arange(n_labels)``, ``predict``
+    gives 0/1 per label and ``predict_proba`` each label's probability, and
+    ``score`` is the subset accuracy (every label of a row right).
+
     Parameters
     ----------
     hidden_layer_sizes : int or sequence of int, default (128, 128)
@@ -694,9 +707,25 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {cw!r}")
         return p
 
+    @property
+    def _loss(self):
+        # a 2-D 0/1 y (multilabel): a sigmoid and binary cross-entropy per label
+        return "bce" if getattr(self, "_multilabel", False) else "cross_entropy"
+
     def _validate_xy(self, X, y, reset, dtype):
-        X, y = validate_data(self, X, y, reset=reset, dtype=dtype)
+        X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=True)
+        if np.ndim(y) == 2 and y.shape[1] == 1:          # a column of labels: 1-D, warned
+            y = column_or_1d(y, warn=True)
         check_classification_targets(y)
+        kind = type_of_target(y)
+        if np.ndim(y) == 2 and kind != "multilabel-indicator":
+            raise ValueError(f"{type(self).__name__} takes 1-D class labels or a 2-D 0/1 "
+                             f"indicator array (multilabel); got 2-D y of type {kind!r}")
+        if reset:
+            self._multilabel = kind == "multilabel-indicator"
+        elif self._multilabel != (kind == "multilabel-indicator"):
+            raise ValueError("y must be of the kind the model was fitted on ("
+                             f"{'a 2-D 0/1 indicator array' if self._multilabel else '1-D labels'})")
         return X, y
 
     @property
@@ -704,6 +733,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return len(self.classes_)
 
     def _encode_targets(self, y, sample_weight, first, incremental, classes):
+        if self._multilabel:
+            return self._encode_multilabel(y, sample_weight, first)
         if incremental and classes is not None:
             classes = unique_labels(classes)
             if hasattr(self, "classes_") and not first and not np.array_equal(
@@ -739,7 +770,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                                  f"{type(self).__name__} needs at least 2 classes to train")
         return encoded, sample_weight
 
+    def _encode_multilabel(self, y, sample_weight, first):
+        """A 0/1 indicator y (n, n_labels): the targets of the per-label sigmoids."""
+        if self.class_weight is not None:
+            raise ValueError("class_weight is not supported for multilabel y (a 2-D "
+                             "indicator array); pass sample_weight instead")
+        y = np.asarray(y)
+        if first:
+            self.classes_ = np.arange(y.shape[1])
+        elif y.shape[1] != len(self.classes_):
+            raise ValueError(f"y has {y.shape[1]} labels but the fitted model has "
+                             f"{len(self.classes_)}")
+        return y.astype(np.float64), sample_weight
+
     def _stratify(self, targets, n_val):
+        if targets.ndim == 2:          # multilabel: no stratification
+            return None
         counts = np.bincount(targets)
         counts = counts[counts > 0]
         if counts.min() >= 2 and n_val >= counts.size and targets.size - n_val >= counts.size:
@@ -766,12 +812,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._partial_fit(X, y, sample_weight, classes=classes)
 
     def predict_proba(self, X):
-        """Class probabilities (n_samples, n_classes), columns in the order of ``classes_``."""
+        """Class probabilities (n_samples, n_classes), columns in the order of
+        ``classes_``; for multilabel y, each label's probability (n_samples, n_labels)."""
         X = self._check_predict_x(X)
         with self._threads():
             proba = self.model_.predict_proba(X)
         proba = proba.astype(np.float64)
-        proba /= proba.sum(axis=1, keepdims=True)
+        if not self._multilabel:
+            proba /= proba.sum(axis=1, keepdims=True)
         return proba
 
     def predict_log_proba(self, X):
@@ -779,8 +827,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
     def predict(self, X):
-        """Predicted class labels (the most probable class)."""
+        """Predicted class labels (the most probable class); for multilabel y, 0/1 per
+        label (probability above 1/2)."""
+        if getattr(self, "_multilabel", False):
+            X = self._check_predict_x(X)
+            with self._threads():
+                return self.model_.predict(X)
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
 
@@ -803,13 +861,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     Parameters
     ----------
     standardize_targets : bool, default True
+    loss : {"squared_error", "huber"}, default "squared_error"
+        "huber": the Huber loss, robust to outliers (PyTorch's ``HuberLoss``),
+        with threshold ``huber_delta`` in the units of the (standardised,
+        by default) targets.
+    huber_delta : float > 0, default 1.0
     (others)
         As :class:`MLPClassifier` (without ``class_weight``);
         ``validation_scores_`` and ``best_validation_score_`` hold the
         validation R^2.
     """
-
-    _loss = "mse"
 
     def __init__(self, hidden_layer_sizes=(128, 128), *, activation="relu", init="lecun",
                  batch_norm=True, dropout=0.5, optimizer="adamw", learning_rate_init=4e-3,
@@ -817,8 +878,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  warmup_epochs=5,
                  early_stopping=True, validation_fraction=0.1, n_iter_no_change=10,
                  tol=1e-4, grad_clip=None, standardize_targets=True, random_state=None,
-                 n_threads=None, verbose=0, warm_start=False, dtype="float32"):
+                 n_threads=None, verbose=0, warm_start=False, dtype="float32",
+                 loss="squared_error", huber_delta=1.0):
         self._store(locals())
+
+    @property
+    def _loss(self):
+        return _REGRESSION_LOSSES[_check_choice(self.loss, "loss", tuple(_REGRESSION_LOSSES))]
+
+    def _model_options(self, p):
+        return {"huber_delta": _check_real(self.huber_delta, "huber_delta", 0.0, low_open=True)}
 
     def _validate_xy(self, X, y, reset, dtype):
         X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=True,
