@@ -84,6 +84,7 @@ typedef struct {
     int act;                 /* hidden activation, FN_ACT_* */
     double act_slope;        /* FN_ACT_LEAKY_RELU's negative slope */
     int batch_norm;          /* batch norm after every hidden Linear */
+    int layer_norm;          /* or layer norm (not both): eps is bn_eps */
     double dropout;          /* rate after every hidden activation */
     double bn_eps, bn_momentum;
     int loss;                /* FN_LOSS_* */
@@ -92,15 +93,16 @@ typedef struct {
 
 /* Where layer l's arrays start in the flat buffers (-1: absent).
  * Parameters, layer by layer: W (fan_in x fan_out, row-major), then b
- * (without batch norm, and always for the last layer) or gamma, beta.
- * Buffers: running_mean, running_var of each batch-norm layer. */
+ * (without batch norm, and always for the last layer), then gamma, beta
+ * (batch or layer norm).  Buffers: running_mean, running_var of each
+ * batch-norm layer. */
 typedef struct {
     fn_int w, b, gamma, beta, running_mean, running_var;
 } fn_layer_offsets;
 
 /* Fills offsets[0:n_layers]; returns the parameter count and sets
  * *n_buffers.  sizes holds n_layers + 1 widths. */
-fn_int fn_mlp_layout(int n_layers, const fn_int *sizes, int batch_norm,
+fn_int fn_mlp_layout(int n_layers, const fn_int *sizes, int batch_norm, int layer_norm,
                      fn_layer_offsets *offsets, fn_int *n_buffers);
 /* Elements of workspace (of the given dtype), bytes of dropout masks and
  * doubles of reduction scratch one batch of max_batch rows needs. */

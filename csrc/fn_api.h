@@ -111,6 +111,40 @@ typedef struct {
 
 void FN(fn_bn_backward_team)(fn_team *team, const FN(fn_bn_backward_args) *a);
 
+/* ---- Layer normalisation (fn_layernorm.c) -------------------------------- */
+
+/* out = act(gamma * xhat + beta), xhat = (x - mean) * rstd per row, with the
+ * row's mean and biased variance over its f features, rstd = 1 / sqrt(var +
+ * eps).  The same in training and inference (no running statistics). */
+typedef struct {
+    fn_int n, f;
+    const fn_real *x;                /* n x f */
+    const fn_real *gamma, *beta;     /* f each */
+    double eps;
+    int act;                         /* FN_ACT_* after the affine map */
+    double slope;                    /* FN_ACT_LEAKY_RELU's negative slope */
+    fn_real *xhat;                   /* optional: n x f, for the backward */
+    fn_real *rstd;                   /* optional: n, for the backward */
+    fn_real *out;                    /* n x f, may alias x when xhat is NULL */
+} FN(fn_ln_forward_args);
+
+void FN(fn_ln_forward_team)(fn_team *team, const FN(fn_ln_forward_args) *a);
+
+/* Backward of the forward above: dout is taken back through dropout (mask,
+ * rate; NULL: none) and the activation (act_out: its output), then through
+ * the normalisation, into dx (may alias dout); dgamma and dbeta are set. */
+typedef struct {
+    fn_int n, f;
+    const fn_real *dout;
+    const uint8_t *mask; double rate;
+    int act; const fn_real *act_out;
+    double slope;
+    const fn_real *xhat, *rstd, *gamma, *beta;
+    fn_real *dx, *dgamma, *dbeta;
+} FN(fn_ln_backward_args);
+
+void FN(fn_ln_backward_team)(fn_team *team, const FN(fn_ln_backward_args) *a);
+
 /* ---- Dropout (fn_dropout.c) --------------------------------------------- */
 
 /* x is n x f (row stride ldx); out = x * mask / (1 - rate) and the mask,
@@ -190,6 +224,7 @@ typedef struct {
     fn_real *out;                    /* input of the next layer: act after dropout */
     uint8_t *mask;                   /* dropout keep mask */
     fn_real *mean, *var;             /* batch statistics */
+    fn_real *rstd;                   /* layer norm: 1 / std of each row */
 } FN(fn_layer);
 
 typedef struct {
@@ -198,6 +233,7 @@ typedef struct {
     int act;                         /* hidden activation */
     double act_slope;
     int batch_norm;
+    int layer_norm;
     double dropout;
     double bn_eps, bn_momentum;
     int freeze_bn_stats;             /* 1: training forward leaves running stats alone */

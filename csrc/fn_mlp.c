@@ -9,14 +9,18 @@
 
 /* One layer's share of the flat parameters and buffers, offsets relative
  * to the layer's start; returns its parameter count. */
-static fn_int fn_layer_layout(fn_int fan_in, fn_int fan_out, int bn, fn_layer_offsets *o,
-                              fn_int *n_buffers)
+static fn_int fn_layer_layout(fn_int fan_in, fn_int fan_out, int bn, int ln,
+                              fn_layer_offsets *o, fn_int *n_buffers)
 {
     fn_int p = fan_in * fan_out;
     o->w = 0;
     o->b = o->gamma = o->beta = o->running_mean = o->running_var = -1;
     *n_buffers = 0;
-    if (bn) {
+    if (ln) {         /* the bias stays: a per-feature shift is no constant within a row */
+        o->b = p; p += fan_out;
+        o->gamma = p; p += fan_out;
+        o->beta = p; p += fan_out;
+    } else if (bn) {
         o->gamma = p; p += fan_out;
         o->beta = p; p += fan_out;
         o->running_mean = 0;
@@ -33,7 +37,12 @@ static int fn_has_bn(const fn_mlp_config *cfg, int l, int n_layers)
     return cfg->batch_norm && l < n_layers - 1;
 }
 
-fn_int fn_mlp_layout(int n_layers, const fn_int *sizes, int batch_norm,
+static int fn_has_ln(const fn_mlp_config *cfg, int l, int n_layers)
+{
+    return cfg->layer_norm && l < n_layers - 1;
+}
+
+fn_int fn_mlp_layout(int n_layers, const fn_int *sizes, int batch_norm, int layer_norm,
                      fn_layer_offsets *offsets, fn_int *n_buffers)
 {
     fn_int p = 0, q = 0;
@@ -41,7 +50,8 @@ fn_int fn_mlp_layout(int n_layers, const fn_int *sizes, int batch_norm,
         fn_layer_offsets *o = &offsets[l];
         fn_int nb;
         const fn_int np = fn_layer_layout(sizes[l], sizes[l + 1],
-                                          batch_norm && l < n_layers - 1, o, &nb);
+                                          batch_norm && l < n_layers - 1,
+                                          layer_norm && l < n_layers - 1, o, &nb);
         o->w += p;
         if (o->b >= 0) o->b += p;
         if (o->gamma >= 0) { o->gamma += p; o->beta += p; }
@@ -62,7 +72,7 @@ typedef struct {
 } fn_walk;
 
 typedef struct {
-    fn_int xhat, pre, act, out, mean, var, mask;   /* offsets; -1 if absent */
+    fn_int xhat, pre, act, out, mean, var, mask, rstd;   /* offsets; -1 if absent */
 } fn_layer_ws;
 
 typedef struct {
@@ -81,12 +91,17 @@ static fn_layer_ws fn_walk_layer(fn_walk *w, int l, int n_layers, const fn_int *
                                  const fn_mlp_config *cfg, fn_int max_batch)
 {
     const fn_int fan_in = sizes[l], fan_out = sizes[l + 1], rows = max_batch * fan_out;
-    const int bn = fn_has_bn(cfg, l, n_layers);
+    const int bn = fn_has_bn(cfg, l, n_layers), ln = fn_has_ln(cfg, l, n_layers);
     const int drop = cfg->dropout > 0 && l < n_layers - 1;
-    fn_layer_ws o = {-1, -1, -1, -1, -1, -1, -1};
-    if (bn) o.xhat = fn_take(&w->used, rows, w->bits);
-    /* batch norm rebuilds the activation's input from xhat instead */
-    if (!bn && l < n_layers - 1 && FN_ACT_NEEDS_PRE(cfg->act))
+    fn_layer_ws o = {-1, -1, -1, -1, -1, -1, -1, -1};
+    /* layer norm: pre holds x W + b, xhat the normalised rows */
+    if (bn || ln) o.xhat = fn_take(&w->used, rows, w->bits);
+    if (ln) {
+        o.pre = fn_take(&w->used, rows, w->bits);
+        o.rstd = fn_take(&w->used, max_batch, w->bits);
+    }
+    /* batch and layer norm rebuild the activation's input from xhat instead */
+    if (!bn && !ln && l < n_layers - 1 && FN_ACT_NEEDS_PRE(cfg->act))
         o.pre = fn_take(&w->used, rows, w->bits);
     o.act = fn_take(&w->used, rows, w->bits);
     o.out = drop ? fn_take(&w->used, rows, w->bits) : o.act;
@@ -155,8 +170,8 @@ void FN(fn_mlp_bind)(FN(fn_mlp) *net, FN(fn_layer) *layers, int n_layers, const 
         FN(fn_layer) *L = &layers[l];
         fn_layer_offsets o;
         fn_int nb;
-        const fn_int np = fn_layer_layout(sizes[l], sizes[l + 1],
-                                          fn_has_bn(cfg, l, n_layers), &o, &nb);
+        const fn_int np = fn_layer_layout(sizes[l], sizes[l + 1], fn_has_bn(cfg, l, n_layers),
+                                          fn_has_ln(cfg, l, n_layers), &o, &nb);
         const fn_layer_ws lw = fn_walk_layer(&w, l, n_layers, sizes, cfg, max_batch);
         memset(L, 0, sizeof *L);
         L->fan_in = sizes[l];
@@ -177,6 +192,7 @@ void FN(fn_mlp_bind)(FN(fn_mlp) *net, FN(fn_layer) *layers, int n_layers, const 
         L->out = FN_AT(workspace, lw.out);
         L->mean = FN_AT(workspace, lw.mean);
         L->var = FN_AT(workspace, lw.var);
+        L->rstd = FN_AT(workspace, lw.rstd);
         L->mask = lw.mask >= 0 ? masks + lw.mask : NULL;
         p += np;
         q += nb;
@@ -188,6 +204,7 @@ void FN(fn_mlp_bind)(FN(fn_mlp) *net, FN(fn_layer) *layers, int n_layers, const 
     net->act = cfg->act;
     net->act_slope = cfg->act_slope;
     net->batch_norm = cfg->batch_norm;
+    net->layer_norm = cfg->layer_norm;
     net->dropout = cfg->dropout;
     net->bn_eps = cfg->bn_eps;
     net->bn_momentum = cfg->bn_momentum;
@@ -229,20 +246,30 @@ static void FN(layer_forward)(fn_team *team, const fn_blas *blas, const FN(fn_ml
 {
     FN(fn_layer) *L = &net->layers[l];
     const int last = l == net->n_layers - 1;
-    const int bn = net->batch_norm && !last;
+    const int bn = net->batch_norm && !last, ln = net->layer_norm && !last;
     FN(fn_gemm_args) g = {
         .m = n, .n = L->fan_out, .k = L->fan_in,
         .a = h, .a_rs = L->fan_in, .a_cs = 1,
         .b = L->w, .b_rs = L->fan_out, .b_cs = 1,
-        .c = last ? top : (bn ? L->xhat : L->act), .ldc = L->fan_out,
-        .accumulate = 0, .bias = L->b, .act = (last || bn) ? FN_ACT_NONE : net->act,
+        .c = last ? top : (bn ? L->xhat : ln ? L->pre : L->act), .ldc = L->fan_out,
+        .accumulate = 0, .bias = L->b, .act = (last || bn || ln) ? FN_ACT_NONE : net->act,
         .pack = net->pack, .slope = net->act_slope,
-        .pre = (last || bn || !training) ? NULL : L->pre,   /* for the backward */
+        .pre = (last || bn || ln || !training) ? NULL : L->pre,   /* for the backward */
     };
     FN(fn_gemm_team)(team, blas, &g);
     if (last) return;
     const int dropout = training && net->dropout > 0;
-    if (bn) {
+    if (ln) {
+        const FN(fn_ln_forward_args) a = {
+            .n = n, .f = L->fan_out, .x = L->pre, .gamma = L->gamma, .beta = L->beta,
+            .eps = net->bn_eps, .act = net->act, .slope = net->act_slope,
+            .xhat = training ? L->xhat : NULL, .rstd = training ? L->rstd : NULL,
+            .out = L->act,
+        };
+        FN(fn_ln_forward_team)(team, &a);
+        if (dropout)
+            FN(fn_dropout_team)(team, n, L->fan_out, L->act, L->fan_out, d, L->out, L->mask);
+    } else if (bn) {
         FN(fn_bn_forward_args) a = {
             .n = n, .f = L->fan_out, .x = L->xhat, .gamma = L->gamma, .beta = L->beta,
             .eps = net->bn_eps, .training = training,
@@ -354,7 +381,17 @@ void FN(fn_mlp_train_step_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *
         FN(fn_gemm_team)(team, blas, &gx);
         FN(fn_layer) *P = &net->layers[l - 1];
         const uint8_t *mask = net->dropout > 0 ? P->mask : NULL;
-        if (net->batch_norm) {
+        if (net->layer_norm) {
+            const FN(fn_ln_backward_args) a = {
+                .n = n, .f = P->fan_out, .dout = dh, .mask = mask, .rate = net->dropout,
+                .act = net->act, .act_out = P->act, .slope = net->act_slope,
+                .xhat = P->xhat, .rstd = P->rstd, .gamma = P->gamma, .beta = P->beta,
+                .dx = dh, .dgamma = P->dgamma, .dbeta = P->dbeta,
+            };
+            FN(fn_ln_backward_team)(team, &a);
+            FN(fn_act_backward_team)(team, n, P->fan_out, dh, NULL, NULL, FN_ACT_NONE, 0, NULL,
+                                     0, NULL, P->db);
+        } else if (net->batch_norm) {
             FN(fn_bn_backward_args) a = {
                 .n = n, .f = P->fan_out, .dout = dh, .mask = mask, .rate = net->dropout,
                 .act = net->act, .act_out = P->act, .slope = net->act_slope,

@@ -773,7 +773,8 @@ def _flat_arrays(tensors, config, path):
             and isinstance(batch_norm, bool)):
         raise ValueError(f"{path}: invalid model config for its {len(tensors)} arrays "
                          f"(layer_sizes {sizes!r}, batch_norm {batch_norm!r})")
-    layers, n_params, n_buffers = _network.layout(sizes, batch_norm)
+    layers, n_params, n_buffers = _network.layout(sizes, batch_norm,
+                                                  config.get("norm") == "layer")
     expected = {f"layer{l}.{key}": ((sizes[l], sizes[l + 1]) if key == "w" else
                                     (sizes[l + 1],), key.startswith("running"), offset)
                 for l, offsets in enumerate(layers) for key, offset in offsets.items()}

@@ -253,6 +253,30 @@ def _init_setting(value):
     return value
 
 
+class _Unset:
+    """The default of MLP(norm=, batch_norm=): not passed."""
+
+    def __repr__(self):
+        return "<not passed>"
+
+
+_UNSET = _Unset()
+_NORMS = ("batch", "layer", None)
+
+
+def _resolve_norm(norm, batch_norm):
+    """MLP's normalisation from ``norm`` and the older ``batch_norm``."""
+    if norm is not _UNSET and norm not in _NORMS:
+        raise ValueError(f"norm must be 'batch', 'layer' or None, got {norm!r}")
+    if batch_norm is _UNSET:
+        return "batch" if norm is _UNSET else norm
+    implied = "batch" if batch_norm else None
+    if norm is not _UNSET and norm != implied:
+        raise ValueError(f"norm={norm!r} and batch_norm={batch_norm!r} disagree; pass "
+                         f"norm alone")
+    return implied
+
+
 # losses whose fit logs an accuracy (of the class; of all labels of a row)
 _ACCURACY_LOSSES = ("cross_entropy", "bce")
 
@@ -279,9 +303,16 @@ class MLP:
         backward.  "leaky_relu" is ``max(z, 0) + negative_slope * min(z, 0)``,
         "gelu" the exact (erf) form ``z * Phi(z)`` (PyTorch's default), "silu"
         ``z * sigmoid(z)``, "identity" none (a linear model per layer).
+    norm : {"batch", "layer", None}
+        Normalisation after every hidden Linear: batch norm (the default; the
+        Linear then has no bias, beta takes its role; running statistics for
+        inference), layer norm (each row over its features, as
+        ``torch.nn.LayerNorm``; the same in training and inference, any batch
+        size, no running statistics; eps is ``bn_eps``), or none.  Both add
+        ``layer{i}.gamma`` and ``layer{i}.beta``.
     batch_norm : bool
-        Batch normalisation after every hidden Linear (which then has no
-        bias: beta takes its role).
+        The older spelling: True is ``norm="batch"``, False ``norm=None``
+        (passing both, they must agree).
     dropout : float in [0, 1)
         Inverted-dropout rate after every hidden activation.
     init : {"he", "xavier", "lecun"} or callable
@@ -302,7 +333,7 @@ class MLP:
 
     Attributes
     ----------
-    layer_sizes, activation, batch_norm, dtype : read-only
+    layer_sizes, activation, norm, batch_norm, dtype : read-only
         They lay out the weights; assigning one raises AttributeError.
     params, grads, buffers : ndarray, read-only attributes
         The flat parameter, gradient and batch-norm statistics arrays (the
@@ -336,6 +367,7 @@ class MLP:
     layer_sizes = _Fixed(_REBUILD, read=list)       # a copy: appending changes nothing
     activation = _Fixed("the weights were trained for it; build a new fastnet.MLP instead")
     batch_norm = _Fixed(_REBUILD)
+    norm = _Fixed(_REBUILD)
     dtype = _Fixed(_REBUILD)
     params = _Fixed(_ARRAY.format("params"))
     grads = _Fixed(_ARRAY.format("grads"))
@@ -353,7 +385,8 @@ class MLP:
     seed = _Checked(lambda value: seed_value(0 if value is None else value))
     loss = _Checked(lambda value: one_of(value, "loss", _network.LOSSES))
 
-    def __init__(self, layer_sizes, *, activation="relu", batch_norm=True, dropout=0.0,
+    def __init__(self, layer_sizes, *, activation="relu", batch_norm=_UNSET, norm=_UNSET,
+                 dropout=0.0,
                  init="he", dtype="float32", seed=None, negative_slope=0.01,
                  huber_delta=1.0):
         sizes = list(layer_sizes) if not isinstance(layer_sizes, (str, bytes)) else None
@@ -367,7 +400,8 @@ class MLP:
         self._activation = one_of(activation, "activation", _network.ACTIVATIONS)
         self.negative_slope = negative_slope
         self.huber_delta = huber_delta
-        self._batch_norm = bool(batch_norm)
+        self._norm = _resolve_norm(norm, batch_norm)
+        self._batch_norm = self._norm == "batch"
         try:
             dtype = np.dtype(dtype)
         except TypeError:
@@ -394,18 +428,20 @@ class MLP:
         return len(self._layer_sizes) - 1
 
     def _allocate(self):
-        _, n_params, n_buffers = _network.layout(self._layer_sizes, self._batch_norm)
+        _, n_params, n_buffers = self._layout()
         self._params = np.zeros(n_params, dtype=self._dtype)
         # one flat buffer that distributed training allreduces in one call
         self._grad_buffer = np.zeros(n_params + _GRAD_SLOTS, dtype=self._dtype)
         self._buffers = np.zeros(n_buffers, dtype=self._dtype)
         self._bind_views()
 
+    def _layout(self):
+        return _network.layout(self._layer_sizes, self._batch_norm, self._norm == "layer")
+
     def _bind_views(self):
         """The per-layer views of the flat arrays (``layers``, ``grads``): derived, never
         copied or pickled (a copy of a view no longer aliases its array)."""
-        offsets_by_layer, n_params, n_buffers = _network.layout(self._layer_sizes,
-                                                                self._batch_norm)
+        offsets_by_layer, n_params, n_buffers = self._layout()
         if self._params.shape != (n_params,) or self._buffers.shape != (n_buffers,) \
                 or self._grad_buffer.shape != (n_params + _GRAD_SLOTS,):
             raise ValueError(f"params, buffers and the gradient buffer do not fit the layout "
@@ -556,7 +592,8 @@ class MLP:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        for key, default in (("_negative_slope", 0.01), ("_huber_delta", 1.0)):
+        for key, default in (("_negative_slope", 0.01), ("_huber_delta", 1.0),
+                             ("_norm", "batch" if state.get("_batch_norm") else None)):
             self.__dict__.setdefault(key, default)        # pickles of older versions
         self._access = _Access()
         self._bind_views()
@@ -586,7 +623,7 @@ class MLP:
         slope = (f"negative_slope={self.negative_slope}, "
                  if self.activation == "leaky_relu" else "")
         return (f"MLP({self.layer_sizes}, activation={self.activation!r}, {slope}"
-                f"batch_norm={self.batch_norm}, dropout={self.dropout}, "
+                f"norm={self.norm!r}, dropout={self.dropout}, "
                 f"dtype={self.dtype.name!r})")
 
     # ---- data checks --------------------------------------------------------
@@ -1291,7 +1328,7 @@ class MLP:
                                _network.ACTIVATIONS[self.activation], self.batch_norm,
                                self.dropout, self.bn_eps, self.bn_momentum,
                                _network.LOSSES[loss], max_batch, self.negative_slope,
-                               self.huber_delta)
+                               self.huber_delta, self._norm == "layer")
 
     def _training_loss(self, engine, X, labels, targets, weights):
         """Loss of the weights as they are on the rows (X, ...), in inference mode."""
@@ -1378,7 +1415,8 @@ class MLP:
     def config(self):
         """JSON-serialisable description from which the model is rebuilt."""
         return {"layer_sizes": self.layer_sizes, "activation": self.activation,
-                "negative_slope": self.negative_slope, "batch_norm": self.batch_norm, "dropout": self.dropout,
+                "negative_slope": self.negative_slope, "batch_norm": self.batch_norm,
+                "norm": self.norm, "dropout": self.dropout,
                 "dtype": self.dtype.name, "seed": self.seed, "loss": self.loss,
                 "targets_1d": self._targets_1d, "bn_eps": self.bn_eps,
                 "huber_delta": self.huber_delta,
@@ -1607,21 +1645,23 @@ class _InterruptFlag:
             self._previous = None
 
 
-def _parameter_counts(layer_sizes, batch_norm):
+def _parameter_counts(layer_sizes, batch_norm, layer_norm=False):
     """(n_params, n_buffers): the lengths of the flat arrays, as Python ints.
 
     The layout ``fn_mlp_layout`` computes (per layer W, then b, or gamma and
-    beta with a running mean and variance under batch norm), counted without
-    int64 wrap-around so that absurd widths are refused before anything is
-    allocated.
+    beta with a running mean and variance under batch norm, or b, gamma and
+    beta under layer norm), counted without int64 wrap-around so that absurd
+    widths are refused before anything is allocated.
     """
     n_params = n_buffers = 0
     last = len(layer_sizes) - 2
     for l, (fan_in, fan_out) in enumerate(zip(layer_sizes, layer_sizes[1:])):
-        normalised = batch_norm and l < last
-        n_params += fan_in * fan_out + (2 if normalised else 1) * fan_out
-        n_buffers += 2 * fan_out if normalised else 0
+        bn, ln = batch_norm and l < last, layer_norm and l < last
+        n_params += fan_in * fan_out + (3 if ln else 2 if bn else 1) * fan_out
+        n_buffers += 2 * fan_out if bn else 0
     return n_params, n_buffers
+
+
 
 
 def _file_config(meta, path):
@@ -1651,7 +1691,11 @@ def _file_config(meta, path):
             raise ValueError(f"dtype must be 'float32' or 'float64', got "
                              f"{reprlib.repr(dtype)}")
         dtype = np.dtype(dtype)
-        n_params, n_buffers = _parameter_counts(sizes, cfg["batch_norm"])
+        norm = cfg.get("norm", "batch" if cfg["batch_norm"] else None)   # older files
+        if norm not in _NORMS or (norm == "batch") != cfg["batch_norm"]:
+            raise ValueError(f"norm {reprlib.repr(norm)} does not fit batch_norm "
+                             f"{cfg['batch_norm']!r}")
+        n_params, n_buffers = _parameter_counts(sizes, cfg["batch_norm"], norm == "layer")
         if (n_params + _GRAD_SLOTS) * dtype.itemsize > np.iinfo(np.intp).max:
             raise ValueError(f"layer_sizes {reprlib.repr(sizes)} give {n_params} parameters, "
                              "more than any array can hold")
@@ -1667,7 +1711,7 @@ def _model_from(meta, arrays, path):
     for name in ("params", "buffers"):
         if not np.all(np.isfinite(arrays[name])):
             raise ValueError(f"{path}: array {name!r} holds NaN or infinity")
-    layers = _network.layout(sizes, batch_norm)[0]
+    layers = _network.layout(sizes, batch_norm, cfg.get("norm") == "layer")[0]
     for l, offsets in enumerate(layers):
         if "running_var" in offsets:
             start = offsets["running_var"]
@@ -1675,7 +1719,8 @@ def _model_from(meta, arrays, path):
                 raise ValueError(f"{path}: layer {l}'s running_var holds negative values (a "
                                  "variance is >= 0)")
     try:
-        model = MLP(sizes, activation=cfg["activation"], batch_norm=batch_norm,
+        model = MLP(sizes, activation=cfg["activation"],
+                    norm=cfg.get("norm", "batch" if batch_norm else None),   # older files
                     dropout=cfg["dropout"], dtype=cfg["dtype"], seed=cfg["seed"],
                     negative_slope=cfg.get("negative_slope", 0.01),   # older files: defaults
                     huber_delta=cfg.get("huber_delta", 1.0))
