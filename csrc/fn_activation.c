@@ -62,15 +62,7 @@ static void FN(act_backward_block_any)(fn_int n, fn_int f, fn_int j0, fn_int j1,
     else if (mask) FN_ACT_BWD_CALL(ACT, 1, 0); \
     else if (dz) FN_ACT_BWD_CALL(ACT, 0, 1); \
     else FN_ACT_BWD_CALL(ACT, 0, 0);
-    switch (act) {
-    case FN_ACT_RELU: FN_ACT_BWD(FN_ACT_RELU) break;
-    case FN_ACT_TANH: FN_ACT_BWD(FN_ACT_TANH) break;
-    case FN_ACT_SIGMOID: FN_ACT_BWD(FN_ACT_SIGMOID) break;
-    case FN_ACT_LEAKY_RELU: FN_ACT_BWD(FN_ACT_LEAKY_RELU) break;
-    case FN_ACT_GELU: FN_ACT_BWD(FN_ACT_GELU) break;
-    case FN_ACT_SILU: FN_ACT_BWD(FN_ACT_SILU) break;
-    default: FN_ACT_BWD(FN_ACT_NONE)
-    }
+    FN_ACT_SWITCH(act, FN_ACT_BWD)
 #undef FN_ACT_BWD
 #undef FN_ACT_BWD_CALL
 }

@@ -309,19 +309,9 @@ FN_MULTIVERSION
 static void FN(bn_normalize_rows_any)(const FN(fn_bn_forward_args) *a, const fn_real *col,
                                       fn_int i0, fn_int i1, uint32_t threshold)
 {
-    switch (a->act) {
-    case FN_ACT_RELU: FN(bn_normalize_rows)(a, col, i0, i1, FN_ACT_RELU, threshold); break;
-    case FN_ACT_TANH: FN(bn_normalize_rows)(a, col, i0, i1, FN_ACT_TANH, threshold); break;
-    case FN_ACT_SIGMOID:
-        FN(bn_normalize_rows)(a, col, i0, i1, FN_ACT_SIGMOID, threshold);
-        break;
-    case FN_ACT_LEAKY_RELU:
-        FN(bn_normalize_rows)(a, col, i0, i1, FN_ACT_LEAKY_RELU, threshold);
-        break;
-    case FN_ACT_GELU: FN(bn_normalize_rows)(a, col, i0, i1, FN_ACT_GELU, threshold); break;
-    case FN_ACT_SILU: FN(bn_normalize_rows)(a, col, i0, i1, FN_ACT_SILU, threshold); break;
-    default: FN(bn_normalize_rows)(a, col, i0, i1, FN_ACT_NONE, threshold);
-    }
+#define FN_BN_FWD(ACT) FN(bn_normalize_rows)(a, col, i0, i1, ACT, threshold);
+    FN_ACT_SWITCH(a->act, FN_BN_FWD)
+#undef FN_BN_FWD
 }
 
 /* Features [j0, j1): the statistics (mean and biased variance in double:
@@ -497,15 +487,7 @@ static void FN(bn_backward_chunk_any)(const FN(fn_bn_backward_args) *a, const FN
     else if (a->mask) FN(bn_backward_chunk)(a, w, c, ACT, 1, 0); \
     else if (a->xhat) FN(bn_backward_chunk)(a, w, c, ACT, 0, 1); \
     else FN(bn_backward_chunk)(a, w, c, ACT, 0, 0);
-    switch (a->act) {
-    case FN_ACT_RELU: FN_BN_BWD(FN_ACT_RELU) break;
-    case FN_ACT_TANH: FN_BN_BWD(FN_ACT_TANH) break;
-    case FN_ACT_SIGMOID: FN_BN_BWD(FN_ACT_SIGMOID) break;
-    case FN_ACT_LEAKY_RELU: FN_BN_BWD(FN_ACT_LEAKY_RELU) break;
-    case FN_ACT_GELU: FN_BN_BWD(FN_ACT_GELU) break;
-    case FN_ACT_SILU: FN_BN_BWD(FN_ACT_SILU) break;
-    default: FN_BN_BWD(FN_ACT_NONE)
-    }
+    FN_ACT_SWITCH(a->act, FN_BN_BWD)
 #undef FN_BN_BWD
 }
 

@@ -59,15 +59,9 @@ FN_INLINE void FN(ln_forward_rows)(const FN(fn_ln_forward_args) *a, fn_int i0, f
 FN_MULTIVERSION
 static void FN(ln_forward_rows_any)(const FN(fn_ln_forward_args) *a, fn_int i0, fn_int i1)
 {
-    switch (a->act) {
-    case FN_ACT_RELU: FN(ln_forward_rows)(a, i0, i1, FN_ACT_RELU); break;
-    case FN_ACT_TANH: FN(ln_forward_rows)(a, i0, i1, FN_ACT_TANH); break;
-    case FN_ACT_SIGMOID: FN(ln_forward_rows)(a, i0, i1, FN_ACT_SIGMOID); break;
-    case FN_ACT_LEAKY_RELU: FN(ln_forward_rows)(a, i0, i1, FN_ACT_LEAKY_RELU); break;
-    case FN_ACT_GELU: FN(ln_forward_rows)(a, i0, i1, FN_ACT_GELU); break;
-    case FN_ACT_SILU: FN(ln_forward_rows)(a, i0, i1, FN_ACT_SILU); break;
-    default: FN(ln_forward_rows)(a, i0, i1, FN_ACT_NONE);
-    }
+#define FN_LN_FWD(ACT) FN(ln_forward_rows)(a, i0, i1, ACT);
+    FN_ACT_SWITCH(a->act, FN_LN_FWD)
+#undef FN_LN_FWD
 }
 
 static void FN(ln_forward_chunk)(const void *ctx, fn_int c)
@@ -114,15 +108,7 @@ static void FN(ln_dy_rows_any)(const FN(fn_ln_backward_args) *a, fn_int i0, fn_i
 {
 #define FN_LN_DY(ACT) \
     if (a->mask) FN(ln_dy_rows)(a, i0, i1, ACT, 1); else FN(ln_dy_rows)(a, i0, i1, ACT, 0);
-    switch (a->act) {
-    case FN_ACT_RELU: FN_LN_DY(FN_ACT_RELU) break;
-    case FN_ACT_TANH: FN_LN_DY(FN_ACT_TANH) break;
-    case FN_ACT_SIGMOID: FN_LN_DY(FN_ACT_SIGMOID) break;
-    case FN_ACT_LEAKY_RELU: FN_LN_DY(FN_ACT_LEAKY_RELU) break;
-    case FN_ACT_GELU: FN_LN_DY(FN_ACT_GELU) break;
-    case FN_ACT_SILU: FN_LN_DY(FN_ACT_SILU) break;
-    default: FN_LN_DY(FN_ACT_NONE)
-    }
+    FN_ACT_SWITCH(a->act, FN_LN_DY)
 #undef FN_LN_DY
 }
 
