@@ -32,9 +32,9 @@ FN_INLINE void FN(act_backward_block)(fn_int n, fn_int f, fn_int j0, fn_int j1,
         for (fn_int j = 0; j < w; j++) {
             fn_real x = dout[r + j];
             if (has_mask) x *= (fn_real)mask[r + j] * scale;
-            if (act != FN_ACT_NONE)
-                x *= FN(fn_act_grad)(out[r + j], FN_ACT_NEEDS_PRE(act) ? pre[r + j] : 0, act,
-                                     slope);
+            if (act != FN_ACT_NONE)     /* read out or pre: the other may be NULL */
+                x *= FN_ACT_NEEDS_PRE(act) ? FN(fn_act_grad)(0, pre[r + j], act, slope)
+                                           : FN(fn_act_grad)(out[r + j], 0, act, slope);
             v[j] = x;
         }
         FN_SIMD

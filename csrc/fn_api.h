@@ -28,7 +28,8 @@ void FN(fn_gemm_team)(fn_team *team, const fn_blas *blas, const FN(fn_gemm_args)
 
 /* dz = dout * act'(out) [* mask / (1 - rate)], with act' taken from the
  * activation's output, or from its input `pre` for the activations of
- * FN_ACT_NEEDS_PRE (fn_act.h; pre is unused, may be NULL, for the others);
+ * FN_ACT_NEEDS_PRE (fn_internal.h; only the one read need be given, the
+ * other may be NULL);
  * db = column sums of dz (db may be NULL).
  * `mask` (NULL: no dropout) is the keep mask of a dropout that followed the
  * activation; dout is then the gradient of the dropped output.
