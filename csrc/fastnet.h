@@ -27,11 +27,19 @@
 #define FN_NS_PER_FMA 0.05
 
 /* Activation applied by fused epilogues. */
-enum { FN_ACT_NONE = 0, FN_ACT_RELU = 1, FN_ACT_TANH = 2, FN_ACT_SIGMOID = 3 };
+enum {
+    FN_ACT_NONE = 0,          /* identity */
+    FN_ACT_RELU = 1,
+    FN_ACT_TANH = 2,
+    FN_ACT_SIGMOID = 3,
+    FN_ACT_LEAKY_RELU = 4,    /* x < 0 ? slope * x : x, slope >= 0 */
+    FN_ACT_GELU = 5,          /* x * Phi(x), the erf form */
+    FN_ACT_SILU = 6           /* x * sigmoid(x) */
+};
 /* Optimizer kinds of fn_optim_*. */
 enum { FN_OPT_SGD = 0, FN_OPT_ADAM = 1, FN_OPT_ADAMW = 2 };
 /* Losses of the training step. */
-enum { FN_LOSS_CROSS_ENTROPY = 0, FN_LOSS_MSE = 1 };
+enum { FN_LOSS_CROSS_ENTROPY = 0, FN_LOSS_MSE = 1, FN_LOSS_HUBER = 2, FN_LOSS_BCE = 3 };
 
 /* A single-threaded, row-major BLAS gemm (the signature of cython-blis'
  * blis.cy.sgemm/dgemm):  C = alpha * op(A) op(B) + beta * C. */
@@ -47,6 +55,9 @@ typedef struct {
     fn_dgemm_fn dgemm;
     int grid;            /* tiles of a large product: the machine's cores,
                             fixed once per process, never the thread count */
+    int wide_vectors;    /* 1: the built-in kernel may use 64-byte vectors where the
+                            CPU runs AVX-512 (same bits as 32-byte ones; the caller's
+                            policy, e.g. off to compare the two) */
 } fn_blas;
 
 /* Inverted dropout, reproducible bit for bit: element (i, j) of an n x f
@@ -71,23 +82,27 @@ typedef struct {
 /* Configuration of an MLP (fn_mlp.c). */
 typedef struct {
     int act;                 /* hidden activation, FN_ACT_* */
+    double act_slope;        /* FN_ACT_LEAKY_RELU's negative slope */
     int batch_norm;          /* batch norm after every hidden Linear */
+    int layer_norm;          /* or layer norm (not both): eps is bn_eps */
     double dropout;          /* rate after every hidden activation */
     double bn_eps, bn_momentum;
     int loss;                /* FN_LOSS_* */
+    double huber_delta;      /* FN_LOSS_HUBER's threshold */
 } fn_mlp_config;
 
 /* Where layer l's arrays start in the flat buffers (-1: absent).
  * Parameters, layer by layer: W (fan_in x fan_out, row-major), then b
- * (without batch norm, and always for the last layer) or gamma, beta.
- * Buffers: running_mean, running_var of each batch-norm layer. */
+ * (without batch norm, and always for the last layer), then gamma, beta
+ * (batch or layer norm).  Buffers: running_mean, running_var of each
+ * batch-norm layer. */
 typedef struct {
     fn_int w, b, gamma, beta, running_mean, running_var;
 } fn_layer_offsets;
 
 /* Fills offsets[0:n_layers]; returns the parameter count and sets
  * *n_buffers.  sizes holds n_layers + 1 widths. */
-fn_int fn_mlp_layout(int n_layers, const fn_int *sizes, int batch_norm,
+fn_int fn_mlp_layout(int n_layers, const fn_int *sizes, int batch_norm, int layer_norm,
                      fn_layer_offsets *offsets, fn_int *n_buffers);
 /* Elements of workspace (of the given dtype), bytes of dropout masks and
  * doubles of reduction scratch one batch of max_batch rows needs. */

@@ -17,6 +17,9 @@ typedef struct {
     const fn_real *bias;    /* NULL: no bias */
     int act;                /* FN_ACT_* */
     fn_real *pack;
+    double slope;           /* FN_ACT_LEAKY_RELU's negative slope */
+    fn_real *pre;           /* not NULL: also store the pre-activation A B + bias here
+                               (leading dimension ldc), for a backward that needs it */
 } FN(fn_gemm_args);
 
 void FN(fn_gemm_team)(fn_team *team, const fn_blas *blas, const FN(fn_gemm_args) *g);
@@ -24,12 +27,15 @@ void FN(fn_gemm_team)(fn_team *team, const fn_blas *blas, const FN(fn_gemm_args)
 /* ---- Activations (fn_activation.c) ------------------------------------- */
 
 /* dz = dout * act'(out) [* mask / (1 - rate)], with act' taken from the
- * activation's output; db = column sums of dz (db may be NULL).
+ * activation's output, or from its input `pre` for the activations of
+ * FN_ACT_NEEDS_PRE (fn_internal.h; only the one read need be given, the
+ * other may be NULL);
+ * db = column sums of dz (db may be NULL).
  * `mask` (NULL: no dropout) is the keep mask of a dropout that followed the
  * activation; dout is then the gradient of the dropped output.
  * dz may alias dout, or be NULL when only db is wanted. */
 void FN(fn_act_backward_team)(fn_team *team, fn_int n, fn_int f, const fn_real *dout,
-                              const fn_real *out, int act,
+                              const fn_real *out, const fn_real *pre, int act, double slope,
                               const uint8_t *mask, double rate,
                               fn_real *dz, fn_real *db);
 
@@ -52,6 +58,7 @@ typedef struct {
     double momentum;
     fn_real *xhat;                   /* optional: the normalised input */
     int act;                         /* FN_ACT_* after the affine map */
+    double slope;                    /* FN_ACT_LEAKY_RELU's negative slope */
     fn_real *out;                    /* n x f, may alias x */
     fn_dropout dropout;              /* rate 0: off */
     uint8_t *mask;                   /* dropout keep mask (rate > 0) */
@@ -84,6 +91,9 @@ typedef struct {
     const fn_real *dout;
     const uint8_t *mask; double rate;
     int act; const fn_real *act_out;
+    double slope;                    /* FN_ACT_LEAKY_RELU's negative slope */
+    const fn_real *beta;             /* FN_ACT_NEEDS_PRE: the activation's input is
+                                        gamma * xhat + beta (NULL: 0) */
     const fn_real *xhat;
     const fn_real *x, *mean;
     const fn_real *var; double eps;
@@ -101,6 +111,40 @@ typedef struct {
 } FN(fn_bn_backward_args);
 
 void FN(fn_bn_backward_team)(fn_team *team, const FN(fn_bn_backward_args) *a);
+
+/* ---- Layer normalisation (fn_layernorm.c) -------------------------------- */
+
+/* out = act(gamma * xhat + beta), xhat = (x - mean) * rstd per row, with the
+ * row's mean and biased variance over its f features, rstd = 1 / sqrt(var +
+ * eps).  The same in training and inference (no running statistics). */
+typedef struct {
+    fn_int n, f;
+    const fn_real *x;                /* n x f */
+    const fn_real *gamma, *beta;     /* f each */
+    double eps;
+    int act;                         /* FN_ACT_* after the affine map */
+    double slope;                    /* FN_ACT_LEAKY_RELU's negative slope */
+    fn_real *xhat;                   /* optional: n x f, for the backward */
+    fn_real *rstd;                   /* optional: n, for the backward */
+    fn_real *out;                    /* n x f, may alias x when xhat is NULL */
+} FN(fn_ln_forward_args);
+
+void FN(fn_ln_forward_team)(fn_team *team, const FN(fn_ln_forward_args) *a);
+
+/* Backward of the forward above: dout is taken back through dropout (mask,
+ * rate; NULL: none) and the activation (act_out: its output), then through
+ * the normalisation, into dx (may alias dout); dgamma and dbeta are set. */
+typedef struct {
+    fn_int n, f;
+    const fn_real *dout;
+    const uint8_t *mask; double rate;
+    int act; const fn_real *act_out;
+    double slope;
+    const fn_real *xhat, *rstd, *gamma, *beta;
+    fn_real *dx, *dgamma, *dbeta;
+} FN(fn_ln_backward_args);
+
+void FN(fn_ln_backward_team)(fn_team *team, const FN(fn_ln_backward_args) *a);
 
 /* ---- Dropout (fn_dropout.c) --------------------------------------------- */
 
@@ -124,9 +168,18 @@ void FN(fn_softmax_xent_team)(fn_team *team, fn_int n, fn_int c, const fn_real *
                               const int64_t *labels, const fn_real *weights,
                               const int64_t *index, fn_real *dlogits, double total,
                               double *scratch, fn_result *res);
-/* Mean squared error of n x d outputs against targets (row r as above):
- * mean over all elements, rows weighted when weights are given; dpred
- * (NULL: skip) is its gradient. */
+/* An elementwise loss of n x d outputs against targets (row r as above),
+ * kind FN_LOSS_MSE (squared error), FN_LOSS_HUBER (threshold delta, as
+ * PyTorch's HuberLoss) or FN_LOSS_BCE (binary cross-entropy of logits
+ * against targets in [0, 1], as BCEWithLogitsLoss): mean over all elements,
+ * rows weighted when weights are given; dpred (NULL: skip) is its gradient.
+ * BCE sets res->correct to the rows whose every output is on the right side
+ * of 0; scratch holds fn_reduce_scratch_size(n, 0) doubles. */
+void FN(fn_target_loss_team)(fn_team *team, int kind, double delta, fn_int n, fn_int d,
+                             const fn_real *pred, const fn_real *targets,
+                             const fn_real *weights, const int64_t *index, fn_real *dpred,
+                             double total, double *scratch, fn_result *res);
+/* fn_target_loss_team of FN_LOSS_MSE. */
 void FN(fn_mse_team)(fn_team *team, fn_int n, fn_int d, const fn_real *pred,
                      const fn_real *targets, const fn_real *weights, const int64_t *index,
                      fn_real *dpred, double total, double *scratch, fn_result *res);
@@ -166,21 +219,27 @@ typedef struct {
     fn_real *dw, *db, *dgamma, *dbeta;
     /* workspace for one batch */
     fn_real *xhat;                   /* batch norm: normalised pre-activation */
+    fn_real *pre;                    /* FN_ACT_NEEDS_PRE without batch norm: the
+                                        activation's input */
     fn_real *act;                    /* activation output (logits for the last layer) */
     fn_real *out;                    /* input of the next layer: act after dropout */
     uint8_t *mask;                   /* dropout keep mask */
     fn_real *mean, *var;             /* batch statistics */
+    fn_real *rstd;                   /* layer norm: 1 / std of each row */
 } FN(fn_layer);
 
 typedef struct {
     int n_layers;
     FN(fn_layer) *layers;
     int act;                         /* hidden activation */
+    double act_slope;
     int batch_norm;
+    int layer_norm;
     double dropout;
     double bn_eps, bn_momentum;
     int freeze_bn_stats;             /* 1: training forward leaves running stats alone */
     int loss;                        /* FN_LOSS_* */
+    double huber_delta;
     fn_int n_params;
     fn_real *params, *grads;         /* every layer's parameters, contiguous */
     fn_real *input;                  /* gathered batch: max_batch x fan_in */
@@ -245,6 +304,13 @@ void FN(fn_mlp_forward_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *net
 /* The same for the rows of a CSR matrix of n rows (fn_sparse.h). */
 void FN(fn_mlp_forward_csr_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *net,
                                  const FN(fn_csr) *x, fn_real *out);
+/* Gradient-health figures of the last training step of n rows: sumsq[l]
+ * (n_layers) = ||dW_l||_F^2 (fn_sumsq_team's order on one thread, so the
+ * same bits for any thread count), dead[l] (n_layers - 1) = units of hidden
+ * layer l whose activation output is exactly 0 on every row.  alive is
+ * scratch of the widest layer's width in bytes; uses net->scratch. */
+void FN(fn_mlp_layer_stats)(const FN(fn_mlp) *net, fn_int n, double *sumsq, int64_t *dead,
+                            uint8_t *alive);
 /* Rough single-thread nanoseconds of a training step (training = 1) or an
  * inference forward of n rows, for fn_team_begin. */
 double FN(fn_mlp_work_ns)(const FN(fn_mlp) *net, fn_int n, int training);

@@ -56,12 +56,8 @@ static inline void fn_bn_join_pair(const double *restrict first, const double *r
     }
 }
 
-#define FN_DTYPE 32
-#include "fn_batchnorm.c"
-#undef FN_DTYPE
-#define FN_DTYPE 64
-#include "fn_batchnorm.c"
-#undef FN_DTYPE
+#define FN_TEMPLATE "fn_batchnorm.c"
+#include "fn_each_dtype.h"
 
 #else
 
@@ -256,6 +252,7 @@ FN_INLINE void FN(bn_normalize_block)(const FN(fn_bn_forward_args) *a, const fn_
                                       const int act, uint32_t threshold)
 {
     const fn_int f = a->f;
+    const fn_real slope = (fn_real)a->slope;
     fn_real shift[FN_BN_WIDTH], scale[FN_BN_WIDTH], gamma[FN_BN_WIDTH], beta[FN_BN_WIDTH];
     FN_SIMD
     for (fn_int j = 0; j < w; j++) {
@@ -273,13 +270,13 @@ FN_INLINE void FN(bn_normalize_block)(const FN(fn_bn_forward_args) *a, const fn_
             for (fn_int j = 0; j < w; j++) {
                 const fn_real xh = (xi[j] - shift[j]) * scale[j];
                 hi[j] = xh;
-                oi[j] = FN(fn_activate)(gamma[j] * xh + beta[j], act);
+                oi[j] = FN(fn_activate)(gamma[j] * xh + beta[j], act, slope);
             }
         } else {
             FN_SIMD
             for (fn_int j = 0; j < w; j++) {
                 const fn_real xh = (xi[j] - shift[j]) * scale[j];
-                oi[j] = FN(fn_activate)(gamma[j] * xh + beta[j], act);
+                oi[j] = FN(fn_activate)(gamma[j] * xh + beta[j], act, slope);
             }
         }
     }
@@ -308,14 +305,9 @@ FN_MULTIVERSION
 static void FN(bn_normalize_rows_any)(const FN(fn_bn_forward_args) *a, const fn_real *col,
                                       fn_int i0, fn_int i1, uint32_t threshold)
 {
-    switch (a->act) {
-    case FN_ACT_RELU: FN(bn_normalize_rows)(a, col, i0, i1, FN_ACT_RELU, threshold); break;
-    case FN_ACT_TANH: FN(bn_normalize_rows)(a, col, i0, i1, FN_ACT_TANH, threshold); break;
-    case FN_ACT_SIGMOID:
-        FN(bn_normalize_rows)(a, col, i0, i1, FN_ACT_SIGMOID, threshold);
-        break;
-    default: FN(bn_normalize_rows)(a, col, i0, i1, FN_ACT_NONE, threshold);
-    }
+#define FN_BN_FWD(ACT) FN(bn_normalize_rows)(a, col, i0, i1, ACT, threshold);
+    FN_ACT_SWITCH(a->act, FN_BN_FWD)
+#undef FN_BN_FWD
 }
 
 /* Features [j0, j1): the statistics (mean and biased variance in double:
@@ -429,17 +421,28 @@ FN_INLINE void FN(bn_backward_chunk_block)(const FN(fn_bn_backward_args) *a, fn_
     const fn_real *restrict x = a->x ? a->x + at : NULL;
     fn_real *dx = a->dx + at;   /* may alias dout */
     const fn_real keep_scale = (fn_real)(has_mask ? 1.0 / (1.0 - a->rate) : 1.0);
+    const fn_real slope = (fn_real)a->slope;
     fn_real acc_dy[FN_BN_WIDTH], acc_dy_xhat[FN_BN_WIDTH];
+    /* FN_ACT_NEEDS_PRE: the activation's input gamma * xhat + beta, rebuilt */
+    fn_real gamma[FN_BN_WIDTH], beta[FN_BN_WIDTH];
     FN_SIMD
     for (fn_int j = 0; j < w; j++) acc_dy[j] = acc_dy_xhat[j] = 0;
+    if (FN_ACT_NEEDS_PRE(act))
+        for (fn_int j = 0; j < w; j++) {
+            gamma[j] = a->gamma ? a->gamma[j0 + j] : (fn_real)1;
+            beta[j] = a->beta ? a->beta[j0 + j] : (fn_real)0;
+        }
     for (fn_int i = 0; i < rows; i++) {
         const fn_int r = i * f;
         FN_SIMD
         for (fn_int j = 0; j < w; j++) {
             fn_real v = dout[r + j];
             if (has_mask) v *= (fn_real)mask[r + j] * keep_scale;
-            if (act != FN_ACT_NONE) v *= FN(fn_act_grad)(act_out[r + j], act);
             const fn_real xh = has_xhat ? xhat_in[r + j] : (x[r + j] - mean[j]) * invstd[j];
+            if (act != FN_ACT_NONE)
+                v *= FN(fn_act_grad)(act_out[r + j],
+                                     FN_ACT_NEEDS_PRE(act) ? gamma[j] * xh + beta[j] : 0, act,
+                                     slope);
             dx[r + j] = v;
             acc_dy[j] += v;
             acc_dy_xhat[j] += v * xh;
@@ -480,12 +483,7 @@ static void FN(bn_backward_chunk_any)(const FN(fn_bn_backward_args) *a, const FN
     else if (a->mask) FN(bn_backward_chunk)(a, w, c, ACT, 1, 0); \
     else if (a->xhat) FN(bn_backward_chunk)(a, w, c, ACT, 0, 1); \
     else FN(bn_backward_chunk)(a, w, c, ACT, 0, 0);
-    switch (a->act) {
-    case FN_ACT_RELU: FN_BN_BWD(FN_ACT_RELU) break;
-    case FN_ACT_TANH: FN_BN_BWD(FN_ACT_TANH) break;
-    case FN_ACT_SIGMOID: FN_BN_BWD(FN_ACT_SIGMOID) break;
-    default: FN_BN_BWD(FN_ACT_NONE)
-    }
+    FN_ACT_SWITCH(a->act, FN_BN_BWD)
 #undef FN_BN_BWD
 }
 

@@ -18,12 +18,8 @@ uint32_t fn_dropout_random_bits(const fn_dropout *d, uint32_t element)
     return fn_dropout_bits(fn_dropout_key(d), element);
 }
 
-#define FN_DTYPE 32
-#include "fn_dropout.c"
-#undef FN_DTYPE
-#define FN_DTYPE 64
-#include "fn_dropout.c"
-#undef FN_DTYPE
+#define FN_TEMPLATE "fn_dropout.c"
+#include "fn_each_dtype.h"
 
 #else
 

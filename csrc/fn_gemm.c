@@ -18,7 +18,6 @@
 #ifndef FN_DTYPE
 
 #include <limits.h>
-#include <stdlib.h>
 #include "fn_internal.h"
 #include "fn_act.h"
 
@@ -49,26 +48,19 @@ fn_int fn_gemm_pack_size(fn_int k, fn_int n, int dtype_bits)
     && !defined(FN_NO_MULTIVERSION)
 #define FN_GEMM_WIDE 1
 #define FN_TARGET_AVX512 __attribute__((target("arch=x86-64-v4")))
-static int fn_gemm_wide_ok(void)
+/* The caller's policy (blas->wide_vectors) and this CPU's support. */
+static int fn_gemm_wide_ok(const fn_blas *blas)
 {
-    static int ok = -1;    /* benign race: every thread computes the same value */
-    if (ok < 0) {
-        /* FASTNET_NO_AVX512=1: the 32-byte kernel (tests compare the two) */
-        const char *off = getenv("FASTNET_NO_AVX512");
-        ok = !(off && off[0] == '1') && fn_cpu_has_avx512();
-    }
-    return ok;
+    static int cpu = -1;   /* benign race: every thread computes the same value */
+    if (cpu < 0) cpu = fn_cpu_has_avx512();
+    return blas && blas->wide_vectors && cpu;
 }
 #else
 #define FN_GEMM_WIDE 0
 #endif
 
-#define FN_DTYPE 32
-#include "fn_gemm.c"
-#undef FN_DTYPE
-#define FN_DTYPE 64
-#include "fn_gemm.c"
-#undef FN_DTYPE
+#define FN_TEMPLATE "fn_gemm.c"
+#include "fn_each_dtype.h"
 
 #else /* template body */
 
@@ -95,28 +87,44 @@ FN_INLINE FN(vec) FN(vrelu)(FN(vec) v)
     return (FN(vec))((FN(ivec))v & ~negative);
 }
 
+FN_INLINE FN(vec) FN(vleaky)(FN(vec) v, fn_real slope)
+{
+    const FN(ivec) negative = v < (FN(vec)){0};   /* false for NaN: NaN is kept */
+    return (FN(vec))(((FN(ivec))v & ~negative) | ((FN(ivec))(v * slope) & negative));
+}
+
+/* The scalar activations (FN_ACT_SCALAR) of a stored row c[0:w]. */
+FN_INLINE void FN(scalar_epilogue)(fn_real *c, fn_int w, int act, fn_real slope)
+{
+    for (fn_int j = 0; j < w; j++) c[j] = FN(fn_activate)(c[j], act, slope);
+}
+
 /* Epilogue of one row of a tile: c[0:nr] = act(acc [+ c] [+ bias]), where
- * the tile is nv vectors wide (v1 unused when nv == 1). */
+ * the tile is nv vectors wide (v1 unused when nv == 1); pre (NULL: not
+ * wanted) gets the values before the activation. */
 FN_INLINE void FN(store_row)(fn_real *c, const int nv, fn_int nr, FN(vec) v0, FN(vec) v1,
-                             int accumulate, const fn_real *bias, int act)
+                             int accumulate, const fn_real *bias, int act, fn_real slope,
+                             fn_real *pre)
 {
     if (nv == 1 && nr == FN_VLEN) {
         if (accumulate) v0 += FN(vload)(c);
         if (bias) v0 += FN(vload)(bias);
+        if (pre) FN(vstore)(pre, v0);
         if (act == FN_ACT_RELU) v0 = FN(vrelu)(v0);
+        if (act == FN_ACT_LEAKY_RELU) v0 = FN(vleaky)(v0, slope);
         FN(vstore)(c, v0);
-        if (act == FN_ACT_TANH || act == FN_ACT_SIGMOID)
-            for (fn_int j = 0; j < FN_VLEN; j++) c[j] = FN(fn_activate)(c[j], act);
+        if (FN_ACT_SCALAR(act)) FN(scalar_epilogue)(c, FN_VLEN, act, slope);
         return;
     }
     if (nv == 2 && nr == NR) {
         if (accumulate) { v0 += FN(vload)(c); v1 += FN(vload)(c + FN_VLEN); }
         if (bias) { v0 += FN(vload)(bias); v1 += FN(vload)(bias + FN_VLEN); }
+        if (pre) { FN(vstore)(pre, v0); FN(vstore)(pre + FN_VLEN, v1); }
         if (act == FN_ACT_RELU) { v0 = FN(vrelu)(v0); v1 = FN(vrelu)(v1); }
+        if (act == FN_ACT_LEAKY_RELU) { v0 = FN(vleaky)(v0, slope); v1 = FN(vleaky)(v1, slope); }
         FN(vstore)(c, v0);
         FN(vstore)(c + FN_VLEN, v1);
-        if (act == FN_ACT_TANH || act == FN_ACT_SIGMOID)
-            for (fn_int j = 0; j < NR; j++) c[j] = FN(fn_activate)(c[j], act);
+        if (FN_ACT_SCALAR(act)) FN(scalar_epilogue)(c, NR, act, slope);
         return;
     }
     fn_real tmp[NR];
@@ -126,7 +134,8 @@ FN_INLINE void FN(store_row)(fn_real *c, const int nv, fn_int nr, FN(vec) v0, FN
         fn_real x = tmp[j];
         if (accumulate) x += c[j];
         if (bias) x += bias[j];
-        c[j] = FN(fn_activate)(x, act);
+        if (pre) pre[j] = x;
+        c[j] = FN(fn_activate)(x, act, slope);
     }
 }
 
@@ -138,7 +147,7 @@ FN_INLINE void FN(micro_tile)(const int mr, const int nv, fn_int k, const fn_rea
                               fn_int a_rs,
                               fn_int a_cs, const fn_real *b, fn_int ldb, fn_real *c,
                               fn_int ldc, fn_int nr, int accumulate, const fn_real *bias,
-                              int act)
+                              int act, fn_real slope, fn_real *pre)
 {
     const FN(vec) zero = {0};
     FN(vec) c00 = zero, c01 = zero, c10 = zero, c11 = zero, c20 = zero, c21 = zero;
@@ -165,21 +174,25 @@ FN_INLINE void FN(micro_tile)(const int mr, const int nv, fn_int k, const fn_rea
     FN_ROW_PARK(0) FN_ROW_PARK(1) FN_ROW_PARK(2) FN_ROW_PARK(3) FN_ROW_PARK(4) FN_ROW_PARK(5)
 #undef FN_ROW_PARK
     for (int r = 0; r < mr; r++)
-        FN(store_row)(c + r * ldc, nv, nr, tile[2 * r], tile[2 * r + 1], accumulate, bias, act);
+        FN(store_row)(c + r * ldc, nv, nr, tile[2 * r], tile[2 * r + 1], accumulate, bias, act,
+                      slope, pre ? pre + r * ldc : NULL);
 }
 
 FN_MULTIVERSION
 static void FN(small_tile)(fn_int mr, fn_int k, const fn_real *a, fn_int a_rs, fn_int a_cs,
                            const fn_real *b, fn_int ldb, fn_real *c, fn_int ldc, fn_int nr,
-                           int accumulate, const fn_real *bias, int act)
+                           int accumulate, const fn_real *bias, int act, fn_real slope,
+                           fn_real *pre)
 {
     /* a tile at most one vector wide (narrow outputs) skips the second */
 #define FN_TILE_CASE(R) \
     case R: \
         if (nr <= FN_VLEN) \
-            FN(micro_tile)(R, 1, k, a, a_rs, a_cs, b, ldb, c, ldc, nr, accumulate, bias, act); \
+            FN(micro_tile)(R, 1, k, a, a_rs, a_cs, b, ldb, c, ldc, nr, accumulate, bias, act, \
+                           slope, pre); \
         else \
-            FN(micro_tile)(R, 2, k, a, a_rs, a_cs, b, ldb, c, ldc, nr, accumulate, bias, act); \
+            FN(micro_tile)(R, 2, k, a, a_rs, a_cs, b, ldb, c, ldc, nr, accumulate, bias, act, \
+                           slope, pre); \
         break;
     FN_SWITCH_MR(mr, FN_TILE_CASE)
 #undef FN_TILE_CASE
@@ -194,7 +207,8 @@ typedef fn_ivec_elem FN(wivec) __attribute__((vector_size(64)));
  * halves. */
 FN_INLINE void FN(micro_tile_wide)(const int mr, fn_int k, const fn_real *a, fn_int a_rs,
                                    fn_int a_cs, const fn_real *b, fn_int ldb, fn_real *c,
-                                   fn_int ldc, int accumulate, const fn_real *bias, int act)
+                                   fn_int ldc, int accumulate, const fn_real *bias, int act,
+                                   fn_real slope, fn_real *pre)
 {
     enum { WV = PW / 2 };         /* elements per 64-byte vector */
     const FN(wvec) zero = {0};
@@ -227,24 +241,28 @@ FN_INLINE void FN(micro_tile_wide)(const int mr, fn_int k, const fn_real *a, fn_
             v += old;
         }
         if (bias) v += r % 2 ? bias1 : bias0;
-        if (act == FN_ACT_RELU) {
+        if (pre) memcpy(pre + (r / 2) * ldc + (r % 2) * WV, &v, sizeof v);
+        if (act == FN_ACT_RELU || act == FN_ACT_LEAKY_RELU) {
             const FN(wivec) negative = v < zero;     /* false for NaN: NaN is kept */
-            v = (FN(wvec))((FN(wivec))v & ~negative);
+            const FN(wivec) below = act == FN_ACT_RELU ? (FN(wivec)){0}
+                                                       : (FN(wivec))(v * slope) & negative;
+            v = (FN(wvec))(((FN(wivec))v & ~negative) | below);
         }
         memcpy(cr, &v, sizeof v);
-        if (act == FN_ACT_TANH || act == FN_ACT_SIGMOID)
-            for (fn_int j = 0; j < WV; j++) cr[j] = FN(fn_activate)(cr[j], act);
+        if (FN_ACT_SCALAR(act)) FN(scalar_epilogue)(cr, WV, act, slope);
     }
 }
 
 FN_TARGET_AVX512
 static void FN(small_tile_wide)(fn_int mr, fn_int k, const fn_real *a, fn_int a_rs,
                                 fn_int a_cs, const fn_real *b, fn_int ldb, fn_real *c,
-                                fn_int ldc, int accumulate, const fn_real *bias, int act)
+                                fn_int ldc, int accumulate, const fn_real *bias, int act,
+                                fn_real slope, fn_real *pre)
 {
 #define FN_TILE_CASE(R) \
     case R: \
-        FN(micro_tile_wide)(R, k, a, a_rs, a_cs, b, ldb, c, ldc, accumulate, bias, act); \
+        FN(micro_tile_wide)(R, k, a, a_rs, a_cs, b, ldb, c, ldc, accumulate, bias, act, slope, \
+                            pre); \
         break;
     FN_SWITCH_MR(mr, FN_TILE_CASE)
 #undef FN_TILE_CASE
@@ -345,6 +363,8 @@ static void FN(small_tile_chunk)(const void *ctx, fn_int t)
     const fn_int mr = FN_MIN(FN_GEMM_MR, g->m - i0), width = FN_MIN(PW, g->n - j0);
     const fn_real *a = g->a + i0 * g->a_rs, *bias = g->bias ? g->bias + j0 : NULL;
     fn_real *c = g->c + i0 * g->ldc + j0;
+    fn_real *pre = g->pre ? g->pre + i0 * g->ldc + j0 : NULL;
+    const fn_real slope = (fn_real)g->slope;
     const fn_real *b;
     fn_int ldb;
     if (p >= s->first_packed) { b = g->pack + p * g->k * PW; ldb = PW; }
@@ -352,22 +372,24 @@ static void FN(small_tile_chunk)(const void *ctx, fn_int t)
 #if FN_GEMM_WIDE
     if (s->wide && width == PW) {
         FN(small_tile_wide)(mr, g->k, a, g->a_rs, g->a_cs, b, ldb, c, g->ldc, g->accumulate,
-                            bias, g->act);
+                            bias, g->act, slope, pre);
         return;
     }
 #endif
     for (fn_int h = 0; h < width; h += NR)
         FN(small_tile)(mr, g->k, a, g->a_rs, g->a_cs, b + h, ldb, c + h, g->ldc,
-                       FN_MIN(NR, width - h), g->accumulate, bias ? bias + h : NULL, g->act);
+                       FN_MIN(NR, width - h), g->accumulate, bias ? bias + h : NULL, g->act,
+                       slope, pre ? pre + h : NULL);
 }
 
-static void FN(gemm_small_team)(fn_team *team, const FN(fn_gemm_args) *g)
+static void FN(gemm_small_team)(fn_team *team, const fn_blas *blas,
+                                 const FN(fn_gemm_args) *g)
 {
     FN(small_plan) s = {.g = g, .n_panels = FN_CEIL_DIV(g->n, PW)};
     /* B is read in place where it is row-major and a panel is full width */
     s.first_packed = g->b_cs != 1 ? 0 : g->n / PW;
 #if FN_GEMM_WIDE
-    s.wide = fn_gemm_wide_ok();
+    s.wide = fn_gemm_wide_ok(blas);
 #endif
     if (s.first_packed < s.n_panels)
         fn_team_for(team, s.n_panels - s.first_packed,
@@ -381,15 +403,18 @@ static void FN(gemm_small_team)(fn_team *team, const FN(fn_gemm_args) *g)
 static void FN(epilogue_tile)(const FN(fn_gemm_args) *g, fn_int i0, fn_int i1, fn_int j0,
                               fn_int j1)
 {
-    if (!g->bias && g->act == FN_ACT_NONE) return;
+    if (!g->bias && g->act == FN_ACT_NONE && !g->pre) return;
+    const fn_real slope = (fn_real)g->slope;
     for (fn_int i = i0; i < i1; i++) {
         fn_real *c = g->c + i * g->ldc;
         if (g->bias)
             for (fn_int j = j0; j < j1; j++) c[j] += g->bias[j];
+        if (g->pre)
+            memcpy(g->pre + i * g->ldc + j0, c + j0, sizeof(fn_real) * (size_t)(j1 - j0));
         if (g->act == FN_ACT_RELU)
             for (fn_int j = j0; j < j1; j++) c[j] = FN(fn_relu)(c[j]);
         else if (g->act != FN_ACT_NONE)
-            for (fn_int j = j0; j < j1; j++) c[j] = FN(fn_activate)(c[j], g->act);
+            for (fn_int j = j0; j < j1; j++) c[j] = FN(fn_activate)(c[j], g->act, slope);
     }
 }
 
@@ -474,7 +499,7 @@ void FN(fn_gemm_team)(fn_team *team, const fn_blas *blas, const FN(fn_gemm_args)
         && lda < INT_MAX && ldb < INT_MAX && g->ldc < INT_MAX)
         FN(gemm_blas_team)(team, blas, g, ta, FN_MAX(lda, 1), tb, FN_MAX(ldb, 1));
     else
-        FN(gemm_small_team)(team, g);
+        FN(gemm_small_team)(team, blas, g);
 }
 
 #undef NR

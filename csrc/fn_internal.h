@@ -32,6 +32,27 @@
 /* Elements per chunk of flat elementwise loops and of ordered reductions. */
 #define FN_CHUNK 4096
 
+/* Activations whose derivative is not a function of their output: their
+ * backward reads the pre-activation z (stored by the forward, or rebuilt
+ * from batch norm's xhat). */
+#define FN_ACT_NEEDS_PRE(act) ((act) == FN_ACT_GELU || (act) == FN_ACT_SILU)
+/* Dispatch an activation to CASE(ACT), ACT a compile-time constant, so that
+ * each specialisation's loops carry no branch on it. */
+#define FN_ACT_SWITCH(act, CASE) \
+    switch (act) { \
+    case FN_ACT_RELU: CASE(FN_ACT_RELU) break; \
+    case FN_ACT_TANH: CASE(FN_ACT_TANH) break; \
+    case FN_ACT_SIGMOID: CASE(FN_ACT_SIGMOID) break; \
+    case FN_ACT_LEAKY_RELU: CASE(FN_ACT_LEAKY_RELU) break; \
+    case FN_ACT_GELU: CASE(FN_ACT_GELU) break; \
+    case FN_ACT_SILU: CASE(FN_ACT_SILU) break; \
+    default: CASE(FN_ACT_NONE) \
+    }
+/* Activations the product epilogues apply element by element (libm calls),
+ * after the vector store. */
+#define FN_ACT_SCALAR(act) \
+    ((act) != FN_ACT_NONE && (act) != FN_ACT_RELU && (act) != FN_ACT_LEAKY_RELU)
+
 /* Start of part `i` of `parts` near-equal parts of [0, total), rounded down
  * to a multiple of `align` (the last part ends at total). */
 static inline fn_int fn_split(fn_int total, fn_int parts, fn_int i, fn_int align)

@@ -9,14 +9,17 @@
 
 /* One layer's share of the flat parameters and buffers, offsets relative
  * to the layer's start; returns its parameter count. */
-static fn_int fn_layer_layout(fn_int fan_in, fn_int fan_out, int bn, fn_layer_offsets *o,
-                              fn_int *n_buffers)
+static fn_int fn_layer_layout(fn_int fan_in, fn_int fan_out, int bn, int ln,
+                              fn_layer_offsets *o, fn_int *n_buffers)
 {
     fn_int p = fan_in * fan_out;
     o->w = 0;
     o->b = o->gamma = o->beta = o->running_mean = o->running_var = -1;
     *n_buffers = 0;
-    if (bn) {
+    if (ln) {         /* no bias: beta takes its role, as under batch norm */
+        o->gamma = p; p += fan_out;
+        o->beta = p; p += fan_out;
+    } else if (bn) {
         o->gamma = p; p += fan_out;
         o->beta = p; p += fan_out;
         o->running_mean = 0;
@@ -33,7 +36,12 @@ static int fn_has_bn(const fn_mlp_config *cfg, int l, int n_layers)
     return cfg->batch_norm && l < n_layers - 1;
 }
 
-fn_int fn_mlp_layout(int n_layers, const fn_int *sizes, int batch_norm,
+static int fn_has_ln(const fn_mlp_config *cfg, int l, int n_layers)
+{
+    return cfg->layer_norm && l < n_layers - 1;
+}
+
+fn_int fn_mlp_layout(int n_layers, const fn_int *sizes, int batch_norm, int layer_norm,
                      fn_layer_offsets *offsets, fn_int *n_buffers)
 {
     fn_int p = 0, q = 0;
@@ -41,7 +49,8 @@ fn_int fn_mlp_layout(int n_layers, const fn_int *sizes, int batch_norm,
         fn_layer_offsets *o = &offsets[l];
         fn_int nb;
         const fn_int np = fn_layer_layout(sizes[l], sizes[l + 1],
-                                          batch_norm && l < n_layers - 1, o, &nb);
+                                          batch_norm && l < n_layers - 1,
+                                          layer_norm && l < n_layers - 1, o, &nb);
         o->w += p;
         if (o->b >= 0) o->b += p;
         if (o->gamma >= 0) { o->gamma += p; o->beta += p; }
@@ -62,7 +71,7 @@ typedef struct {
 } fn_walk;
 
 typedef struct {
-    fn_int xhat, act, out, mean, var, mask;   /* offsets; -1 if absent */
+    fn_int xhat, pre, act, out, mean, var, mask, rstd;   /* offsets; -1 if absent */
 } fn_layer_ws;
 
 typedef struct {
@@ -81,10 +90,18 @@ static fn_layer_ws fn_walk_layer(fn_walk *w, int l, int n_layers, const fn_int *
                                  const fn_mlp_config *cfg, fn_int max_batch)
 {
     const fn_int fan_in = sizes[l], fan_out = sizes[l + 1], rows = max_batch * fan_out;
-    const int bn = fn_has_bn(cfg, l, n_layers);
+    const int bn = fn_has_bn(cfg, l, n_layers), ln = fn_has_ln(cfg, l, n_layers);
     const int drop = cfg->dropout > 0 && l < n_layers - 1;
-    fn_layer_ws o = {-1, -1, -1, -1, -1, -1};
-    if (bn) o.xhat = fn_take(&w->used, rows, w->bits);
+    fn_layer_ws o = {-1, -1, -1, -1, -1, -1, -1, -1};
+    /* layer norm: pre holds x W + b, xhat the normalised rows */
+    if (bn || ln) o.xhat = fn_take(&w->used, rows, w->bits);
+    if (ln) {
+        o.pre = fn_take(&w->used, rows, w->bits);
+        o.rstd = fn_take(&w->used, max_batch, w->bits);
+    }
+    /* batch and layer norm rebuild the activation's input from xhat instead */
+    if (!bn && !ln && l < n_layers - 1 && FN_ACT_NEEDS_PRE(cfg->act))
+        o.pre = fn_take(&w->used, rows, w->bits);
     o.act = fn_take(&w->used, rows, w->bits);
     o.out = drop ? fn_take(&w->used, rows, w->bits) : o.act;
     if (drop) o.mask = fn_take(&w->mask_used, rows, 8);
@@ -129,12 +146,8 @@ void fn_mlp_workspace_size(int n_layers, const fn_int *sizes, const fn_mlp_confi
     *scratch = t.scratch;
 }
 
-#define FN_DTYPE 32
-#include "fn_mlp.c"
-#undef FN_DTYPE
-#define FN_DTYPE 64
-#include "fn_mlp.c"
-#undef FN_DTYPE
+#define FN_TEMPLATE "fn_mlp.c"
+#include "fn_each_dtype.h"
 
 #else
 
@@ -152,8 +165,8 @@ void FN(fn_mlp_bind)(FN(fn_mlp) *net, FN(fn_layer) *layers, int n_layers, const 
         FN(fn_layer) *L = &layers[l];
         fn_layer_offsets o;
         fn_int nb;
-        const fn_int np = fn_layer_layout(sizes[l], sizes[l + 1],
-                                          fn_has_bn(cfg, l, n_layers), &o, &nb);
+        const fn_int np = fn_layer_layout(sizes[l], sizes[l + 1], fn_has_bn(cfg, l, n_layers),
+                                          fn_has_ln(cfg, l, n_layers), &o, &nb);
         const fn_layer_ws lw = fn_walk_layer(&w, l, n_layers, sizes, cfg, max_batch);
         memset(L, 0, sizeof *L);
         L->fan_in = sizes[l];
@@ -169,10 +182,12 @@ void FN(fn_mlp_bind)(FN(fn_mlp) *net, FN(fn_layer) *layers, int n_layers, const 
         L->running_mean = FN_AT(buffers + q, o.running_mean);
         L->running_var = FN_AT(buffers + q, o.running_var);
         L->xhat = FN_AT(workspace, lw.xhat);
+        L->pre = FN_AT(workspace, lw.pre);
         L->act = FN_AT(workspace, lw.act);
         L->out = FN_AT(workspace, lw.out);
         L->mean = FN_AT(workspace, lw.mean);
         L->var = FN_AT(workspace, lw.var);
+        L->rstd = FN_AT(workspace, lw.rstd);
         L->mask = lw.mask >= 0 ? masks + lw.mask : NULL;
         p += np;
         q += nb;
@@ -182,12 +197,15 @@ void FN(fn_mlp_bind)(FN(fn_mlp) *net, FN(fn_layer) *layers, int n_layers, const 
     net->n_layers = n_layers;
     net->layers = layers;
     net->act = cfg->act;
+    net->act_slope = cfg->act_slope;
     net->batch_norm = cfg->batch_norm;
+    net->layer_norm = cfg->layer_norm;
     net->dropout = cfg->dropout;
     net->bn_eps = cfg->bn_eps;
     net->bn_momentum = cfg->bn_momentum;
     net->freeze_bn_stats = 0;
     net->loss = cfg->loss;
+    net->huber_delta = cfg->huber_delta;
     net->n_params = p;
     net->params = params;
     net->grads = grads;
@@ -224,22 +242,34 @@ static void FN(layer_forward)(fn_team *team, const fn_blas *blas, const FN(fn_ml
 {
     FN(fn_layer) *L = &net->layers[l];
     const int last = l == net->n_layers - 1;
-    const int bn = net->batch_norm && !last;
+    const int bn = net->batch_norm && !last, ln = net->layer_norm && !last;
     FN(fn_gemm_args) g = {
         .m = n, .n = L->fan_out, .k = L->fan_in,
         .a = h, .a_rs = L->fan_in, .a_cs = 1,
         .b = L->w, .b_rs = L->fan_out, .b_cs = 1,
-        .c = last ? top : (bn ? L->xhat : L->act), .ldc = L->fan_out,
-        .accumulate = 0, .bias = L->b, .act = (last || bn) ? FN_ACT_NONE : net->act,
-        .pack = net->pack,
+        .c = last ? top : (bn ? L->xhat : ln ? L->pre : L->act), .ldc = L->fan_out,
+        .accumulate = 0, .bias = L->b, .act = (last || bn || ln) ? FN_ACT_NONE : net->act,
+        .pack = net->pack, .slope = net->act_slope,
+        .pre = (last || bn || ln || !training) ? NULL : L->pre,   /* for the backward */
     };
     if (l == 0 && csr)       /* sparse input: rows `rows` of csr (NULL: its rows 0..n-1) */
-        FN(fn_csr_matmul_team)(team, csr, rows, n, L->w, L->fan_out, L->b, g.act, g.c);
+        FN(fn_csr_matmul_team)(team, csr, rows, n, L->w, L->fan_out, L->b, g.act, g.slope,
+                               g.pre, g.c);
     else
         FN(fn_gemm_team)(team, blas, &g);
     if (last) return;
     const int dropout = training && net->dropout > 0;
-    if (bn) {
+    if (ln) {
+        const FN(fn_ln_forward_args) a = {
+            .n = n, .f = L->fan_out, .x = L->pre, .gamma = L->gamma, .beta = L->beta,
+            .eps = net->bn_eps, .act = net->act, .slope = net->act_slope,
+            .xhat = training ? L->xhat : NULL, .rstd = training ? L->rstd : NULL,
+            .out = L->act,
+        };
+        FN(fn_ln_forward_team)(team, &a);
+        if (dropout)
+            FN(fn_dropout_team)(team, n, L->fan_out, L->act, L->fan_out, d, L->out, L->mask);
+    } else if (bn) {
         FN(fn_bn_forward_args) a = {
             .n = n, .f = L->fan_out, .x = L->xhat, .gamma = L->gamma, .beta = L->beta,
             .eps = net->bn_eps, .training = training,
@@ -247,7 +277,7 @@ static void FN(layer_forward)(fn_team *team, const fn_blas *blas, const FN(fn_ml
             .running_mean = net->freeze_bn_stats && training ? NULL : L->running_mean,
             .running_var = net->freeze_bn_stats && training ? NULL : L->running_var,
             .momentum = net->bn_momentum, .xhat = training ? L->xhat : NULL,
-            .act = net->act, .out = L->act,
+            .act = net->act, .slope = net->act_slope, .out = L->act,
             .dropout = dropout ? *d : (fn_dropout){0},
             .mask = L->mask, .dropped = L->out, .work = net->scratch,
         };
@@ -320,9 +350,10 @@ void FN(fn_mlp_train_step_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *
     /* 3. loss and its gradient w.r.t. the outputs */
     FN(fn_layer) *top = &net->layers[nl - 1];
     fn_real *dz = net->grad_a, *dh = net->grad_b;
-    if (net->loss == FN_LOSS_MSE)
-        FN(fn_mse_team)(team, n, top->fan_out, top->act, batch->targets, batch->weights,
-                        batch->index, dz, batch->total_weight, net->scratch, res);
+    if (net->loss != FN_LOSS_CROSS_ENTROPY)
+        FN(fn_target_loss_team)(team, net->loss, net->huber_delta, n, top->fan_out, top->act,
+                                batch->targets, batch->weights, batch->index, dz,
+                                batch->total_weight, net->scratch, res);
     else
         FN(fn_softmax_xent_team)(team, n, top->fan_out, top->act, batch->labels, batch->weights,
                                  batch->index, dz, batch->total_weight, net->scratch, res);
@@ -332,8 +363,8 @@ void FN(fn_mlp_train_step_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *
         FN(fn_layer) *L = &net->layers[l];
         const fn_real *hin = l == 0 ? x0 : FN(layer_output)(net, l - 1, 1);
         if (l == nl - 1) /* hidden layers' bias gradients come with their dz below */
-            FN(fn_act_backward_team)(team, n, L->fan_out, dz, NULL, FN_ACT_NONE, NULL, 0, dz,
-                                     L->db);
+            FN(fn_act_backward_team)(team, n, L->fan_out, dz, NULL, NULL, FN_ACT_NONE, 0, NULL,
+                                     0, dz, L->db);
         FN(fn_gemm_args) gw = {
             .m = L->fan_in, .n = L->fan_out, .k = n,
             .a = hin, .a_rs = 1, .a_cs = L->fan_in,
@@ -355,10 +386,19 @@ void FN(fn_mlp_train_step_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *
         FN(fn_gemm_team)(team, blas, &gx);
         FN(fn_layer) *P = &net->layers[l - 1];
         const uint8_t *mask = net->dropout > 0 ? P->mask : NULL;
-        if (net->batch_norm) {
+        if (net->layer_norm) {
+            const FN(fn_ln_backward_args) a = {
+                .n = n, .f = P->fan_out, .dout = dh, .mask = mask, .rate = net->dropout,
+                .act = net->act, .act_out = P->act, .slope = net->act_slope,
+                .xhat = P->xhat, .rstd = P->rstd, .gamma = P->gamma, .beta = P->beta,
+                .dx = dh, .dgamma = P->dgamma, .dbeta = P->dbeta,
+            };
+            FN(fn_ln_backward_team)(team, &a);
+        } else if (net->batch_norm) {
             FN(fn_bn_backward_args) a = {
                 .n = n, .f = P->fan_out, .dout = dh, .mask = mask, .rate = net->dropout,
-                .act = net->act, .act_out = P->act, .xhat = P->xhat, .var = P->var,
+                .act = net->act, .act_out = P->act, .slope = net->act_slope,
+                .beta = P->beta, .xhat = P->xhat, .var = P->var,
                 .eps = net->bn_eps, .gamma = P->gamma,
                 .dx = dh, .dgamma = P->dgamma, .dbeta = P->dbeta, .work = net->scratch,
             };
@@ -372,8 +412,8 @@ void FN(fn_mlp_train_step_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) *
             }
             FN(fn_bn_backward_team)(team, &a);
         } else {
-            FN(fn_act_backward_team)(team, n, P->fan_out, dh, P->act, net->act, mask,
-                                     net->dropout, dh, P->db);
+            FN(fn_act_backward_team)(team, n, P->fan_out, dh, P->act, P->pre, net->act,
+                                     net->act_slope, mask, net->dropout, dh, P->db);
         }
         fn_real *t = dz; dz = dh; dh = t;
     }
@@ -421,6 +461,26 @@ void FN(fn_mlp_forward_csr_team)(fn_team *team, const fn_blas *blas, FN(fn_mlp) 
                                  const FN(fn_csr) *x, fn_real *out)
 {
     FN(forward)(team, blas, net, NULL, x, x->rows, out);
+}
+
+void FN(fn_mlp_layer_stats)(const FN(fn_mlp) *net, fn_int n, double *sumsq, int64_t *dead,
+                            uint8_t *alive)
+{
+    for (int l = 0; l < net->n_layers; l++) {
+        const FN(fn_layer) *L = &net->layers[l];
+        sumsq[l] = FN(fn_sumsq_team)(NULL, L->fan_in * L->fan_out, L->dw, net->scratch);
+        if (l == net->n_layers - 1) break;
+        const fn_int f = L->fan_out;
+        memset(alive, 0, (size_t)f);
+        for (fn_int i = 0; i < n; i++) {
+            const fn_real *row = L->act + i * f;
+            FN_SIMD
+            for (fn_int j = 0; j < f; j++) alive[j] |= row[j] != 0;   /* branch-free */
+        }
+        int64_t alive_count = 0;
+        for (fn_int j = 0; j < f; j++) alive_count += alive[j];
+        dead[l] = f - alive_count;
+    }
 }
 
 double FN(fn_mlp_work_ns)(const FN(fn_mlp) *net, fn_int n, int training)

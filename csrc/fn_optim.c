@@ -6,12 +6,8 @@
 
 #include "fn_internal.h"
 
-#define FN_DTYPE 32
-#include "fn_optim.c"
-#undef FN_DTYPE
-#define FN_DTYPE 64
-#include "fn_optim.c"
-#undef FN_DTYPE
+#define FN_TEMPLATE "fn_optim.c"
+#include "fn_each_dtype.h"
 
 #else
 

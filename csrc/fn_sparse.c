@@ -20,12 +20,8 @@ fn_int fn_csr_grad_work_size(fn_int cols, fn_int nnz)
 #define FN_CSR_ROWS 4
 #define FN_CSR_COLS 32
 
-#define FN_DTYPE 32
-#include "fn_sparse.c"
-#undef FN_DTYPE
-#define FN_DTYPE 64
-#include "fn_sparse.c"
-#undef FN_DTYPE
+#define FN_TEMPLATE "fn_sparse.c"
+#include "fn_each_dtype.h"
 
 #else /* template body */
 
@@ -38,7 +34,7 @@ typedef struct {
     fn_int n, n_out;
     const fn_real *w, *bias;
     int act;
-    fn_real *out;
+    fn_real slope, *pre, *out;
 } FN(csr_matmul_plan);
 
 /* out_i = act(sum over row r's stored values v at column c of v W[c] + bias),
@@ -63,8 +59,10 @@ static void FN(csr_matmul_chunk)(const void *ctx, fn_int chunk)
         if (p->bias)
             FN_SIMD
             for (fn_int j = 0; j < n_out; j++) o[j] += p->bias[j];
+        if (p->pre)
+            memcpy(p->pre + i * n_out, o, sizeof(fn_real) * (size_t)n_out);
         if (p->act != FN_ACT_NONE)
-            for (fn_int j = 0; j < n_out; j++) o[j] = FN(fn_activate)(o[j], p->act);
+            for (fn_int j = 0; j < n_out; j++) o[j] = FN(fn_activate)(o[j], p->act, p->slope);
     }
 }
 
@@ -82,9 +80,9 @@ static fn_int FN(csr_batch_nnz)(const FN(fn_csr) *x, const int64_t *rows, fn_int
 
 void FN(fn_csr_matmul_team)(fn_team *team, const FN(fn_csr) *x, const int64_t *rows, fn_int n,
                             const fn_real *w, fn_int n_out, const fn_real *bias, int act,
-                            fn_real *out)
+                            fn_real slope, fn_real *pre, fn_real *out)
 {
-    const FN(csr_matmul_plan) p = {x, rows, n, n_out, w, bias, act, out};
+    const FN(csr_matmul_plan) p = {x, rows, n, n_out, w, bias, act, slope, pre, out};
     const double nnz = n > 0 ? (double)FN(csr_batch_nnz)(x, rows, n) : 0;
     fn_team_for(team, FN_CEIL_DIV(n, FN_CSR_ROWS),
                 (nnz * FN_NS_PER_FMA + (double)n * FN_NS_PER_ELEMENT) * (double)n_out,

@@ -32,11 +32,12 @@ struct FN(fn_csr) {
 typedef struct FN(fn_csr) FN(fn_csr);
 
 /* out (n x n_out, row-major) = act(X[r] W + bias) for r = rows[i] (rows NULL:
- * r = i), W x->cols x n_out row-major; bias (n_out, NULL: none) and act
- * (FN_ACT_*) as in fn_gemm_team. */
+ * r = i), W x->cols x n_out row-major; bias (n_out, NULL: none), act (FN_ACT_*),
+ * its slope and pre (n x n_out: the values before the activation, NULL: not
+ * kept) as in fn_gemm_team. */
 void FN(fn_csr_matmul_team)(fn_team *team, const FN(fn_csr) *x, const int64_t *rows, fn_int n,
                             const fn_real *w, fn_int n_out, const fn_real *bias, int act,
-                            fn_real *out);
+                            fn_real slope, fn_real *pre, fn_real *out);
 
 /* dW (x->cols x n_out) = X_b^T dZ for the batch X_b of rows rows[0:n] of x
  * (rows NULL: 0..n-1) and dZ n x n_out row-major; rows of dW whose column

@@ -152,9 +152,9 @@ def read(path, model):
     saved = meta.get("config")
     if not isinstance(saved, dict):
         raise ValueError(f"{path}: checkpoint has no model config")
-    for key in ("layer_sizes", "activation", "batch_norm", "dropout", "dtype", "bn_eps",
+    for key in ("layer_sizes", "activation", "batch_norm", "norm", "dropout", "dtype", "bn_eps",
                 "bn_momentum"):
-        if key in ("bn_eps", "bn_momentum") and key not in saved:
+        if key in ("bn_eps", "bn_momentum", "norm") and key not in saved:
             continue        # not in every version 1 file
         if saved.get(key) != config[key]:
             raise ValueError(f"{path}: checkpoint is for a model with {key}={saved.get(key)!r}, "

@@ -19,6 +19,9 @@ from fastnet import optim as _optim
 from fastnet import schedules as _schedules
 from fastnet._validation import one_of, positive_int, real_number, sample_weights, seed_value
 
+# losses whose fit logs an accuracy (of the class; of all labels of a row)
+ACCURACY_LOSSES = ("cross_entropy", "bce")
+
 
 def make_plan(model, X, y, *, epochs, batch_size, optimizer, lr, schedule, validation_data,
               validation_split, early_stopping, loss, grad_clip, shuffle, seed, verbose,
@@ -82,7 +85,7 @@ def make_plan(model, X, y, *, epochs, batch_size, optimizer, lr, schedule, valid
             track_gradients=p.samples, ranks=1 if p.dist is None else p.dist.size)
     if p.resume_state is not None:
         _checkpoint.check_run(p.resume_state, p.record)
-    p.targets_1d = loss == "mse" and np.ndim(y) == 1
+    p.targets_1d = loss != "cross_entropy" and np.ndim(y) == 1
     return p
 
 
@@ -123,7 +126,7 @@ def _check_logged(sched, metric, loss, val):
     """A metric-driven schedule must monitor a key fit logs: fail now, not after an
     epoch of training."""
     logged = {"loss", "lr", "grad_norm", "time"}
-    if loss == "cross_entropy":
+    if loss in ACCURACY_LOSSES:
         logged.add("accuracy")
     if val is not None:
         logged.update("val_" + k for k in logged & {"loss", "accuracy"})

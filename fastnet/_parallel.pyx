@@ -319,6 +319,9 @@ cdef void team_end(fn_team *team) noexcept nogil:
 
 fn_team_reserve(1)        # the team's at-fork handlers, before any BLIS call (no thread)
 _blas.grid = max(1, min(machine_cores(), 64))
+# FASTNET_NO_AVX512=1 keeps the built-in kernel to 32-byte vectors (the same
+# bits; tests compare the two): read once here, kernels never read the environment
+_blas.wide_vectors = os.environ.get("FASTNET_NO_AVX512", "") != "1"
 _choose_blis_kernels()
 use_blas(True)
 _n_threads = default_num_threads()

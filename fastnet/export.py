@@ -607,12 +607,11 @@ def from_torch(module, *, loss="cross_entropy"):
     try:
         model = MLP([blocks[0].linear.in_features] + [b.linear.out_features for b in blocks],
                     activation=spec.activation[0], batch_norm=spec.bn is not None,
-                    dropout=spec.dropout, dtype=str(dtypes.pop()).replace("torch.", ""))
+                    dropout=spec.dropout, dtype=str(dtypes.pop()).replace("torch.", ""),
+                    **dict(spec.activation[1]))
     except (TypeError, ValueError) as exc:
         name, child = list(module.named_children())[spec.at]
         raise ValueError(f"layer {name} ({type(child).__name__}): {exc}") from None
-    for param, value in spec.activation[1]:
-        setattr(model, param, value)
     model.loss = loss
     if spec.bn is not None:
         model.bn_eps, model.bn_momentum = float(spec.bn.eps), float(spec.bn.momentum)
@@ -705,7 +704,8 @@ def _flat_arrays(tensors, config, path):
             and isinstance(batch_norm, bool)):
         raise ValueError(f"{path}: invalid model config for its {len(tensors)} arrays "
                          f"(layer_sizes {sizes!r}, batch_norm {batch_norm!r})")
-    layers, n_params, n_buffers = _network.layout(sizes, batch_norm)
+    layers, n_params, n_buffers = _network.layout(sizes, batch_norm,
+                                                  config.get("norm") == "layer")
     expected = {f"layer{l}.{key}": ((sizes[l], sizes[l + 1]) if key == "w" else
                                     (sizes[l + 1],), key.startswith("running"), offset)
                 for l, offsets in enumerate(layers) for key, offset in offsets.items()}

@@ -9,7 +9,7 @@ place.  NaN in gives NaN out.
 """
 import numpy as np
 
-from fastnet import _kernels
+from fastnet import _kernels, _network
 from fastnet._validation import (
     c_array,
     float_array,
@@ -21,16 +21,25 @@ from fastnet._validation import (
 )
 
 __all__ = ["linear_forward", "linear_backward", "batch_norm", "batch_norm_backward",
-           "dropout", "dropout_backward", "softmax_cross_entropy", "softmax", "mse_loss"]
+           "dropout", "dropout_backward", "softmax_cross_entropy", "softmax", "mse_loss",
+           "huber_loss", "binary_cross_entropy_with_logits"]
 
-_ACTIVATIONS = {None: 0, "relu": 1}
+# None is the identity; the names are the engine's (fastnet._network.ACTIVATIONS)
+_ACTIVATIONS = {None: _network.ACTIVATIONS["identity"], **_network.ACTIVATIONS}
+# activations whose derivative is taken from their input (the pre-activation)
+_NEEDS_PRE = ("gelu", "silu")
 
 
 def _activation_code(activation):
     try:
         return _ACTIVATIONS[activation]
     except (KeyError, TypeError):
-        raise ValueError(f"activation must be None or 'relu', got {activation!r}") from None
+        names = ", ".join(repr(name) for name in _ACTIVATIONS)
+        raise ValueError(f"activation must be one of {names}, got {activation!r}") from None
+
+
+def _negative_slope(value):
+    return real_number(value, "negative_slope", low=0.0)
 
 
 def _matmul_shapes(x, x_name, w, w_name):
@@ -39,49 +48,88 @@ def _matmul_shapes(x, x_name, w, w_name):
                          f"{x_name}.shape[1] must equal {w_name}.shape[0]")
 
 
-def linear_forward(x, W, b=None, activation=None):
+def linear_forward(x, W, b=None, activation=None, *, negative_slope=0.01, return_pre=False):
     """Dense layer ``out = activation(x @ W + b)``.
 
-    With ``activation="relu"`` the bias add and ReLU are applied to each tile
-    of the product while it is in registers (no second pass over ``out``).
+    The bias add and the activation are applied to each tile of the product
+    while it is in registers (no second pass over ``out``).
 
     Parameters
     ----------
     x : array (N, fan_in)
     W : array (fan_in, fan_out)
     b : array (fan_out,), optional
-    activation : None or "relu"
+    activation : {None, "identity", "relu", "leaky_relu", "tanh", "sigmoid", "gelu", "silu"}
+        None and "identity": no activation.  "leaky_relu" is
+        ``max(z, 0) + negative_slope * min(z, 0)``, "gelu" the exact (erf)
+        form ``z * Phi(z)``, "silu" ``z * sigmoid(z)``, as PyTorch's.
+    negative_slope : float >= 0
+        The slope of "leaky_relu" below 0 (PyTorch's default, 0.01).
+    return_pre : bool
+        Also return the pre-activation ``x @ W + b`` (from the same
+        epilogue), which :func:`linear_backward` needs for "gelu" and "silu".
 
     Returns
     -------
     out : array (N, fan_out)
+    pre : array (N, fan_out)
+        Only with ``return_pre=True``.
+
+    Raises
+    ------
+    ValueError
+        An unknown activation, a negative slope, or shapes that do not chain.
     """
     act = _activation_code(activation)
+    slope = _negative_slope(negative_slope)
     x = float_array(x, "x", ndim=2)
     W = float_array(W, "W", ndim=2, dtype=x.dtype)
     _matmul_shapes(x, "x", W, "W")
     if b is not None:
         b = float_array(b, "b", ndim=1, dtype=x.dtype)
         vector_for(b, "b", W.shape[1], W.shape, "W")
-    return _kernels.linear_forward(x, W, b, act)
+    out, pre = _kernels.linear_forward(x, W, b, act, slope, bool(return_pre))
+    return (out, pre) if return_pre else out
 
 
-def linear_backward(dout, x, W, out=None, activation=None):
+def linear_backward(dout, x, W, out=None, activation=None, *, pre=None, negative_slope=0.01):
     """Gradients of :func:`linear_forward`.
 
-    With ``activation="relu"`` the ReLU mask (``out > 0``, ``out`` being the
-    forward output) is applied to ``dout`` in the same pass that sums ``db``.
+    The activation's derivative is applied to ``dout`` in the same pass that
+    sums ``db``.  It is taken from the forward output ``out`` (ReLU:
+    ``out > 0``; leaky ReLU: 1 or ``negative_slope``; tanh, sigmoid), or,
+    for "gelu" and "silu", whose derivative the output does not determine,
+    from the pre-activation ``pre`` (``linear_forward(..., return_pre=True)``).
+
+    Parameters
+    ----------
+    dout : array (N, fan_out)
+    x, W : the forward's inputs
+    out : array (N, fan_out), optional
+        The forward output; needed by "relu", "leaky_relu", "tanh", "sigmoid".
+    activation : as in :func:`linear_forward`
+    pre : array (N, fan_out), optional
+        The pre-activation; needed by "gelu" and "silu".
+    negative_slope : float >= 0
+        As in :func:`linear_forward`.
 
     Returns
     -------
     dx : array (N, fan_in)
-        ``dz @ W.T``, with ``dz = dout * (out > 0)`` (or ``dout``).
+        ``dz @ W.T``, with ``dz = dout * activation'`` (or ``dout``).
     dW : array (fan_in, fan_out)
         ``x.T @ dz``.
     db : array (fan_out,)
         Column sums of ``dz``.
+
+    Raises
+    ------
+    ValueError
+        An unknown activation, a missing ``out`` or ``pre``, or shapes that
+        do not chain.
     """
     act = _activation_code(activation)
+    slope = _negative_slope(negative_slope)
     x = float_array(x, "x", ndim=2)
     W = float_array(W, "W", ndim=2, dtype=x.dtype)
     dout = float_array(dout, "dout", ndim=2, dtype=x.dtype)
@@ -89,14 +137,17 @@ def linear_backward(dout, x, W, out=None, activation=None):
     if dout.shape != (x.shape[0], W.shape[1]):
         raise ValueError(f"dout has shape {dout.shape} but x has shape {x.shape} and W has "
                          f"shape {W.shape}, so x @ W has shape {(x.shape[0], W.shape[1])}")
-    if act:
-        if out is None:
-            raise ValueError("activation='relu' needs out, the forward output")
-        out = float_array(out, "out", ndim=2, dtype=x.dtype)
-        same_shape(out, "out", dout, "dout")
-    else:
-        out = None
-    return _kernels.linear_backward(dout, x, W, out, act)
+    given = {"out": out, "pre": pre}
+    used = {"out": None, "pre": None}      # what the activation's derivative reads
+    if act != _ACTIVATIONS[None]:
+        name = "pre" if activation in _NEEDS_PRE else "out"
+        if given[name] is None:
+            what = ("the pre-activation (linear_forward(..., return_pre=True))"
+                    if name == "pre" else "the forward output")
+            raise ValueError(f"activation={activation!r} needs {name}, {what}")
+        used[name] = float_array(given[name], name, ndim=2, dtype=x.dtype)
+        same_shape(used[name], name, dout, "dout")
+    return _kernels.linear_backward(dout, x, W, used["out"], used["pre"], act, slope)
 
 
 def batch_norm(x, gamma, beta, eps=1e-5, *, training=True, running_mean=None,
@@ -284,10 +335,72 @@ def softmax(logits):
     return _kernels.softmax(logits)
 
 
-def mse_loss(pred, target, *, sample_weight=None):
-    """Mean squared error over all elements and its gradient ``2 (pred - target) / size``."""
-    pred = float_array(pred, "pred", ndim=2)
+def _target_loss(loss, pred, target, sample_weight, pred_name="pred", delta=1.0):
+    """(loss, gradient) of one of the engine's elementwise losses against targets."""
+    pred = float_array(pred, pred_name, ndim=2)
     target = float_array(target, "target", ndim=2, dtype=pred.dtype)
-    same_shape(pred, "pred", target, "target")
-    w = _sample_weight(sample_weight, pred, "pred")
-    return _kernels.mse(pred, target, w, True)
+    same_shape(pred, pred_name, target, "target")
+    w = _sample_weight(sample_weight, pred, pred_name)
+    value, grad, _ = _kernels.target_loss(pred, target, w, _network.LOSSES[loss], delta, True)
+    return value, grad
+
+
+def mse_loss(pred, target, *, sample_weight=None):
+    """Mean squared error over all elements and its gradient ``2 (pred - target) / size``.
+
+    With ``sample_weight`` (one per row) the mean is weighted:
+    ``sum_i w_i sum_j e_ij^2 / (d sum_i w_i)``.
+    """
+    return _target_loss("mse", pred, target, sample_weight)
+
+
+def huber_loss(pred, target, *, delta=1.0, sample_weight=None):
+    """Mean Huber loss over all elements and its gradient (PyTorch's ``HuberLoss``).
+
+    ``l = e^2 / 2`` where ``|e| <= delta``, else ``delta (|e| - delta / 2)``,
+    with ``e = pred - target``; the gradient is ``clip(e, -delta, delta) / size``.
+    Rows are weighted as in :func:`mse_loss`.
+
+    Parameters
+    ----------
+    pred, target : array (N, D)
+    delta : float > 0
+    sample_weight : array (N,), optional
+
+    Returns
+    -------
+    loss : float
+    dpred : array (N, D)
+    """
+    delta = real_number(delta, "delta", low=0.0, low_open=True)
+    return _target_loss("huber", pred, target, sample_weight, delta=delta)
+
+
+def binary_cross_entropy_with_logits(logits, target, *, sample_weight=None):
+    """Mean binary cross-entropy of sigmoid(logits) against targets in [0, 1], and its
+    gradient (PyTorch's ``BCEWithLogitsLoss``).
+
+    ``l = max(z, 0) - z t + log(1 + exp(-|z|))`` per element (stable for any finite
+    logit z), gradient ``(sigmoid(z) - t) / size``; rows are weighted as in
+    :func:`mse_loss`.
+
+    Parameters
+    ----------
+    logits, target : array (N, D); target in [0, 1]
+    sample_weight : array (N,), optional
+
+    Returns
+    -------
+    loss : float
+    dlogits : array (N, D)
+
+    Raises
+    ------
+    ValueError
+        Targets outside [0, 1] (or NaN), or shapes that differ.
+    """
+    logits = float_array(logits, "logits", ndim=2)
+    target = float_array(target, "target", ndim=2, dtype=logits.dtype)
+    if not np.all((target >= 0) & (target <= 1)):
+        raise ValueError("target must hold values in [0, 1] (binary labels or probabilities)")
+    return _target_loss("bce", logits, target, sample_weight, pred_name="logits")

@@ -55,6 +55,10 @@ __all__ = [
 # gain
 # ---------------------------------------------------------------------------
 
+# 1 / sqrt(E[f(z)^2]), z ~ N(0, 1), by quadrature (tests/test_init.py recomputes them)
+_SECOND_MOMENT_GAINS = {"gelu": 1.5335304411955353, "silu": 1.6765324703310909}
+
+
 def calculate_gain(nonlinearity, param=None):
     """Recommended gain (the factor on the std) for a nonlinearity.
 
@@ -62,13 +66,22 @@ def calculate_gain(nonlinearity, param=None):
     nonlinearity      gain
     ================  ==============================
     ``"linear"``      1
+    ``"identity"``    1
     ``"sigmoid"``     1
     ``"tanh"``        5/3
     ``"relu"``        sqrt(2)
     ``"leaky_relu"``  sqrt(2 / (1 + negative_slope^2))
+    ``"gelu"``        1.5335304 (E[gelu(z)^2]^-1/2)
+    ``"silu"``        1.6765325 (E[silu(z)^2]^-1/2)
     ================  ==============================
 
-    He initialisation is ``std = gain("relu") / sqrt(fan_in)``.
+    Those of "linear", "sigmoid", "tanh", "relu" and "leaky_relu" are PyTorch's
+    (``torch.nn.init.calculate_gain``); "identity" is "linear".
+    PyTorch has none for GELU and SiLU; theirs here follow the rule behind
+    the ReLU and leaky-ReLU gains: ``1 / sqrt(E[f(z)^2])`` for
+    ``z ~ N(0, 1)``, which keeps the second moment of the activations
+    through a layer (by quadrature).  He initialisation is
+    ``std = gain("relu") / sqrt(fan_in)``.
 
     Parameters
     ----------
@@ -95,8 +108,10 @@ def calculate_gain(nonlinearity, param=None):
     >>> calculate_gain("leaky_relu", 0.2)
     1.3867504905630728
     """
-    if nonlinearity in ("linear", "sigmoid"):
+    if nonlinearity in ("linear", "identity", "sigmoid"):
         return 1.0
+    if nonlinearity in _SECOND_MOMENT_GAINS:
+        return _SECOND_MOMENT_GAINS[nonlinearity]
     if nonlinearity == "tanh":
         return 5.0 / 3.0
     if nonlinearity == "relu":
@@ -110,7 +125,8 @@ def calculate_gain(nonlinearity, param=None):
         else:
             slope = float(param)
         return math.sqrt(2.0 / (1.0 + slope ** 2))
-    valid = ["linear", "sigmoid", "tanh", "relu", "leaky_relu"]
+    valid = ["linear", "identity", "sigmoid", "tanh", "relu", "leaky_relu",
+             *_SECOND_MOMENT_GAINS]
     raise ValueError(f"Unsupported nonlinearity {nonlinearity!r}, please use one of {valid}")
 
 

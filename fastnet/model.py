@@ -259,6 +259,40 @@ def _init_setting(value):
     return value
 
 
+class _Unset:
+    """The default of MLP(norm=, batch_norm=): not passed."""
+
+    def __repr__(self):
+        return "<not passed>"
+
+
+_UNSET = _Unset()
+_NORMS = ("batch", "layer", None)
+
+
+def _resolve_norm(norm, batch_norm):
+    """MLP's normalisation from ``norm`` and the older ``batch_norm``."""
+    if norm is not _UNSET and norm not in _NORMS:
+        raise ValueError(f"norm must be 'batch', 'layer' or None, got {norm!r}")
+    if batch_norm is _UNSET:
+        return "batch" if norm is _UNSET else norm
+    implied = "batch" if batch_norm else None
+    if norm is not _UNSET and norm != implied:
+        raise ValueError(f"norm={norm!r} and batch_norm={batch_norm!r} disagree; pass "
+                         f"norm alone")
+    return implied
+
+
+def _sigmoid(z):
+    """The logistic function of an array, without overflow warnings."""
+    out = np.empty_like(z)
+    positive = z >= 0
+    out[positive] = 1 / (1 + np.exp(-z[positive]))
+    e = np.exp(z[~positive])
+    out[~positive] = e / (1 + e)
+    return out
+
+
 class MLP:
     """A multilayer perceptron trained with the modern recipe.
 
@@ -266,11 +300,22 @@ class MLP:
     ----------
     layer_sizes : sequence of int
         Widths from the input to the output, e.g. ``[64, 128, 128, 10]``.
-    activation : {"relu", "tanh", "sigmoid"}
-        Activation of the hidden layers.
+    activation : {"relu", "leaky_relu", "gelu", "silu", "tanh", "sigmoid", "identity"}
+        Activation of the hidden layers, fused into the native forward and
+        backward.  "leaky_relu" is ``max(z, 0) + negative_slope * min(z, 0)``,
+        "gelu" the exact (erf) form ``z * Phi(z)`` (PyTorch's default), "silu"
+        ``z * sigmoid(z)``, "identity" none (a linear model per layer).
+    norm : {"batch", "layer", None}
+        Normalisation after every hidden Linear: batch norm (the default; the
+        Linear then has no bias, beta takes its role; running statistics for
+        inference), layer norm (each row over its features, as
+        ``torch.nn.LayerNorm``; the same in training and inference, any batch
+        size, no running statistics; eps is ``bn_eps``), or none.  Both add
+        ``layer{i}.gamma`` and ``layer{i}.beta``, and under both the hidden
+        Linear has no bias (beta takes its role).
     batch_norm : bool
-        Batch normalisation after every hidden Linear (which then has no
-        bias: beta takes its role).
+        The older spelling: True is ``norm="batch"``, False ``norm=None``
+        (passing both, they must agree).
     dropout : float in [0, 1)
         Inverted-dropout rate after every hidden activation.
     init : {"he", "xavier", "lecun"} or callable
@@ -282,16 +327,22 @@ class MLP:
         Seed of the initial weights and, unless fit gets its own, of the
         shuffling and dropout.  None means 0: fastnet is reproducible by
         default.
+    negative_slope : float >= 0
+        The slope of "leaky_relu" below 0 (PyTorch's default, 0.01); unused
+        by the other activations.
+    huber_delta : float > 0
+        Threshold of ``loss="huber"`` (PyTorch's default, 1.0): squared
+        error below it, absolute error beyond.
 
     Attributes
     ----------
-    layer_sizes, activation, batch_norm, dtype : read-only
+    layer_sizes, activation, norm, batch_norm, dtype : read-only
         They lay out the weights; assigning one raises AttributeError.
     params, grads, buffers : ndarray, read-only attributes
         The flat parameter, gradient and batch-norm statistics arrays (the
         per-layer arrays of ``layers`` are views of them); write into them,
         or use :meth:`set_weights`.
-    dropout, bn_eps, bn_momentum, init, seed, loss
+    dropout, bn_eps, bn_momentum, init, seed, loss, negative_slope, huber_delta
         May be changed between calls; an assignment is validated (ValueError
         or TypeError naming it) and used from the next call on (``init`` and
         ``seed`` by :meth:`reset_parameters`).
@@ -319,6 +370,7 @@ class MLP:
     layer_sizes = _Fixed(_REBUILD, read=list)       # a copy: appending changes nothing
     activation = _Fixed("the weights were trained for it; build a new fastnet.MLP instead")
     batch_norm = _Fixed(_REBUILD)
+    norm = _Fixed(_REBUILD)
     dtype = _Fixed(_REBUILD)
     params = _Fixed(_ARRAY.format("params"))
     grads = _Fixed(_ARRAY.format("grads"))
@@ -330,11 +382,16 @@ class MLP:
     bn_eps = _Checked(lambda value: real_number(value, "bn_eps", low=0.0))
     bn_momentum = _Checked(lambda value: real_number(value, "bn_momentum", low=0.0, high=1.0))
     init = _Checked(_init_setting)
+    negative_slope = _Checked(lambda value: real_number(value, "negative_slope", low=0.0))
+    huber_delta = _Checked(lambda value: real_number(value, "huber_delta", low=0.0,
+                                                     low_open=True))
     seed = _Checked(lambda value: seed_value(0 if value is None else value))
     loss = _Checked(lambda value: one_of(value, "loss", _network.LOSSES))
 
-    def __init__(self, layer_sizes, *, activation="relu", batch_norm=True, dropout=0.0,
-                 init="he", dtype="float32", seed=None):
+    def __init__(self, layer_sizes, *, activation="relu", batch_norm=_UNSET, norm=_UNSET,
+                 dropout=0.0,
+                 init="he", dtype="float32", seed=None, negative_slope=0.01,
+                 huber_delta=1.0):
         sizes = list(layer_sizes) if not isinstance(layer_sizes, (str, bytes)) else None
         if sizes is None or len(sizes) < 2 or not all(
                 isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in sizes):
@@ -344,7 +401,10 @@ class MLP:
             raise ValueError(f"layer sizes must be >= 1, got {sizes}")
         self._layer_sizes = tuple(int(s) for s in sizes)
         self._activation = one_of(activation, "activation", _activations.trainable())
-        self._batch_norm = bool(batch_norm)
+        self.negative_slope = negative_slope
+        self.huber_delta = huber_delta
+        self._norm = _resolve_norm(norm, batch_norm)
+        self._batch_norm = self._norm == "batch"
         self._dtype = float_dtype(dtype)
         self._access = _Access()
         self.dropout = dropout
@@ -365,18 +425,20 @@ class MLP:
         return len(self._layer_sizes) - 1
 
     def _allocate(self):
-        _, n_params, n_buffers = _network.layout(self._layer_sizes, self._batch_norm)
+        _, n_params, n_buffers = self._layout()
         self._params = np.zeros(n_params, dtype=self._dtype)
         # one flat buffer that distributed training allreduces in one call
         self._grad_buffer = np.zeros(n_params + _GRAD_SLOTS, dtype=self._dtype)
         self._buffers = np.zeros(n_buffers, dtype=self._dtype)
         self._bind_views()
 
+    def _layout(self):
+        return _network.layout(self._layer_sizes, self._batch_norm, self._norm == "layer")
+
     def _bind_views(self):
         """The per-layer views of the flat arrays (``layers``, ``grads``): derived, never
         copied or pickled (a copy of a view no longer aliases its array)."""
-        offsets_by_layer, n_params, n_buffers = _network.layout(self._layer_sizes,
-                                                                self._batch_norm)
+        offsets_by_layer, n_params, n_buffers = self._layout()
         if self._params.shape != (n_params,) or self._buffers.shape != (n_buffers,) \
                 or self._grad_buffer.shape != (n_params + _GRAD_SLOTS,):
             raise ValueError(f"params, buffers and the gradient buffer do not fit the layout "
@@ -526,6 +588,9 @@ class MLP:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        for key, default in (("_negative_slope", 0.01), ("_huber_delta", 1.0),
+                             ("_norm", "batch" if state.get("_batch_norm") else None)):
+            self.__dict__.setdefault(key, default)        # pickles of older versions
         self._access = _Access()
         self._bind_views()
 
@@ -551,8 +616,10 @@ class MLP:
         return model
 
     def __repr__(self):
-        return (f"MLP({self.layer_sizes}, activation={self.activation!r}, "
-                f"batch_norm={self.batch_norm}, dropout={self.dropout}, "
+        slope = (f"negative_slope={self.negative_slope}, "
+                 if self.activation == "leaky_relu" else "")
+        return (f"MLP({self.layer_sizes}, activation={self.activation!r}, {slope}"
+                f"norm={self.norm!r}, dropout={self.dropout}, "
                 f"dtype={self.dtype.name!r})")
 
     # ---- data checks --------------------------------------------------------
@@ -600,15 +667,19 @@ class MLP:
                 raise ValueError(f"{name} holds labels in [{arr.min()}, {arr.max()}] but the "
                                  f"model has {n_out} outputs (labels 0..{n_out - 1})")
             return c_array(arr, np.int64), None
-        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) \
-                or arr.dtype == np.bool_:
-            raise ValueError(f"{name} must hold real targets for loss='mse', got {arr.dtype}")
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+                or (loss == "bce" and arr.dtype == np.bool_)):        # bool is no integer
+            raise ValueError(f"{name} must hold real targets for loss={loss!r}, got {arr.dtype}")
         if arr.ndim == 1 and n_out == 1:
             arr = arr.reshape(-1, 1)
         if arr.shape != (n, n_out):
             raise ValueError(f"{name} has shape {np.shape(y)} but the model outputs "
                              f"({n}, {n_out})")
-        return None, finite_array(arr, self._dtype, name)
+        targets = finite_array(arr, self._dtype, name)
+        if loss == "bce" and not np.all((targets >= 0) & (targets <= 1)):
+            raise ValueError(f"{name} must hold 0/1 labels (or probabilities in [0, 1]) per "
+                             f"output for loss='bce'")
+        return None, targets
 
     # ---- training ------------------------------------------------------------
 
@@ -632,7 +703,8 @@ class MLP:
             missing values, and their column names are kept in ``feature_names_in_``
             (see docs/data.md).
         y : int labels (n,) for ``loss="cross_entropy"``, float targets
-            (n, n_out) or (n,) for ``loss="mse"``.
+            (n, n_out) or (n,) for ``loss="mse"`` and ``"huber"``, a 0/1
+            (or [0, 1]) array (n, n_out) for ``loss="bce"``.
         epochs, batch_size : int
         optimizer : "sgd", "adam", "adamw" or a :mod:`fastnet.optim` object
             (whose own lr is then used).
@@ -650,7 +722,13 @@ class MLP:
         early_stopping : EarlyStopping, int (patience) or True (patience 10)
             Stops when the validation loss stops improving and restores the
             best weights (batch-norm statistics included).
-        loss : "cross_entropy" or "mse"
+        loss : "cross_entropy", "mse", "huber" or "bce"
+            Softmax cross-entropy over classes; mean squared error; the
+            Huber loss with threshold ``huber_delta`` (regression with
+            outliers; PyTorch's ``HuberLoss``); binary cross-entropy of a
+            sigmoid per output (multilabel; PyTorch's ``BCEWithLogitsLoss``),
+            after which ``predict`` gives 0/1 per output and
+            ``predict_proba`` the sigmoids.
         grad_clip : float, optional
             Clip the global gradient norm to this value.
         shuffle : bool or "chunks", default True
@@ -910,7 +988,8 @@ class MLP:
         return _network.Engine(self.layer_sizes, self.params, self.grads, self.buffers,
                                _activations.native()[self.activation], self.batch_norm,
                                self.dropout, self.bn_eps, self.bn_momentum,
-                               _network.LOSSES[loss], max_batch)
+                               _network.LOSSES[loss], max_batch, self.negative_slope,
+                               self.huber_delta, self._norm == "layer")
 
     def _training_loss(self, engine, X, labels, targets, weights):
         """Loss of the weights as they are on the rows (X, ...), in inference mode."""
@@ -924,7 +1003,7 @@ class MLP:
         grad_norm_sum, steps), validation scores from an inference pass of `engine`."""
         loss_sum, correct, rows, grad_norm_sum, steps = totals
         logs = {"loss": loss_sum / rows, "lr": lr, "grad_norm": grad_norm_sum / steps}
-        if loss == "cross_entropy":
+        if loss in _fit_plan.ACCURACY_LOSSES:
             logs["accuracy"] = correct / rows
         if val is not None:
             out = np.empty((val[0].shape[0], self.layer_sizes[-1]), dtype=self.dtype)
@@ -950,28 +1029,44 @@ class MLP:
         return out
 
     def _score(self, outputs, labels, targets, weights=None):
-        """Loss (and accuracy), both weighted by `weights` when given."""
+        """Loss of ``self.loss`` (and accuracy: of the class, or of every label of a row
+        with "bce"), both weighted by `weights` when given."""
         from fastnet import functional
         if labels is not None:
             value, _ = functional.softmax_cross_entropy(outputs, labels, sample_weight=weights)
             hits = outputs.argmax(axis=1) == labels
-            accuracy = np.mean(hits) if weights is None else \
-                np.sum(weights * hits, dtype=np.float64) / np.sum(weights, dtype=np.float64)
-            return {"loss": value, "accuracy": float(accuracy)}
-        value, _ = functional.mse_loss(outputs, targets, sample_weight=weights)
-        return {"loss": float(value)}
+        elif self.loss == "bce":
+            value, _ = functional.binary_cross_entropy_with_logits(outputs, targets,
+                                                                  sample_weight=weights)
+            hits = np.all((outputs > 0) == (targets > 0.5), axis=1)
+        else:
+            value, _ = (functional.huber_loss(outputs, targets, delta=self.huber_delta,
+                                              sample_weight=weights)
+                        if self.loss == "huber" else
+                        functional.mse_loss(outputs, targets, sample_weight=weights))
+            return {"loss": float(value)}
+        accuracy = np.mean(hits) if weights is None else \
+            np.sum(weights * hits, dtype=np.float64) / np.sum(weights, dtype=np.float64)
+        return {"loss": float(value), "accuracy": float(accuracy)}
 
     def predict(self, X):
-        """Class labels (cross-entropy) or outputs (mse) for X, in inference mode."""
+        """Class labels (cross-entropy), 0/1 per output (bce) or outputs (mse, huber)
+        for X, in inference mode."""
         out = self._outputs(X)
         if self.loss == "cross_entropy":
             return out.argmax(axis=1)
+        if self.loss == "bce":
+            out = (out > 0).astype(np.int64)         # sigmoid(z) > 1/2
         return out.reshape(-1) if self._targets_1d else out
 
     def predict_proba(self, X):
-        """Softmax probabilities (n, n_classes) for X."""
+        """Softmax probabilities (n, n_classes) for X; with loss="bce", the sigmoid
+        of each output (n, n_out)."""
         from fastnet import functional
-        return functional.softmax(self._outputs(X))
+        out = self._outputs(X)
+        if self.loss == "bce":
+            return _sigmoid(out)
+        return functional.softmax(out)
 
     def evaluate(self, X, y):
         """{"loss": ..., "accuracy": ...} (accuracy for classification only)."""
@@ -984,9 +1079,11 @@ class MLP:
     def config(self):
         """JSON-serialisable description from which the model is rebuilt."""
         return {"layer_sizes": self.layer_sizes, "activation": self.activation,
-                "batch_norm": self.batch_norm, "dropout": self.dropout,
+                "negative_slope": self.negative_slope, "batch_norm": self.batch_norm,
+                "norm": self.norm, "dropout": self.dropout,
                 "dtype": self.dtype.name, "seed": self.seed, "loss": self.loss,
                 "targets_1d": self._targets_1d, "bn_eps": self.bn_eps,
+                "huber_delta": self.huber_delta,
                 "bn_momentum": self.bn_momentum}
 
     def save(self, path, *, format=None):
@@ -1106,21 +1203,23 @@ class MLP:
         return export.from_torch(module, loss=loss)
 
 
-def _parameter_counts(layer_sizes, batch_norm):
+def _parameter_counts(layer_sizes, batch_norm, layer_norm=False):
     """(n_params, n_buffers): the lengths of the flat arrays, as Python ints.
 
     The layout ``fn_mlp_layout`` computes (per layer W, then b, or gamma and
-    beta with a running mean and variance under batch norm), counted without
-    int64 wrap-around so that absurd widths are refused before anything is
-    allocated.
+    beta with a running mean and variance under batch norm, or b, gamma and
+    beta under layer norm), counted without int64 wrap-around so that absurd
+    widths are refused before anything is allocated.
     """
     n_params = n_buffers = 0
     last = len(layer_sizes) - 2
     for l, (fan_in, fan_out) in enumerate(zip(layer_sizes, layer_sizes[1:])):
-        normalised = batch_norm and l < last
-        n_params += fan_in * fan_out + (2 if normalised else 1) * fan_out
-        n_buffers += 2 * fan_out if normalised else 0
+        bn, ln = batch_norm and l < last, layer_norm and l < last
+        n_params += fan_in * fan_out + (2 if bn or ln else 1) * fan_out
+        n_buffers += 2 * fan_out if bn else 0
     return n_params, n_buffers
+
+
 
 
 def _file_config(meta, path):
@@ -1150,7 +1249,11 @@ def _file_config(meta, path):
             raise ValueError(f"dtype must be 'float32' or 'float64', got "
                              f"{reprlib.repr(dtype)}")
         dtype = np.dtype(dtype)
-        n_params, n_buffers = _parameter_counts(sizes, cfg["batch_norm"])
+        norm = cfg.get("norm", "batch" if cfg["batch_norm"] else None)   # older files
+        if norm not in _NORMS or (norm == "batch") != cfg["batch_norm"]:
+            raise ValueError(f"norm {reprlib.repr(norm)} does not fit batch_norm "
+                             f"{cfg['batch_norm']!r}")
+        n_params, n_buffers = _parameter_counts(sizes, cfg["batch_norm"], norm == "layer")
         if (n_params + _GRAD_SLOTS) * dtype.itemsize > np.iinfo(np.intp).max:
             raise ValueError(f"layer_sizes {reprlib.repr(sizes)} give {n_params} parameters, "
                              "more than any array can hold")
@@ -1166,7 +1269,7 @@ def _model_from(meta, arrays, path):
     for name in ("params", "buffers"):
         if not np.all(np.isfinite(arrays[name])):
             raise ValueError(f"{path}: array {name!r} holds NaN or infinity")
-    layers = _network.layout(sizes, batch_norm)[0]
+    layers = _network.layout(sizes, batch_norm, cfg.get("norm") == "layer")[0]
     for l, offsets in enumerate(layers):
         if "running_var" in offsets:
             start = offsets["running_var"]
@@ -1174,8 +1277,11 @@ def _model_from(meta, arrays, path):
                 raise ValueError(f"{path}: layer {l}'s running_var holds negative values (a "
                                  "variance is >= 0)")
     try:
-        model = MLP(sizes, activation=cfg["activation"], batch_norm=batch_norm,
-                    dropout=cfg["dropout"], dtype=cfg["dtype"], seed=cfg["seed"])
+        model = MLP(sizes, activation=cfg["activation"],
+                    norm=cfg.get("norm", "batch" if batch_norm else None),   # older files
+                    dropout=cfg["dropout"], dtype=cfg["dtype"], seed=cfg["seed"],
+                    negative_slope=cfg.get("negative_slope", 0.01),   # older files: defaults
+                    huber_delta=cfg.get("huber_delta", 1.0))
         model.loss = one_of(cfg["loss"], "loss", _network.LOSSES)
         model._targets_1d = bool(cfg.get("targets_1d", False))
         model.bn_eps = real_number(cfg.get("bn_eps", 1e-5), "bn_eps", low=0.0)

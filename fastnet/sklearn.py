@@ -50,8 +50,13 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state
     from sklearn.utils.class_weight import compute_sample_weight
-    from sklearn.utils.multiclass import check_classification_targets, unique_labels
-    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+    from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
+    from sklearn.utils.validation import (
+        _check_sample_weight,
+        check_is_fitted,
+        column_or_1d,
+        validate_data,
+    )
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("fastnet.sklearn needs scikit-learn >= 1.6: "
                       "pip install 'fastnet[sklearn]'") from exc
@@ -119,6 +124,12 @@ def _target_standardization(y, weights):
     return mean, std
 
 
+# MLPRegressor's losses (scikit-learn's name of the squared error) and fastnet's names
+_REGRESSION_LOSSES = {"squared_error": "mse", "huber": "huber"}
+# scikit-learn's names of activations fastnet calls otherwise
+_SKLEARN_ACTIVATIONS = {"logistic": "sigmoid"}
+
+
 def _optimizer_key(opt):
     return opt if isinstance(opt, str) else id(opt)
 
@@ -129,6 +140,10 @@ class _BaseMLP(BaseEstimator):
     """Shared machinery of MLPClassifier and MLPRegressor."""
 
     _loss = None
+
+    def _model_options(self, p):
+        """Keywords of fastnet.MLP that the estimator's parameters set."""
+        return {}
 
     def _store(self, arguments):
         """Keep the constructor's arguments as attributes, unchanged (scikit-learn's
@@ -157,8 +172,9 @@ class _BaseMLP(BaseEstimator):
         """Validated copies of the parameters (the attributes are never changed)."""
         p = {}
         p["hidden"] = self._hidden_sizes()
-        p["activation"] = one_of(self.activation, "activation", _activations.trainable(),
-                                 ignore_case=True)
+        activation = one_of(self.activation, "activation",
+                            (*_activations.trainable(), *_SKLEARN_ACTIVATIONS), ignore_case=True)
+        p["activation"] = _SKLEARN_ACTIVATIONS.get(activation, activation)
         if isinstance(self.init, str):
             p["init"] = one_of(self.init, "init", ("he", "xavier", "lecun"), ignore_case=True)
         elif callable(self.init):
@@ -250,7 +266,8 @@ class _BaseMLP(BaseEstimator):
             cfg = model["config"]
             mlp = fastnet.MLP(cfg["layer_sizes"], activation=cfg["activation"],
                               batch_norm=cfg["batch_norm"], dropout=cfg["dropout"],
-                              init=model["init"], dtype=cfg["dtype"], seed=cfg["seed"])
+                              init=model["init"], dtype=cfg["dtype"], seed=cfg["seed"],
+                              negative_slope=cfg.get("negative_slope", 0.01))
             mlp.loss = cfg["loss"]
             mlp._targets_1d = cfg["targets_1d"]
             mlp.bn_eps = cfg["bn_eps"]
@@ -316,7 +333,7 @@ class _BaseMLP(BaseEstimator):
                                       activation=p["activation"], init=p["init"],
                                       batch_norm=self.batch_norm,
                                       dropout=p["dropout"], dtype=p["dtype"],
-                                      seed=self._seed_base)
+                                      seed=self._seed_base, **self._model_options(p))
         else:
             self._check_warm_model(p, X.shape[1])
         self.model_.dropout = p["dropout"]
@@ -528,10 +545,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     training loss) of a stratified held-out split (the best epoch's weights,
     batch-norm statistics included, are kept).
 
+    Multilabel: with y a 2-D 0/1 indicator array (n_samples, n_labels), as
+    scikit-learn's MLPClassifier takes, each label gets a sigmoid output and
+    binary cross-entropy; ``classes_`` is ``arange(n_labels)``, ``predict``
+    gives 0/1 per label and ``predict_proba`` each label's probability, and
+    ``score`` is the subset accuracy (every label of a row right).
+
     Parameters
     ----------
     hidden_layer_sizes : int or sequence of int, default (128, 128)
-    activation : {"relu", "tanh", "sigmoid"}, default "relu"
+    activation : str, default "relu"
+        Hidden activation: "relu", "leaky_relu" (slope 0.01), "gelu", "silu",
+        "tanh", "sigmoid" or "identity" (see :class:`fastnet.MLP`), or
+        "logistic", scikit-learn's name of "sigmoid".
     init : {"he", "xavier", "lecun"} or callable, default "he"
         Initialisation of the weights (see :mod:`fastnet.init`); "he" is
         the article's N(0, 2/fan_in) for ReLU.
@@ -622,8 +648,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     history_ : fastnet.History of the last fit
     """
 
-    _loss = "cross_entropy"
-
     def _early_stopping_by_default(self, n_samples):
         return n_samples >= _SMALL_DATA_ROWS
 
@@ -643,9 +667,26 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {cw!r}")
         return p
 
+    @property
+    def _loss(self):
+        # a 2-D 0/1 y (multilabel): a sigmoid and binary cross-entropy per label
+        return "bce" if getattr(self, "_multilabel", False) else "cross_entropy"
+
     def _validate_xy(self, X, y, reset, dtype):
-        X, y = validate_data(self, X, y, reset=reset, dtype=dtype, accept_sparse=_SPARSE)
+        X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=True,
+                             accept_sparse=_SPARSE)
+        if np.ndim(y) == 2 and y.shape[1] == 1:          # a column of labels: 1-D, warned
+            y = column_or_1d(y, warn=True)
         check_classification_targets(y)
+        kind = type_of_target(y)
+        if np.ndim(y) == 2 and kind != "multilabel-indicator":
+            raise ValueError(f"{type(self).__name__} takes 1-D class labels or a 2-D 0/1 "
+                             f"indicator array (multilabel); got 2-D y of type {kind!r}")
+        if reset:
+            self._multilabel = kind == "multilabel-indicator"
+        elif self._multilabel != (kind == "multilabel-indicator"):
+            fitted = "a 2-D 0/1 indicator array" if self._multilabel else "1-D labels"
+            raise ValueError(f"y must be of the kind the model was fitted on ({fitted})")
         return X, y
 
     @property
@@ -653,6 +694,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return len(self.classes_)
 
     def _encode_targets(self, y, sample_weight, first, incremental, classes):
+        if self._multilabel:
+            return self._encode_multilabel(y, sample_weight, first)
         if incremental and classes is not None:
             classes = unique_labels(classes)
             if hasattr(self, "classes_") and not first and not np.array_equal(
@@ -688,7 +731,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                                  f"{type(self).__name__} needs at least 2 classes to train")
         return encoded, sample_weight
 
+    def _encode_multilabel(self, y, sample_weight, first):
+        """A 0/1 indicator y (n, n_labels): the targets of the per-label sigmoids."""
+        if self.class_weight is not None:
+            raise ValueError("class_weight is not supported for multilabel y (a 2-D "
+                             "indicator array); pass sample_weight instead")
+        y = np.asarray(y)
+        if first:
+            self.classes_ = np.arange(y.shape[1])
+        elif y.shape[1] != len(self.classes_):
+            raise ValueError(f"y has {y.shape[1]} labels but the fitted model has "
+                             f"{len(self.classes_)}")
+        return y.astype(np.float64), sample_weight
+
     def _stratify(self, targets, n_val):
+        if targets.ndim == 2:          # multilabel: no stratification
+            return None
         counts = np.bincount(targets)
         counts = counts[counts > 0]
         if counts.min() >= 2 and n_val >= counts.size and targets.size - n_val >= counts.size:
@@ -715,12 +773,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._partial_fit(X, y, sample_weight, classes=classes)
 
     def predict_proba(self, X):
-        """Class probabilities (n_samples, n_classes), columns in the order of ``classes_``."""
+        """Class probabilities (n_samples, n_classes), columns in the order of
+        ``classes_``; for multilabel y, each label's probability (n_samples, n_labels)."""
         X = self._check_predict_x(X)
         with self._threads():
             proba = self.model_.predict_proba(X)
         proba = proba.astype(np.float64)
-        proba /= proba.sum(axis=1, keepdims=True)
+        if not self._multilabel:
+            proba /= proba.sum(axis=1, keepdims=True)
         return proba
 
     def predict_log_proba(self, X):
@@ -728,8 +788,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
     def predict(self, X):
-        """Predicted class labels (the most probable class)."""
+        """Predicted class labels (the most probable class); for multilabel y, 0/1 per
+        label (probability above 1/2)."""
+        if getattr(self, "_multilabel", False):
+            X = self._check_predict_x(X)
+            with self._threads():
+                return self.model_.predict(X)
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
 
@@ -752,13 +822,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     Parameters
     ----------
     standardize_targets : bool, default True
+    loss : {"squared_error", "huber"}, default "squared_error"
+        "huber": the Huber loss, robust to outliers (PyTorch's ``HuberLoss``),
+        with threshold ``huber_delta`` in the units of the (standardised,
+        by default) targets.
+    huber_delta : float > 0, default 1.0
     (others)
         As :class:`MLPClassifier` (without ``class_weight``);
         ``validation_scores_`` and ``best_validation_score_`` hold the
         validation R^2.
     """
-
-    _loss = "mse"
 
     def _early_stopping_by_default(self, n_samples):
         return True        # even on small sets: without it, diabetes overfits (docs/defaults.md)
@@ -769,8 +842,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  schedule="plateau", warmup_epochs=5, early_stopping="auto",
                  validation_fraction=0.1, n_iter_no_change=10,
                  tol=1e-4, grad_clip=None, standardize_targets=True, random_state=None,
-                 n_threads=None, verbose=0, warm_start=False, dtype="float32"):
+                 n_threads=None, verbose=0, warm_start=False, dtype="float32",
+                 loss="squared_error", huber_delta=1.0):
         self._store(locals())
+
+    @property
+    def _loss(self):
+        return _REGRESSION_LOSSES[one_of(self.loss, "loss", tuple(_REGRESSION_LOSSES),
+                                         ignore_case=True)]
+
+    def _model_options(self, p):
+        return {"huber_delta": real_number(self.huber_delta, "huber_delta", 0.0,
+                                           low_open=True)}
 
     def _validate_xy(self, X, y, reset, dtype):
         X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=True,

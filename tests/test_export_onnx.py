@@ -56,7 +56,7 @@ def test_onnx_runtime_matches_predict(activation, batch_norm, loss, dtype):
     for fold in (True, False):
         out = run_onnx(model.to_onnx(fold_batch_norm=fold), X)
         assert out.dtype == model.dtype and out.shape == expected.shape
-        assert max_error(out, expected) <= TOL[model.dtype], f"fold_batch_norm={fold}"
+        assert max_error(out, expected) <= tolerance(model), f"fold_batch_norm={fold}"
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -479,7 +479,7 @@ def test_bad_evaluate_input(small):
     (([64, True],), {}, TypeError),
     (([64, 0, 10],), {}, ValueError),
     (([64, -3],), {}, ValueError),
-    (([64, 10],), dict(activation="gelu"), ValueError),
+    (([64, 10],), dict(activation="swish"), ValueError),
     (([64, 10],), dict(dropout=1.0), ValueError),
     (([64, 10],), dict(dropout=-0.1), ValueError),
     (([64, 10],), dict(dropout="0.3"), TypeError),

@@ -30,7 +30,28 @@ TORCH_DTYPE = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.
 # Tolerance of a comparison: |a - e| <= RTOL * (|e| + max|e|) -- float32 rounding of
 # different summation orders through a few layers, or float64 rounding.
 RTOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-11}
-ACT = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid}
+# torch module of a model's activation
+ACT = {"relu": lambda m: torch.nn.ReLU(), "tanh": lambda m: torch.nn.Tanh(),
+       "sigmoid": lambda m: torch.nn.Sigmoid(),
+       "leaky_relu": lambda m: torch.nn.LeakyReLU(m.negative_slope),
+       "gelu": lambda m: torch.nn.GELU(approximate="none"), "silu": lambda m: torch.nn.SiLU(),
+       "identity": lambda m: torch.nn.Identity()}
+# activations under test: name, or name:negative_slope
+ACTIVATIONS = ["relu", "tanh", "sigmoid", "leaky_relu", "leaky_relu:0.3", "gelu", "silu",
+               "identity"]
+
+
+def sizes_for(activation, batch_norm):
+    """SIZES, but one hidden layer for identity with batch norm: there a hidden layer's
+    beta shifts the next batch norm's input by a constant, which it subtracts again, so
+    its gradient is 0 up to rounding (which Adam's update would then magnify)."""
+    return SIZES[:2] + SIZES[-1:] if activation == "identity" and batch_norm else SIZES
+
+
+def activation_options(spec):
+    """MLP keywords of an ACTIVATIONS entry."""
+    name, _, slope = spec.partition(":")
+    return {"activation": name, **({"negative_slope": float(slope)} if slope else {})}
 
 SIZES = [6, 9, 7, 4]
 N = 24
@@ -63,8 +84,8 @@ def data(loss, n=N, sizes=SIZES, seed=0, dtype=np.float32):
 
 
 def make_model(sizes, activation, batch_norm, dtype, seed=1):
-    model = fastnet.MLP(sizes, activation=activation, batch_norm=batch_norm, dtype=dtype,
-                        seed=seed)
+    model = fastnet.MLP(sizes, batch_norm=batch_norm, dtype=dtype, seed=seed,
+                        **activation_options(activation))
     # move gamma, beta and the running statistics off their trivial initial values
     rng = np.random.default_rng(seed + 100)
     weights = model.get_weights()
@@ -102,7 +123,7 @@ def torch_twin(model):
                 norm.running_var.copy_(torch.from_numpy(next(weights)))
             mods.append(norm)
         if not last:
-            mods.append(ACT[model.activation]())
+            mods.append(ACT[model.activation](model))
     return torch.nn.Sequential(*mods)
 
 
@@ -177,12 +198,13 @@ def compare_weights(model, net, dtype, what):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("batch_norm", [True, False], ids=["bn", "nobn"])
-@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
 def test_one_step_matches_torch(loss, activation, batch_norm, opt_name, dtype):
     dtype = np.dtype(dtype)
-    X, y = data(loss, dtype=dtype)
-    model = make_model(SIZES, activation, batch_norm, dtype)
+    sizes = sizes_for(activation, batch_norm)
+    X, y = data(loss, dtype=dtype, sizes=sizes)
+    model = make_model(sizes, activation, batch_norm, dtype)
     net = torch_twin(model)
     ours_opt, torch_opt = OPTIMIZERS[opt_name]
     ref = torch_train(net, torch_opt(net.parameters()), X, y, loss, N, 1)
@@ -315,12 +337,13 @@ def _torch_grads(net):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("batch_norm", [True, False], ids=["bn", "nobn"])
-@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
 def test_gradients_match_autograd(loss, activation, batch_norm, dtype):
     dtype = np.dtype(dtype)
-    X, y = data(loss, dtype=dtype, seed=15)
-    model = make_model(SIZES, activation, batch_norm, dtype, seed=16)
+    sizes = sizes_for(activation, batch_norm)
+    X, y = data(loss, dtype=dtype, seed=15, sizes=sizes)
+    model = make_model(sizes, activation, batch_norm, dtype, seed=16)
     before = model.get_weights()
     net = torch_twin(model).train()
     value = torch_loss(net, X, y, loss)
