@@ -141,7 +141,7 @@ what the commands do:
   lr-find   Learning-rate range test (Smith 2017) on the training split:
             the loss over a geometric lr ramp, the suggested lr (steepest
             descent of the smoothed loss) and lr_find.png in --out.
-  bench     Time one training epoch of fastnet against NumPy and PyTorch.
+  bench     Time one training epoch of fastnet against NumPy, PyTorch and JAX.
   export    Write a saved model as ONNX, a PyTorch state dict or safetensors.
 
 examples:
@@ -871,7 +871,9 @@ def _health_notes(model, flow, acts):
 # ---------------------------------------------------------------------------
 
 def cmd_bench(args):
-    """Time one training epoch of the article's recipe with fastnet, a NumPy implementation
-    and PyTorch eager, and print the speed-up table."""
+    """Time one training epoch of the article's recipe with fastnet and with what a user of
+    each peer would write (fast NumPy, the article's NumPy, PyTorch eager and compiled, JAX
+    scan), beside the GEMM floor, after NumPy BLAS work and after idle gaps; print the
+    tables."""
     from fastnet import bench
     return bench.run_from_args(args)
