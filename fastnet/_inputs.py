@@ -372,21 +372,17 @@ class EpochOrders:
         return order if self.rows is None else self.rows[order]
 
     def read_ahead(self, order, progress):
-        """Read the epoch's chunks from disk ahead of `progress()` rows trained."""
-        self._ahead = read_ahead(self._ahead, self.data, order, self.shuffle, progress)
+        """Read the epoch's chunks from disk ahead of `progress()` rows trained (a
+        chunk-shuffled epoch over an array, such as a memory map; else nothing)."""
+        self.close()
+        if self.shuffle == "chunks" and isinstance(self.data, np.ndarray):
+            self._ahead = ReadAhead(self.data, order, progress)
 
     def close(self):
-        self._ahead = read_ahead(self._ahead, None, None, None, None)
-
-
-def read_ahead(previous, x, order, shuffle, progress):
-    """Stop `previous` (a :class:`ReadAhead` or None); a new one for a chunk-shuffled
-    epoch over a memory map, else None."""
-    if previous is not None:
-        previous.stop()
-    if shuffle != "chunks" or not isinstance(x, np.ndarray):
-        return None
-    return ReadAhead(x, order, progress)
+        """Stop reading ahead."""
+        if self._ahead is not None:
+            self._ahead.stop()
+            self._ahead = None
 
 
 def _mapped_file(x):
