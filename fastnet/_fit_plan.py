@@ -98,7 +98,7 @@ def _validation_rows(model, bound, rows, loss, validation_data, validation_split
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise ValueError("validation_data must be (X_val, y_val) or "
                              "(X_val, y_val, sample_weight_val)")
-        Xv = model._check_x(validation_data[0], "validation_data[0]")
+        Xv = model._check_x(validation_data[0], "validation_data[0]", convert=False)
         wv = None
         if len(validation_data) == 3:
             wv = sample_weights(validation_data[2], Xv.shape[0], model.dtype,
@@ -165,10 +165,10 @@ def run(model, p):
         grad_clip=p.clip, shuffle=p.shuffle, seed=p.run_seed,
         optimizer=(type(p.opt).__name__, tuple(p.opt.native_config()), p.opt.lr),
         resume=None if p.resume_state is None else p.resume_state["meta"]["epochs_done"])
-    engine, max_batch, steps = model._training_engine(
+    engine, feed, max_batch, steps = model._training_engine(
         *p.bound, p.batch_size if dist_run is None else dist_run.max_batch, p.loss, n_rows=n)
     interrupt = []          # the CtrlC built-in, once made
-    args = (model, engine, p.loss, n, max_batch, steps, p.clip,
+    args = (model, engine, feed, p.loss, n, max_batch, steps, p.clip,
             _stepper.dropout_seed(p.run_seed), p.orders.keyed(p.run_seed),
             lambda: interrupt[0].raised or model.stop_training)
     if dist_run is None:
@@ -250,10 +250,12 @@ def range_test(model, train, loss, batch_size, opt, lrs, run_seed, watch):
     loss diverge.  Returns (losses, index of the diverging step or None)."""
     from fastnet.model import History
     n = train[0].shape[0]
-    engine, max_batch, per_epoch = model._training_engine(*train, batch_size, loss)
+    base, rows, *per_row = _inputs.spread(*train)       # Rows: their index set
+    engine, feed, max_batch, per_epoch = model._training_engine(base, *per_row, batch_size,
+                                                                loss, n_rows=n)
     model.stop_training = False
-    orders = _inputs.EpochOrders(train[0], None, True).keyed(run_seed, 0x1F)
-    stepper = _stepper.LocalStepper(model, engine, loss, n, max_batch, per_epoch, 0.0,
+    orders = _inputs.EpochOrders(base, rows, True).keyed(run_seed, 0x1F)
+    stepper = _stepper.LocalStepper(model, engine, feed, loss, n, max_batch, per_epoch, 0.0,
                                     _stepper.dropout_seed(run_seed), orders,
                                     lambda: model.stop_training)
     trainer = _loop.Trainer(model, stepper, history=History(), optimizer=opt,

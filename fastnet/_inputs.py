@@ -12,8 +12,13 @@
   a column that is not numeric or holds missing values is named with what to do, and
   the column names are kept (:func:`frame_columns`) so that ``predict`` can check
   them.
+* Rows the engine cannot read in place, a list of arrays (``.npy`` shards) or an array
+  of another dtype or layout, are :class:`Shards`: training gathers and converts them a
+  block of batches at a time into a staging array (:class:`StagedFeed`), never as a
+  whole; an array the engine can read is bound as it is (:class:`DirectFeed`).
 """
 import os
+import sys
 import zlib
 
 import numpy as np
@@ -21,6 +26,8 @@ import numpy as np
 # Rows per native call of the chunked paths: ~8 MB of float32 at 2,048 features,
 # small against the data and large against the cost of a call.
 CHUNK_BYTES = 8 << 20
+# float64 bytes that Shards converts at a time
+CONVERT_BYTES = 1 << 20
 
 
 def _chunk_rows(row_bytes):
@@ -168,14 +175,24 @@ def check_columns(fitted, value, name):
 
 # ---- rows, checks and products ----------------------------------------------------
 
-def all_finite(arr, dtype=None):
-    """np.isfinite(arr.astype(dtype)).all() a chunk of rows at a time (no mask or copy of
-    the whole array); dtype None: arr's own."""
+def first_nonfinite(arr, dtype=None):
+    """The index (a tuple) of the first value of arr that is not finite as `dtype`
+    (None: arr's own), or None when all are; read a chunk of rows at a time (no mask or
+    copy of the whole array)."""
     step = _chunk_rows(arr[:1].nbytes) if arr.ndim > 1 else max(1, CHUNK_BYTES // 8)
     with np.errstate(over="ignore"):          # an overflow to infinity is the answer
-        return all(np.isfinite(arr[s:s + step] if dtype is None else
-                               arr[s:s + step].astype(dtype)).all()
-                   for s in range(0, max(1, arr.shape[0]), step))
+        for s in range(0, max(1, arr.shape[0]), step):
+            part = arr[s:s + step] if dtype is None else arr[s:s + step].astype(dtype)
+            ok = np.isfinite(part)
+            if not ok.all():
+                where = np.argwhere(~ok)[0]
+                return (s + int(where[0]),) + tuple(int(i) for i in where[1:])
+    return None
+
+
+def all_finite(arr, dtype=None):
+    """Whether every value of arr is finite as `dtype` (see :func:`first_nonfinite`)."""
+    return first_nonfinite(arr, dtype) is None
 
 
 class Rows:
@@ -200,6 +217,120 @@ class Rows:
         step = _chunk_rows(row_bytes(self.base))
         for s in range(0, self.shape[0], step):
             yield s, self.base[self.index[s:s + step]]
+
+
+class Shards:
+    """Rows of one or more 2-D arrays read as one (n, k) array of `dtype`, converted a
+    gather of rows at a time, never as a whole: a list of (memory-mapped) ``.npy`` shards,
+    or one array that the engine cannot read in place (another dtype, Fortran order, a
+    strided view, big-endian bytes).
+
+    Parameters
+    ----------
+    parts : list of numpy.ndarray
+        Checked 2-D arrays of real numbers with the same number of columns.
+    dtype : numpy.dtype
+        The dtype the rows are read as (the model's).
+    center, scale : numpy.ndarray of float64 (k,), optional
+        Rows are read as ``(row - center) / scale``, computed in float64 (a
+        standardisation applied a gather at a time instead of to a copy of the data).
+    """
+
+    ndim = 2
+
+    def __init__(self, parts, dtype, center=None, scale=None):
+        self.parts = list(parts)
+        self.starts = np.cumsum([0] + [p.shape[0] for p in self.parts]).astype(np.int64)
+        self.shape = (int(self.starts[-1]), self.parts[0].shape[1])
+        self.dtype = np.dtype(dtype)
+        self.center, self.scale = center, scale
+
+    def as_dtype(self, dtype):
+        """These rows read as `dtype`."""
+        return self if self.dtype == dtype else \
+            Shards(self.parts, dtype, self.center, self.scale)
+
+    def _read(self, rows):
+        if self.center is None:
+            return rows
+        rows = rows.astype(np.float64)          # a new array: scaled in place
+        rows -= self.center
+        rows /= self.scale
+        return rows
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, rows):
+        """Rows `rows` (a slice or integer indices) as a new C-contiguous array."""
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(self.shape[0])
+            rows = np.arange(start, stop, step, dtype=np.int64)
+        return self.take(np.asarray(rows, dtype=np.int64))
+
+    def take(self, index, out=None):
+        """Rows `index` (int64) converted into `out` (a new array if None), about
+        CONVERT_BYTES of float64 at a time (the temporaries stay small beside `out`)."""
+        if out is None:
+            out = np.empty((index.shape[0], self.shape[1]), dtype=self.dtype)
+        step = max(1, CONVERT_BYTES // (8 * self.shape[1]))
+        for s in range(0, index.shape[0], step):
+            self._take(index[s:s + step], out[s:s + step])
+        return out
+
+    def _take(self, index, out):
+        if len(self.parts) == 1:
+            out[...] = self._read(self.parts[0][index])
+            return
+        part = np.searchsorted(self.starts, index, side="right") - 1
+        for p in np.unique(part):
+            mine = part == p
+            out[mine] = self._read(self.parts[p][index[mine] - self.starts[p]])
+
+
+def column_moments(x):
+    """(mean, standard deviation) of every column of x (an array or :class:`Rows` of
+    one) in float64, read a chunk of rows at a time: two passes, no copy of the data."""
+    n = x.shape[0]
+    mean = sum(np.sum(c, axis=0, dtype=np.float64) for _, c in row_chunks(x)) / n
+    var = np.zeros_like(mean)
+    step = max(1, CONVERT_BYTES // (8 * x.shape[1]))
+    for _, c in row_chunks(x):
+        for s in range(0, c.shape[0], step):
+            d = np.subtract(c[s:s + step], mean)        # float64, squared in place
+            var += np.sum(np.square(d, out=d), axis=0)
+    var /= n
+    return mean, np.sqrt(var)
+
+
+def row_chunks(x):
+    """(start, rows) pairs: the rows of x (an array, :class:`Shards` or :class:`Rows`)
+    a chunk of about CHUNK_BYTES at a time, each an array of its own."""
+    if isinstance(x, Rows):
+        yield from x.chunks()
+        return
+    step = _chunk_rows(row_bytes(x))
+    for s in range(0, x.shape[0], step):
+        yield s, x[s:s + step]
+
+
+def is_shard_list(value):
+    """Whether `value` is a list or tuple of 2-D arrays (shards of one data set), as
+    opposed to a list of rows."""
+    return isinstance(value, (list, tuple)) and len(value) > 0 and \
+        all(isinstance(p, np.ndarray) and p.ndim == 2 for p in value)
+
+
+def engine_readable(x, dtype):
+    """x as the engine reads training rows: an array of `dtype`, C-contiguous and aligned,
+    a CSR matrix or :class:`Shards` as they are; any other array as Shards (converted a
+    block of batches at a time); :class:`Rows` of these."""
+    if isinstance(x, Rows):
+        return Rows(engine_readable(x.base, dtype), x.index)
+    if isinstance(x, np.ndarray) and not (x.dtype == dtype and x.flags.c_contiguous
+                                          and x.flags.aligned):
+        return Shards([x], dtype)
+    return x
 
 
 def subset(value, index):
@@ -305,11 +436,10 @@ class ReadAhead:
     def __init__(self, x, order, progress):
         self._stopped = False
         self._thread = None
-        source = _mapped_file(x)
-        if source is None or not hasattr(os, "posix_fadvise"):
+        self._files = _mapped_files(x)
+        if not self._files or not hasattr(os, "posix_fadvise"):
             return
         import threading
-        self._file, self._offset = source
         self._x, self._order, self._progress = x, order, progress
         self._thread = threading.Thread(target=self._run, name="fastnet-read-ahead",
                                         daemon=True)
@@ -317,12 +447,15 @@ class ReadAhead:
 
     def _run(self):
         import time
-        row = self._x[:1].nbytes
-        chunk = max(1, CHUNK_SHUFFLE_BYTES // row)
+        chunk = max(1, CHUNK_SHUFFLE_BYTES // row_bytes(self._x))
         window = chunk * SHUFFLE_WINDOW_CHUNKS
+        fds = []
         try:
-            fd = os.open(self._file, os.O_RDONLY)
+            for name, offset, row, first, rows in self._files:
+                fds.append((os.open(name, os.O_RDONLY), offset, row, first, first + rows))
         except OSError:
+            for fd, *_ in fds:
+                os.close(fd)
             return
         asked = np.zeros(-(-self._x.shape[0] // chunk), dtype=bool)
         try:
@@ -335,10 +468,15 @@ class ReadAhead:
                 wanted = np.unique(self._order[start:start + window] // chunk)
                 for c in wanted[~asked[wanted]]:   # a short chunk shifts the windows
                     asked[c] = True
-                    os.posix_fadvise(fd, self._offset + int(c) * chunk * row, chunk * row,
-                                     os.POSIX_FADV_WILLNEED)
+                    lo, hi = int(c) * chunk, (int(c) + 1) * chunk
+                    for fd, offset, row, first, last in fds:     # the files it lies in
+                        a, b = max(lo, first), min(hi, last)
+                        if a < b:
+                            os.posix_fadvise(fd, offset + (a - first) * row, (b - a) * row,
+                                             os.POSIX_FADV_WILLNEED)
         finally:
-            os.close(fd)
+            for fd, *_ in fds:
+                os.close(fd)
 
     def stop(self):
         self._stopped = True
@@ -375,7 +513,7 @@ class EpochOrders:
         """Read the epoch's chunks from disk ahead of `progress()` rows trained (a
         chunk-shuffled epoch over an array, such as a memory map; else nothing)."""
         self.close()
-        if self.shuffle == "chunks" and isinstance(self.data, np.ndarray):
+        if self.shuffle == "chunks" and isinstance(self.data, (np.ndarray, Shards)):
             self._ahead = ReadAhead(self.data, order, progress)
 
     def close(self):
@@ -385,16 +523,96 @@ class EpochOrders:
             self._ahead = None
 
 
-def _mapped_file(x):
-    """(file name, byte offset of x's first row) when x is a C-contiguous view of a
-    numpy.memmap, else None."""
-    base = x
-    while isinstance(base.base, np.ndarray):      # the array that maps the file itself
-        base = base.base
-    if not isinstance(base, np.memmap) or getattr(base, "filename", None) is None \
-            or not x.flags.c_contiguous:
-        return None
-    return base.filename, base.offset + (x.ctypes.data - base.ctypes.data)
+def _mapped_files(x):
+    """[(file name, byte offset of its first row, bytes per row, x's row of its first
+    row, rows)] of the parts of x (an array or :class:`Shards`) that are C-contiguous
+    views of a numpy.memmap."""
+    parts, starts = (x.parts, x.starts) if isinstance(x, Shards) else ([x], [0])
+    found = []
+    for part, first in zip(parts, starts):
+        base = part
+        while isinstance(base.base, np.ndarray):      # the array that maps the file itself
+            base = base.base
+        if isinstance(base, np.memmap) and getattr(base, "filename", None) is not None \
+                and part.flags.c_contiguous:
+            found.append((base.filename, base.offset + (part.ctypes.data - base.ctypes.data),
+                          part[:1].nbytes, int(first), part.shape[0]))
+    return found
+
+
+def feed(engine, x, labels, targets, weights, max_batch):
+    """How `engine` reads the training rows `x` (and their per-row arrays): bound in
+    place (:class:`DirectFeed`: an array of its dtype, a CSR matrix) or gathered a block
+    of batches at a time into a staging array (:class:`StagedFeed`: :class:`Shards`)."""
+    if isinstance(x, Shards):
+        return StagedFeed(engine, x, (labels, targets, weights), max_batch)
+    bind(engine, x, labels, targets, weights)
+    return DirectFeed(engine)
+
+
+class DirectFeed:
+    """The engine reads the bound rows where they are, through each epoch's order."""
+
+    max_batches = sys.maxsize       # batches a window may hold
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def begin_epoch(self, order):
+        self.engine.set_order(order)
+
+    def window(self, lo, hi):
+        """Positions lo:hi of the epoch's order as positions of the engine's order."""
+        return lo, hi
+
+
+class StagedFeed:
+    """The rows of :class:`Shards` staged for the engine: positions lo:hi of the epoch's
+    order are gathered (and converted) into a staging array of about CHUNK_BYTES,
+    together with the rows after them up to its capacity, which the engine then reads
+    in order; the per-row arrays are gathered alike.  Results are those of binding the
+    converted rows whole: the engine's batches hold the same rows in the same order.
+
+    Parameters
+    ----------
+    engine : fastnet._network.Engine
+    source : Shards
+    per_row : (labels, targets, weights)
+        Arrays (or None) indexed like the rows of `source`.
+    max_batch : int
+    """
+
+    def __init__(self, engine, source, per_row, max_batch):
+        self.engine, self.source, self.per_row = engine, source, per_row
+        self.max_batches = max(1, _chunk_rows(row_bytes(source)) // max_batch)
+        rows = min(self.max_batches * max_batch, source.shape[0])
+        self._x = np.empty((rows, source.shape[1]), dtype=source.dtype)
+        self._per_row = [None if a is None else np.empty((rows,) + a.shape[1:], a.dtype)
+                         for a in per_row]
+        self._identity = np.arange(rows, dtype=np.int64)
+        self._order = None
+        self._lo = self._hi = 0
+
+    def begin_epoch(self, order):
+        self._order = order
+        self._lo = self._hi = 0
+
+    def window(self, lo, hi):
+        """Positions lo:hi of the epoch's order as positions of the engine's order,
+        staging them (and what follows, up to the capacity) unless they are already."""
+        if lo < self._lo or hi > self._hi:
+            self._stage(lo)
+        return lo - self._lo, hi - self._lo
+
+    def _stage(self, lo):
+        rows = self._order[lo:lo + self._x.shape[0]]
+        m = rows.shape[0]
+        x = self.source.take(rows, out=self._x[:m])
+        per_row = [None if a is None else np.take(a, rows, axis=0, out=buf[:m])
+                   for a, buf in zip(self.per_row, self._per_row)]
+        self.engine.set_data(x, *per_row)
+        self.engine.set_order(self._identity[:m])
+        self._lo, self._hi = lo, lo + m
 
 
 def bind(engine, x, labels, targets, weights):
@@ -428,15 +646,15 @@ def forward(engine, x, out):
 
 
 def describe(value):
-    """(shape, dtype, CRC-32) of a :class:`Rows` or a CSR matrix, as
+    """(shape, dtype, CRC-32) of a :class:`Rows`, :class:`Shards` or a CSR matrix, as
     ``fastnet.distributed._describe`` gives it for the same rows as one array (a chunk
     at a time: nothing of the data's size is allocated)."""
     crc = 0
-    if isinstance(value, Rows):
-        for _, rows in value.chunks():
-            crc = _crc(rows, crc)
-    else:
+    if is_sparse(value):
         crc = _crc(value, crc)
+    else:
+        for _, rows in row_chunks(value):
+            crc = _crc(rows, crc)
     return tuple(value.shape), value.dtype.str, crc
 
 

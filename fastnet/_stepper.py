@@ -31,7 +31,8 @@ class LocalStepper:
     ----------
     model : MLP
     engine : fastnet._network.Engine
-        Bound to the training rows (``MLP._training_engine``).
+    feed : fastnet._inputs.DirectFeed or StagedFeed
+        How the engine reads the training rows (``MLP._training_engine``).
     loss : str
     n, max_batch, steps : int
         Training rows, rows per batch and steps per epoch.
@@ -47,9 +48,9 @@ class LocalStepper:
     is_root = True
     blocks = True           # may run a block of steps in one native call
 
-    def __init__(self, model, engine, loss, n, max_batch, steps, clip, dropout_seed, orders,
-                 wants_stop):
-        self.model, self.engine = model, engine
+    def __init__(self, model, engine, feed, loss, n, max_batch, steps, clip, dropout_seed,
+                 orders, wants_stop):
+        self.model, self.engine, self.feed = model, engine, feed
         self.n, self.max_batch, self.steps = n, max_batch, steps
         self.clip, self.dropout_seed, self.orders = clip, dropout_seed, orders
         self.wants_stop = wants_stop
@@ -67,7 +68,7 @@ class LocalStepper:
     def begin_epoch(self, epoch):
         engine = self.engine
         order = self.orders.order(epoch)
-        engine.set_order(order)
+        self.feed.begin_epoch(order)
         engine.begin_epoch()
         self.orders.read_ahead(order, lambda: engine.rows)
         return order
@@ -88,26 +89,30 @@ class LocalStepper:
 
     def block(self, remaining):
         """How many steps may run in one native call now."""
-        return self.governor.block(remaining)
+        return min(self.governor.block(remaining), self.feed.max_batches)
 
     def step(self, b, lr, step_index):
         """Train batch b of the epoch's order; returns its loss."""
         start = b * self.max_batch
+        lo, hi = self.feed.window(start, min(self.n, start + self.max_batch))
         governor = self.governor
         self.engine.threads = threads = governor.threads()
         tick = time.perf_counter()
-        loss = self.engine.step(start, min(self.n, start + self.max_batch), lr, self.clip,
-                                self.dropout_seed, step_index & 0xFFFFFFFF)
+        loss = self.engine.step(lo, hi, lr, self.clip, self.dropout_seed,
+                                step_index & 0xFFFFFFFF)
         governor.record(threads, time.perf_counter() - tick)
         return loss
 
     def run_block(self, b, count, lrs, step_index, loss_limit):
         """Batches b .. b + count - 1 in one native call, stopping early at a loss over
         `loss_limit` or when :attr:`wants_stop`; returns (steps done, last loss)."""
+        batch = self.max_batch
+        lo, _ = self.feed.window(b * batch, min(self.n, (b + count) * batch))
+        first = lo // batch             # a window starts at a batch
         governor = self.governor
         self.engine.threads = threads = governor.threads()
         tick = time.perf_counter()
-        done, loss = self.engine.run_steps(b, b + count, self.max_batch, lrs, self.clip,
+        done, loss = self.engine.run_steps(first, first + count, batch, lrs, self.clip,
                                            self.dropout_seed, step_index, loss_limit,
                                            self.wants_stop)
         governor.record(threads, time.perf_counter() - tick, done)
@@ -160,7 +165,7 @@ class DistributedStepper(LocalStepper):
         governor = self.governor
         self.engine.threads = threads = governor.threads()
         tick = time.perf_counter()
-        loss = self.run.step(self.engine, b, lr, self.clip, self.dropout_seed,
+        loss = self.run.step(self.engine, self.feed, b, lr, self.clip, self.dropout_seed,
                              step_index & 0xFFFFFFFF, self.wants_stop())
         governor.record(threads, time.perf_counter() - tick)
         return loss

@@ -70,11 +70,13 @@ def _nullable_numeric_dtype(value):
 
 def finite_array(source, dtype, name, convert=True):
     """`source` as an aligned C-contiguous array of `dtype` (copied only if needed);
-    ValueError unless it is finite, saying so when a finite `source` overflows `dtype`
-    (rather than calling it NaN).  convert=False: `source` as it is, checked as it would
-    convert (a chunk of rows at a time), for callers that convert one chunk at a time."""
+    ValueError unless it is finite, naming the first bad value's place and saying so
+    when a finite `source` overflows `dtype` (rather than calling it NaN).
+    convert=False: `source` as it is, checked as it would convert (a chunk of rows at a
+    time), for callers that convert one chunk at a time."""
     if not convert:
-        if _inputs.all_finite(source, dtype):
+        bad = _inputs.first_nonfinite(source, dtype)
+        if bad is None:
             return source
         target = np.dtype(dtype)
     else:
@@ -83,16 +85,19 @@ def finite_array(source, dtype, name, convert=True):
         else:
             with np.errstate(over="ignore"):     # reported below
                 arr = source.astype(dtype, order="C")      # a new array: aligned
-        if _inputs.all_finite(arr):      # a chunk of rows at a time: no mask of the data's size
+        bad = _inputs.first_nonfinite(arr)      # a chunk at a time: no mask of the data's size
+        if bad is None:
             return arr
         target = arr.dtype
-    if source.dtype.kind in "iuf" and np.all(np.isfinite(source)):
-        raise ValueError(f"{name} holds finite values too large for {target} (largest "
-                         f"magnitude {float(np.max(np.abs(source))):.3g}, {target} holds "
-                         f"up to {float(np.finfo(target).max):.3g}); scale {name} down"
+    where = f" (row {bad[0]}, column {bad[1]})" if len(bad) == 2 else \
+        f" (at index {bad[0]})" if len(bad) == 1 else f" (at index {bad})"
+    if source.dtype.kind in "iuf" and np.isfinite(source[bad]):
+        raise ValueError(f"{name} holds finite values too large for {target} (e.g. "
+                         f"{float(source[bad]):.3g}{where}; {target} holds up to "
+                         f"{float(np.finfo(target).max):.3g}); scale {name} down"
                          + (" or use a float64 model (dtype='float64')"
                             if target == np.float32 else ""))
-    raise ValueError(f"{name} contains NaN or infinity")
+    raise ValueError(f"{name} contains NaN or infinity{where}")
 
 
 def float_array(value, name, ndim=None, dtype=None):

@@ -293,11 +293,13 @@ class Run:
         lo = start + self.rank * q + min(self.rank, rem)
         return lo, lo + q + (self.rank < rem), m
 
-    def step(self, engine, b, lr, clip, seed, step_index, stop):
-        """Train on this rank's part of batch b; returns the whole batch's loss."""
+    def step(self, engine, feed, b, lr, clip, seed, step_index, stop):
+        """Train on this rank's part of batch b (its rows read through `feed`, see
+        ``fastnet._inputs.feed``); returns the whole batch's loss."""
         lo, hi, m = self.part(b)
         correct = engine.correct
-        part_loss = engine.step(lo, hi, lr, clip, seed, step_index, update=False,
+        start, stop_at = feed.window(lo, hi)
+        part_loss = engine.step(start, stop_at, lr, clip, seed, step_index, update=False,
                                 total_weight=float(self._batch_weight[b]), total_rows=m,
                                 row0=lo - b * self.global_batch)
         tail = self.buffer[self.n_params:]

@@ -627,12 +627,18 @@ class MLP:
     def _check_x(self, X, name="X", dtype=None, convert=True):
         """X as a finite C-contiguous (n, n_in) array of `dtype` (default: the model's);
         an array that is one already (read-only or memory-mapped too) is not copied, nor
-        any array with convert=False (inference converts a chunk of rows at a time).  A
-        scipy.sparse matrix becomes a canonical CSR matrix, a data frame an array of its
-        columns (see fastnet._inputs)."""
+        any array with convert=False (training and inference convert a chunk of rows at a
+        time).  A scipy.sparse matrix becomes a canonical CSR matrix, a data frame an
+        array of its columns, a list of 2-D arrays :class:`fastnet._inputs.Shards`."""
         n_in = self._layer_sizes[0]
         if isinstance(X, _inputs.Rows):      # rows of an array, e.g. fastnet.sklearn's split
             return _inputs.Rows(self._check_x(X.base, name, dtype, convert), X.index)
+        if isinstance(X, _inputs.Shards):    # checked already (e.g. by the command line)
+            return X.as_dtype(self._dtype if dtype is None else dtype)
+        if _inputs.is_shard_list(X):         # e.g. memory-mapped .npy shards: never joined
+            return _inputs.Shards([self._check_x(part, f"{name}[{i}]", dtype, False)
+                                   for i, part in enumerate(X)],
+                                  self._dtype if dtype is None else dtype)
         if _inputs.is_sparse(X):
             if X.ndim != 2 or X.shape[1] != n_in or X.shape[0] == 0:
                 raise ValueError(f"{name} has shape {X.shape} but the model takes (n, {n_in}) "
@@ -853,8 +859,10 @@ class MLP:
         return _fit_plan.run(self, plan)
 
     def _training_rows(self, X, y, loss, sample_weight=None, class_weight=None):
-        """Checked (X, labels, targets, row weights); see ``fastnet._weights``."""
-        X = self._check_x(X)
+        """Checked (X, labels, targets, row weights), X as the engine reads it (never
+        converted as a whole: see ``fastnet._inputs.engine_readable``); the weights as
+        ``fastnet._weights`` makes them."""
+        X = _inputs.engine_readable(self._check_x(X, convert=False), self._dtype)
         n = X.shape[0]
         labels, targets = self._check_y(y, n, loss)
         weights = _weights.row_weights(labels, n, self.dtype, sample_weight, class_weight,
@@ -862,17 +870,17 @@ class MLP:
         return X, labels, targets, weights
 
     def _training_engine(self, X, labels, targets, weights, batch_size, loss, n_rows=None):
-        """An Engine bound to the rows of X; returns (engine, max_batch, steps per epoch)
-        for epochs of `n_rows` rows (default: all)."""
+        """An Engine fed the rows of X (``fastnet._inputs.feed``); returns (engine, feed,
+        max_batch, steps per epoch) for epochs of `n_rows` rows (default: all)."""
         n = X.shape[0] if n_rows is None else n_rows
         max_batch = min(batch_size, n)
         engine = self._engine(max_batch, loss)
-        _inputs.bind(engine, X, labels, targets, weights)
+        feed = _inputs.feed(engine, X, labels, targets, weights, max_batch)
         steps = int(math.ceil(n / max_batch))
         # a trailing batch of one row has no batch variance: skip it
         if self.batch_norm and steps > 1 and n % max_batch == 1:
             steps -= 1
-        return engine, max_batch, steps
+        return engine, feed, max_batch, steps
 
     def _bind_optimizer(self, engine, opt):
         """Give the engine the optimizer's hyper-parameters, step and state buffers."""
@@ -974,6 +982,8 @@ class MLP:
                                                           class_weight)
         if self.batch_norm and X.shape[0] < 2:
             raise ValueError("batch norm needs at least 2 rows to compute gradients")
+        if isinstance(X, _inputs.Shards):
+            X = X[:]                     # one batch of all rows: converted whole
         engine = self._engine(X.shape[0], loss)
         engine.freeze_bn_stats = True
         _inputs.bind(engine, X, labels, targets, weights)

@@ -155,6 +155,22 @@ def one_rank(out):
         json.dump(same, fh)
 
 
+def staged(out):
+    """The same distributed fit on X and on X as shards of other dtypes (staged a block
+    of batches at a time on every rank): the CRC of each, for the test to compare."""
+    X, y = data(n=300)
+    w = np.random.default_rng(2).uniform(0.5, 2.0, size=len(y))
+    crcs = []
+    for rows in (X, [X[:100], X[100:].astype(np.float64)], np.asfortranarray(X)):
+        model = fastnet.MLP([12, 16, 3], dropout=0.2, seed=4)
+        model.fit(rows, y, epochs=3, batch_size=40, validation_split=0.2, sample_weight=w,
+                  verbose=0, distributed=distributed.Distributed(sync_bn=True))
+        crcs.append(zlib.crc32(model.params.tobytes() + model.buffers.tobytes()))
+    if distributed.rank() == 0:
+        with open(out, "w") as fh:
+            json.dump(crcs, fh)
+
+
 def bad_data(out):
     """Rank 1's data holds a NaN: it fails fit's checks while rank 0 goes on to wait
     for it in the first collective."""

@@ -226,6 +226,11 @@ def test_one_rank_is_a_plain_fit_bit_for_bit(mpi, tmp_path):
     assert plain == per_rank == synced
 
 
+def test_shards_and_other_dtypes_train_like_the_array_on_every_rank(mpi, tmp_path):
+    crcs, _ = run_worker(tmp_path, "staged")
+    assert len(crcs) == 3 and len(set(crcs)) == 1, crcs
+
+
 def test_early_stopping_and_checkpoints_are_decided_once(mpi, tmp_path):
     got, proc = run_worker(tmp_path, "decisions")
     every = got["every"]

@@ -385,8 +385,10 @@ def test_chunk_shuffle_reads_a_memory_map_ahead_and_leaves_no_thread(tmp_path, m
     X, y = _data(n=3000)
     np.save(tmp_path / "X.npy", X)
     Xm = np.load(tmp_path / "X.npy", mmap_mode="r")
-    assert _inputs._mapped_file(Xm[10:]) == (Xm.filename, Xm.offset + 10 * Xm[:1].nbytes)
-    assert _inputs._mapped_file(X) is None
+    row = Xm[:1].nbytes
+    assert _inputs._mapped_files(Xm[10:]) == [(Xm.filename, Xm.offset + 10 * row, row, 0,
+                                               len(X) - 10)]
+    assert _inputs._mapped_files(X) == []
     advised = []
     real = os.posix_fadvise
     monkeypatch.setattr(os, "posix_fadvise",
@@ -404,8 +406,9 @@ def test_chunk_shuffle_reads_a_memory_map_ahead_and_leaves_no_thread(tmp_path, m
     assert ahead_chunks <= len(advised) <= ahead_chunks + _inputs.SHUFFLE_WINDOW_CHUNKS
     done[0] = len(X)
     ahead._thread.join(timeout=30)
-    # every chunk of the file, once
-    assert sorted(advised) == [(Xm.offset + c * chunk * X[:1].nbytes, chunk * X[:1].nbytes)
+    # every chunk of the file, once (the last one as long as the rows it holds)
+    assert sorted(advised) == [(Xm.offset + c * chunk * row,
+                                (min(len(X), (c + 1) * chunk) - c * chunk) * row)
                                for c in range(-(-len(X) // chunk))]
     ahead.stop()
     a = _fit(Xm, y, [6, 8, 2], shuffle="chunks", seed=2, epochs=2, batch_size=64)
@@ -413,3 +416,126 @@ def test_chunk_shuffle_reads_a_memory_map_ahead_and_leaves_no_thread(tmp_path, m
     assert a.params.tobytes() == b.params.tobytes()
     assert not any(t.name == "fastnet-read-ahead" for t in threading.enumerate())
     assert window > 0
+
+
+# ---- shards and other dtypes: staged a block of batches at a time --------------------
+
+class _EveryBatch(fastnet.callbacks.Callback):
+    """A callback with on_batch_end: fit then takes its steps one call at a time."""
+
+    def on_batch_end(self, batch, logs):
+        pass
+
+
+@pytest.mark.parametrize("steps", ["blocks", "one at a time"])
+def test_other_dtypes_and_layouts_train_as_the_converted_array(steps, monkeypatch):
+    # a staging array of 3 batches: every epoch crosses many windows, in blocks and
+    # in single steps
+    monkeypatch.setattr(_inputs, "CHUNK_BYTES", 3 * 16 * 6 * 4)
+    X, y = _data(n=300)
+    w = np.linspace(0.5, 1.5, len(X)).astype(np.float32)
+    callbacks = [_EveryBatch()] if steps == "one at a time" else []
+    kw = dict(validation_split=0.2, sample_weight=w, callbacks=callbacks, epochs=2)
+    ref = _fit(X, y, [6, 8, 2], **kw)
+    others = {"float64": X.astype(np.float64), "Fortran order": np.asfortranarray(X),
+              "big-endian": X.astype(">f4"), "strided view": np.repeat(X, 2, axis=1)[:, ::2],
+              "read-only float64": X.astype(np.float64)}
+    others["read-only float64"].flags.writeable = False
+    for name, other in others.items():
+        model = _fit(other, y, [6, 8, 2], **kw)
+        assert model.params.tobytes() == ref.params.tobytes(), name
+        assert model.history.history["val_loss"] == ref.history.history["val_loss"], name
+    Xi = np.round(X * 4).astype(np.int16)
+    a = _fit(Xi, y, [6, 8, 2], shuffle="chunks", **kw)
+    b = _fit(Xi.astype(np.float32), y, [6, 8, 2], shuffle="chunks", **kw)
+    assert a.params.tobytes() == b.params.tobytes()
+
+
+def test_a_list_of_shards_trains_as_their_concatenation(tmp_path, monkeypatch):
+    monkeypatch.setattr(_inputs, "CHUNK_BYTES", 4 * 16 * 6 * 4)
+    X, y = _data(n=500)
+    cuts = [0, 120, 121, 400, 500]
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        np.save(tmp_path / f"X{i}.npy", X[a:b] if i != 2 else X[a:b].astype(np.float64))
+    shards = [np.load(tmp_path / f"X{i}.npy", mmap_mode="r") for i in range(4)]
+    for shuffle in (True, "chunks", False):
+        ref = _fit(X, y, [6, 8, 2], shuffle=shuffle, validation_split=0.1, seed=4)
+        model = _fit(shards, y, [6, 8, 2], shuffle=shuffle, validation_split=0.1, seed=4)
+        assert model.params.tobytes() == ref.params.tobytes(), shuffle
+        assert model.history.history["val_loss"] == ref.history.history["val_loss"]
+    assert np.array_equal(model.predict_proba(shards), model.predict_proba(X))
+    assert model.evaluate(shards, y) == model.evaluate(X, y)
+    assert model.evaluate(tuple(shards), y) == model.evaluate(X, y)
+    held_out = _fit(X[:400], y[:400], [6, 8, 2], validation_data=(X[400:], y[400:]))
+    again = _fit(shards[:3], y[:400], [6, 8, 2], validation_data=(shards[3:], y[400:]))
+    assert again.params.tobytes() == held_out.params.tobytes()
+    loss, grads = model.gradients(shards, y, seed=1)
+    loss_ref, grads_ref = model.gradients(X, y, seed=1)
+    assert loss == loss_ref and all(np.array_equal(g["w"], r["w"])
+                                    for g, r in zip(grads, grads_ref))
+    found = fastnet.MLP([6, 8, 2], seed=0).lr_find(shards, y, steps=10)
+    expected = fastnet.MLP([6, 8, 2], seed=0).lr_find(X, y, steps=10)
+    assert np.array_equal(found.losses, expected.losses)
+
+
+def test_shards_over_several_files_are_read_ahead_file_by_file(tmp_path, monkeypatch):
+    X, y = _data(n=600)
+    np.save(tmp_path / "a.npy", X[:250])
+    np.save(tmp_path / "b.npy", X[250:])
+    a, b = (np.load(tmp_path / f"{k}.npy", mmap_mode="r") for k in "ab")
+    shards = _inputs.Shards([a, b, X[:10]], np.float32)
+    row = X[:1].nbytes
+    assert _inputs._mapped_files(shards) == [(a.filename, a.offset, row, 0, 250),
+                                             (b.filename, b.offset, row, 250, 350)]
+    monkeypatch.setattr(_inputs, "CHUNK_SHUFFLE_BYTES", 100 * row)       # 100-row chunks
+    advised = []
+    monkeypatch.setattr(os, "posix_fadvise",
+                        lambda fd, off, size, advice: advised.append((off, size)))
+    order = _inputs.epoch_order(610, "chunks", [0, 0], row)
+    ahead = _inputs.ReadAhead(shards, order, lambda: 610)
+    ahead._thread.join(timeout=30)
+    ahead.stop()
+    # chunk 2 (rows 200-299) lies in both files; chunk 6 (600-609) in neither
+    assert sorted(advised) == sorted(
+        [(a.offset, 100 * row), (a.offset + 100 * row, 100 * row),
+         (a.offset + 200 * row, 50 * row), (b.offset, 50 * row)]
+        + [(b.offset + (50 + 100 * k) * row, 100 * row) for k in range(3)])
+
+
+def test_bad_shards_are_named():
+    X, y = _data(n=300)
+    model = fastnet.MLP([6, 8, 2], seed=0)
+    bad = X.astype(np.float64)
+    bad[234, 4] = np.nan
+    with pytest.raises(ValueError, match=r"X\[1\] contains NaN or infinity \(row 134, "
+                                         r"column 4\)"):
+        model.fit([X[:100], bad[100:]], y, verbose=0)
+    with pytest.raises(ValueError, match=r"X contains NaN or infinity \(row 234, column 4\)"):
+        model.fit(bad, y, verbose=0)
+    with pytest.raises(ValueError, match=r"X\[1\] has shape \(200, 5\)"):
+        model.fit([X[:100], X[100:, :5]], y, verbose=0)
+    with pytest.raises(ValueError, match=r"X\[0\] is empty"):
+        model.fit([X[:0], X], y, verbose=0)
+    with pytest.raises(ValueError, match="y has shape"):
+        model.fit([X[:100], X[100:]], y[:200], verbose=0)
+    with pytest.raises(TypeError, match=r"X\[1\] must hold real numbers"):
+        model.fit([X[:100], X[100:].astype(complex)], y, verbose=0)
+    assert model.params.tobytes() == fastnet.MLP([6, 8, 2], seed=0).params.tobytes()
+
+
+def test_fit_on_a_float64_memory_map_adds_batches_not_a_copy(tmp_path):
+    setup = f"""
+import numpy as np, fastnet
+X = np.lib.format.open_memmap({str(tmp_path / "X.npy")!r}, mode="w+", dtype=np.float64,
+                              shape=(65536, 256))
+for s in range(0, 65536, 8192):
+    X[s:s + 8192] = np.random.default_rng(s).standard_normal((8192, 256))
+X.flush()
+del X
+X = np.load({str(tmp_path / "X.npy")!r}, mmap_mode="r")          # 128 MB of float64
+y = (np.asarray(X[:, 0]) > 0).astype(np.int64)
+model = fastnet.MLP([256, 64, 2], seed=0)
+"""
+    body = "model.fit(X, y, epochs=1, batch_size=256, verbose=0, validation_split=0.1)"
+    extra = _memory.extra_anon_bytes(setup, body, env=child_env(), timeout=300)
+    assert extra <= 32 * 2**20, f"{extra / 2**20:.1f} MB extra (a float32 copy: 64 MB)"

@@ -104,8 +104,8 @@ def test_run_steps_stops_when_asked():
     X, y = _data()
     model = fastnet.MLP([20, 32, 3], seed=1)
     model.fit(X, y, epochs=1, batch_size=32, verbose=0)          # binds an optimizer
-    engine, _, steps = model._training_engine(X, y.astype(np.int64), None, None, 32,
-                                              "cross_entropy")
+    engine, _, _, steps = model._training_engine(X, y.astype(np.int64), None, None, 32,
+                                                 "cross_entropy")
     model._bind_optimizer(engine, model.optimizer)
     engine.set_order(np.arange(600, dtype=np.int64))
     asked = []
@@ -119,8 +119,8 @@ def test_run_steps_checks_its_arguments():
     X, y = _data()
     model = fastnet.MLP([20, 32, 3], seed=1)
     model.fit(X, y, epochs=1, batch_size=32, verbose=0)
-    engine, _, steps = model._training_engine(X, y.astype(np.int64), None, None, 32,
-                                              "cross_entropy")
+    engine, _, _, steps = model._training_engine(X, y.astype(np.int64), None, None, 32,
+                                                 "cross_entropy")
     model._bind_optimizer(engine, model.optimizer)
     engine.set_order(np.arange(600, dtype=np.int64))
     with pytest.raises(ValueError, match="bad batches"):
