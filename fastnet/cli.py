@@ -414,7 +414,8 @@ def _load_data(args):
     header = {"auto": "auto", "yes": True, "no": False}[args.header]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        X, y, classes = datasets.load_file(args.data, args.label_column, header=header)
+        X, y, classes = datasets.load_file(args.data, args.label_column, header=header,
+                                           copy=False)
     for warning in caught:
         print(f"fastnet {args.command}: warning: {warning.message}", file=sys.stderr)
     return X, y, classes, args.data
@@ -449,13 +450,27 @@ def _schedule(args):
     return None, "constant"
 
 
-def _standardize(X_fit, *arrays):
-    """Scale by X_fit's mean and std (1 where 0): ({"mean", "std"}, scaled arrays)."""
-    mean = X_fit.mean(axis=0)
-    std = X_fit.std(axis=0)
-    std[std == 0] = 1.0
-    return ({"mean": mean.tolist(), "std": std.tolist()},
-            [(A - mean) / std for A in (X_fit,) + arrays])
+def _split_rows(args, X, y, source, *, validation):
+    """The fixed, stratified splits of the rows of X as index sets (no copies): (the
+    training rows, or with `validation` the fitting and validation rows, then the test
+    rows), each an ``_inputs.Rows`` with its labels, and the standardisation of the
+    (fitting) rows' statistics or None (``--standardize``: applied as the rows are read,
+    see ``_inputs.Shards``)."""
+    from fastnet import _inputs, datasets
+    _check_split(X.shape[0], source, args.test_size, args.val_size if validation else None)
+    train, test = datasets.split_indices(y, args.test_size, seed=DEFAULTS["split_seed"])
+    parts = [train]
+    if validation:
+        fit, val = datasets.split_indices(y[train], args.val_size,
+                                          seed=DEFAULTS["split_seed"] + 1)
+        parts = [train[fit], train[val]]
+    scaler = None
+    if args.standardize:
+        mean, std = _inputs.column_moments(_inputs.Rows(X, parts[0]))
+        std[std == 0] = 1.0
+        scaler = {"mean": mean.tolist(), "std": std.tolist()}
+        X = _inputs.Shards([X], np.float64, center=mean, scale=std)
+    return [(_inputs.Rows(X, rows), y[rows]) for rows in parts + [test]], scaler
 
 
 def _describe_run(args, sizes):
@@ -558,8 +573,8 @@ def _train(args, ranks, root):
     t_start = time.perf_counter()
     X, y, classes, source = _load_data(args)
     n_classes = int(classes.size)
-    (X_fit, y_fit), (X_val, y_val), (X_test, y_test), scaler = _train_splits(args, X, y,
-                                                                              source)
+    ((X_fit, y_fit), (X_val, y_val), (X_test, y_test)), scaler = _split_rows(
+        args, X, y, source, validation=True)
 
     sizes = [int(X.shape[1])] + list(args.layers) + [n_classes]
     _check_model_size(args, sizes)
@@ -629,21 +644,6 @@ def _train(args, ranks, root):
     return exit_code
 
 
-def _train_splits(args, X, y, source):
-    """The fixed, stratified train / validation / test splits of ``fastnet train`` (and
-    the standardisation of the training rows' statistics, or None)."""
-    from fastnet import datasets
-    _check_split(X.shape[0], source, args.test_size, args.val_size)
-    X_train, X_test, y_train, y_test = datasets.train_test_split(
-        X, y, args.test_size, seed=DEFAULTS["split_seed"])
-    X_fit, X_val, y_fit, y_val = datasets.train_test_split(
-        X_train, y_train, args.val_size, seed=DEFAULTS["split_seed"] + 1)
-    scaler = None
-    if args.standardize:
-        scaler, (X_fit, X_val, X_test) = _standardize(X_fit, X_val, X_test)
-    return (X_fit, y_fit), (X_val, y_val), (X_test, y_test), scaler
-
-
 def _print_training_plan(args, data, split, sizes, schedule_text, stopper, ranks):
     """What ``fastnet train`` is about to do, before it starts."""
     print(f"Data:      {data}")
@@ -696,17 +696,12 @@ def cmd_lr_find(args):
 
     Example: 'fastnet lr-find --optimizer adamw', then 'fastnet train --lr <suggested>'."""
     import fastnet
-    from fastnet import datasets
 
     if args.end_lr <= args.start_lr:
         raise CommandError(f"--end-lr ({args.end_lr:g}) must be larger than --start-lr "
                            f"({args.start_lr:g})")
     X, y, classes, source = _load_data(args)
-    _check_split(X.shape[0], source, args.test_size)
-    X_train, _, y_train, _ = datasets.train_test_split(X, y, args.test_size,
-                                                       seed=DEFAULTS["split_seed"])
-    if args.standardize:
-        _, (X_train,) = _standardize(X_train)
+    ((X_train, y_train), _), _ = _split_rows(args, X, y, source, validation=False)
     sizes = [int(X.shape[1])] + list(args.layers) + [int(classes.size)]
     _check_model_size(args, sizes)
     out = _output_dir("--out", args.out, "lr_find.json")

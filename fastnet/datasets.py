@@ -16,6 +16,7 @@ import codecs
 import collections
 import csv
 import io
+import itertools
 import math
 import numbers
 import os
@@ -24,7 +25,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["encode_labels", "load_digits", "load_file", "train_test_split"]
+__all__ = ["encode_labels", "load_digits", "load_file", "split_indices", "train_test_split"]
 
 _DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 DIGITS_PATH = os.path.join(_DATA_DIR, "digits.npz")
@@ -93,8 +94,8 @@ def _integer_array(values):
     return out
 
 
-def load_file(path, label_column=None, *, header="auto"):
-    """Features and class labels from a ``.npz`` or ``.csv`` file.
+def load_file(path, label_column=None, *, header="auto", copy=True):
+    """Features and class labels from a ``.npz``, ``.csv``, ``.npy`` or ``.parquet`` file.
 
     ``.npz``
         Arrays ``X`` (n, features) (more axes are flattened, e.g. images
@@ -113,6 +114,12 @@ def load_file(path, label_column=None, *, header="auto"):
     ----------
     path : str or path-like
     label_column : str or int, optional
+    copy : bool, keyword-only
+        True: X is a new float64 array.  False: X as it is stored where it can be read
+        in place (a read-only memory map of a ``.npy``, or of an uncompressed ``.npz``
+        member, in its own dtype; a ``.npy`` label column in the middle of the columns
+        costs a copy of the features), else as read (a ``.csv`` as float64, read a
+        chunk of rows at a time).  ``fastnet train`` reads its ``--data`` so.
     header : "auto", True or False, keyword-only
         Whether the first row of a ``.csv`` names the columns.  "auto": it
         does when it is not all numbers, or when it reads ``0,1,...,k-1`` or
@@ -123,7 +130,7 @@ def load_file(path, label_column=None, *, header="auto"):
 
     Returns
     -------
-    X : float64 array (n, features)
+    X : float64 array (n, features) (with copy=False: see `copy`)
     y : int64 array (n,), codes 0..C-1
     classes : array (C,), the original labels (``classes[y]``)
 
@@ -152,10 +159,14 @@ def load_file(path, label_column=None, *, header="auto"):
         X, labels = _read_npz(path)
     elif ext == ".csv":
         X, labels = _read_csv(path, label_column, header)
-    elif ext in (".npy", ".parquet"):
+    elif ext == ".npy":
         if header != "auto":
             raise ValueError("--header applies to .csv files only")
-        X, labels = (_read_npy if ext == ".npy" else _read_parquet)(path, label_column)
+        X, labels = _read_npy(path, label_column)
+    elif ext == ".parquet":
+        if header != "auto":
+            raise ValueError("--header applies to .csv files only")
+        X, labels = _read_parquet(path, label_column)
     else:
         raise ValueError(f"{path}: unsupported file type {ext or '(none)'!r}; "
                          "use a .npz with arrays X and y, or a .csv, .npy or .parquet "
@@ -164,8 +175,9 @@ def load_file(path, label_column=None, *, header="auto"):
         raise ValueError(f"{path} has {X.shape[0]} rows; at least 2 are needed")
     if X.shape[1] < 1:
         raise ValueError(f"{path} has no feature columns")
-    if not np.all(np.isfinite(X)):
-        raise ValueError(f"{path}: the features contain NaN or infinity")
+    _check_finite(path, X, None)
+    if copy:
+        X = X.astype(np.float64)       # a new array (also of float64 X: no view of a file)
     try:
         y, classes = encode_labels(labels)
     except ValueError as exc:
@@ -188,7 +200,7 @@ def _read_npz(path):
             if xk is None or yk is None:
                 raise ValueError(f"{path} must hold arrays 'X' and 'y'; it has "
                                  f"{', '.join(repr(k) for k in files) or 'no arrays'}")
-            X, y = data[xk], data[yk]
+            X, y = _npz_member(path, data, xk), data[yk]
     except ValueError as exc:
         msg = str(exc)
         if msg.startswith(str(path)):
@@ -200,7 +212,7 @@ def _read_npz(path):
         raise ValueError(f"{path}: X must hold numbers, got dtype {X.dtype}")
     if X.ndim < 2:
         raise ValueError(f"{path}: X must be (n, features), got shape {X.shape}")
-    X = X.reshape(X.shape[0], -1).astype(np.float64)
+    X = X.reshape(X.shape[0], -1)
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y.reshape(-1)
@@ -210,8 +222,38 @@ def _read_npz(path):
     return X, y
 
 
+def _npz_member(path, archive, key):
+    """Array `key` of an open .npz: a read-only memory map of the file when the member is
+    stored uncompressed (np.savez), else read into memory (np.savez_compressed)."""
+    import zipfile
+    name = key + ".npy"
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(name)
+        if info.compress_type != zipfile.ZIP_STORED:
+            return archive[key]
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        local = fh.read(30)               # the local file header: name and extra lengths
+        if local[:4] != b"PK\x03\x04":
+            return archive[key]
+        fh.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little")
+                + int.from_bytes(local[28:30], "little"))
+        version = np.lib.format.read_magic(fh)
+        readers = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in readers:
+            return archive[key]
+        shape, fortran, dtype = readers[version](fh)
+        offset = fh.tell()
+    if dtype.hasobject or 0 in shape:
+        return archive[key]
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                     order="F" if fortran else "C")
+
+
 def _read_npy(path, label_column):
-    """A 2-D numeric .npy (memory-mapped, read once): the label column and the others."""
+    """A 2-D numeric .npy, memory-mapped: the label column, and the other columns as a
+    view of the map (a copy when the label column is neither the first nor the last)."""
     try:
         data = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as exc:
@@ -219,9 +261,13 @@ def _read_npy(path, label_column):
     if data.ndim != 2 or data.dtype == np.bool_ or data.dtype.kind not in "iuf":
         raise ValueError(f"{path}: a .npy must hold a 2-D numeric array (rows of features "
                          f"and a label column), got {data.dtype} of shape {data.shape}")
-    label = _label_index(path, label_column, None, data.shape[1])
-    keep = [j for j in range(data.shape[1]) if j != label]
-    return _checked_features(path, data[:, keep], None), np.asarray(data[:, label])
+    width = data.shape[1]
+    label = _label_index(path, label_column, None, width)
+    if label in (0, width - 1):
+        features = data[:, 1:] if label == 0 else data[:, :-1]
+    else:
+        features = data[:, [j for j in range(width) if j != label]]
+    return features, np.asarray(data[:, label])
 
 
 def _read_parquet(path, label_column):
@@ -247,20 +293,21 @@ def _read_parquet(path, label_column):
         X = _inputs.frame_array(features, f"{path}:")
     except (TypeError, ValueError) as exc:
         raise ValueError(str(exc)) from None
-    return _checked_features(path, X, [c for j, c in enumerate(names) if j != label]), \
-        labels.to_numpy(zero_copy_only=False)
+    _check_finite(path, X, [c for j, c in enumerate(names) if j != label])
+    return X, labels.to_numpy(zero_copy_only=False)
 
 
-def _checked_features(path, X, names):
-    """X as float64; ValueError naming the first NaN/inf by row and column (a name from
-    `names`, else the feature's 0-based number)."""
-    X = np.asarray(X, dtype=np.float64)
-    bad = np.argwhere(~np.isfinite(X))
-    if bad.size:
-        row, col = (int(v) for v in bad[0])
+def _check_finite(path, X, names, first_row=0):
+    """ValueError naming the first NaN/inf of X by row (counted from `first_row`) and
+    column (a name from `names`, else the feature's 0-based number); read a chunk of
+    rows at a time."""
+    from fastnet import _inputs
+    bad = _inputs.first_nonfinite(X)
+    if bad is not None:
+        row, col = bad
         column = repr(names[col]) if names else f"{col} (0-based, label column excluded)"
-        raise ValueError(f"{path}: NaN or infinity at row {row}, feature column {column}")
-    return X
+        raise ValueError(f"{path}: NaN or infinity at row {first_row + row}, feature column "
+                         f"{column}")
 
 
 def _is_number(field):
@@ -278,45 +325,85 @@ def _is_int(field):
     return _PLAIN_INT.fullmatch(field.strip()) is not None
 
 
-def _read_text(path):
-    """The text of a CSV: UTF-8 (BOM optional) or UTF-16/32 with a BOM; else ValueError."""
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-                       (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
-        if raw.startswith(bom):
-            try:
-                return raw.decode(codec)
-            except UnicodeDecodeError as exc:
-                raise ValueError(f"{path} starts with a {codec.upper()} byte-order mark but "
-                                 f"is not valid {codec.upper()} ({exc.reason})") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        guess = "UTF-16 or UTF-32 without a byte-order mark" if b"\0" in raw[:4096] \
+class _TextError(ValueError):
+    """A CSV file that is not text fastnet reads (raised as it is, without a hint)."""
+
+
+# rows of a CSV parsed (and checked) at a time: bounded memory beside the features
+CSV_CHUNK_ROWS = 65536
+_CSV_BLOCK_BYTES = 1 << 20
+
+
+class _CsvLines:
+    """The lines of a CSV file's text (line ends kept), decoded a block of bytes at a
+    time: UTF-8 (byte-order mark optional) or UTF-16/32 with a byte-order mark; a byte
+    that is not raises :class:`_TextError` naming its line."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __iter__(self):
+        path = self.path
+        with open(path, "rb") as fh:
+            start = fh.read(4)
+            codec = "utf-8-sig"
+            for bom, name in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                              (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+                if start.startswith(bom):
+                    codec = name
+                    break
+            fh.seek(0)
+            decoder = codecs.getincrementaldecoder(codec)()
+            carry, newlines = "", 0
+            while True:
+                block = fh.read(_CSV_BLOCK_BYTES)
+                try:
+                    text = decoder.decode(block, final=not block)
+                except UnicodeDecodeError as exc:
+                    raise self._not_text(codec, block, exc,
+                                         newlines + carry.count("\n")) from None
+                if codec == "utf-8-sig" and "\0" in text:
+                    raise _TextError(f"{path} holds NUL bytes: not UTF-8 text (UTF-16 or "
+                                     "UTF-32 without a byte-order mark?): save it as UTF-8")
+                text = carry + text
+                if block and text.endswith("\r"):   # maybe half of a \r\n
+                    text, carry = text[:-1], "\r"
+                else:
+                    carry = ""
+                lines = io.StringIO(text, newline="").readlines()
+                if block and lines and not lines[-1].endswith(("\n", "\r")):
+                    carry = lines.pop() + carry            # a line the next block ends
+                yield from lines
+                newlines += sum(line.count("\n") for line in lines)
+                if not block:
+                    return
+
+    def _not_text(self, codec, block, exc, newlines_before):
+        path = self.path
+        if codec != "utf-8-sig":
+            return _TextError(f"{path} starts with a {codec.upper()} byte-order mark but is "
+                              f"not valid {codec.upper()} ({exc.reason})")
+        line = newlines_before + block.count(b"\n", 0, exc.start) + 1
+        guess = "UTF-16 or UTF-32 without a byte-order mark" \
+            if newlines_before == 0 and b"\0" in block[:4096] \
             else "perhaps Latin-1 or Windows-1252"
-        raise ValueError(f"{path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line "
-                         f"{line}; {guess}): save it as UTF-8") from None
-    if "\0" in text:
-        raise ValueError(f"{path} holds NUL bytes: not UTF-8 text (UTF-16 or UTF-32 without "
-                         "a byte-order mark?): save it as UTF-8")
-    return text
+        return _TextError(f"{path} is not UTF-8 text (byte 0x{block[exc.start]:02x} on line "
+                          f"{line}; {guess}): save it as UTF-8")
 
 
 def _read_csv(path, label_column, header):
-    text = _read_text(path)
+    records = (row for row in csv.reader(_CsvLines(path))
+               if row and any(f.strip() for f in row))
     try:
-        rows = [row for row in csv.reader(io.StringIO(text, newline=""))
-                if row and any(f.strip() for f in row)]
+        return _parse_records(path, records, label_column, header)
     except csv.Error as exc:
         raise ValueError(f"{path}: malformed CSV ({exc})") from None
-    if not rows:
-        raise ValueError(f"{path} is empty")
-    try:
-        return _parse_rows(path, rows, label_column, header)
+    except _TextError:
+        raise
     except ValueError as exc:
-        hint = _format_hint(text.lstrip("\ufeff\r\n").splitlines()[:5])
+        head = "".join(itertools.islice(_CsvLines(path), 5))      # read again: 5 lines
+        head = head.lstrip("\ufeff\r\n").splitlines()[:5]
+        hint = _format_hint(head) if head else None
         if hint is None:
             raise
         raise ValueError(f"{exc}; {hint}") from None
@@ -338,8 +425,10 @@ def _format_hint(lines):
     return None
 
 
-def _first_row_is_header(path, first, rest, label_column):
-    """The "auto" rule of :func:`load_file`'s `header`."""
+def _header_by_first_row(first):
+    """The "auto" rule of :func:`load_file`'s `header` from the first row alone: True
+    (not all numbers), False (numbers that cannot be pandas' names), or None (it reads
+    ``0,1,...,k-1`` or ``1,2,...,k``: the rows below decide, :func:`_header_by_rows`)."""
     if not all(_is_number(f) for f in first):
         return True
     if not all(_is_int(f) for f in first):
@@ -347,13 +436,22 @@ def _first_row_is_header(path, first, rest, label_column):
     values = [int(f) for f in first]
     if values not in (list(range(len(values))), list(range(1, len(values) + 1))):
         return False
-    # column names 0..k-1 or 1..k, or a data row that reads so
-    label = len(first) - 1
+    return None
+
+
+def _guessed_label(first, label_column):
+    """The label column the rows below a header-like first row are read with while the
+    header is undecided (an index given as such, else the last column)."""
     if isinstance(label_column, (int, str)) and str(label_column).lstrip("-").isdigit():
-        label = int(label_column) % len(first)
-    if any(not _is_int(f) for row in rest for f in row):
+        return int(label_column) % len(first)
+    return len(first) - 1
+
+
+def _header_by_rows(path, first, label, all_int, counts):
+    """The "auto" rule for a first row of column numbers: a header when the rows below
+    (`all_int`: all their fields integers; `counts`: their labels' counts) show it."""
+    if not all_int:
         return True                       # the data holds non-integers, the row does not
-    counts = collections.Counter(row[label].strip() for row in rest if len(row) > label)
     if first[label] not in counts and counts and min(counts.values()) >= 2:
         return True                       # as data, its label alone would be a class of one
     warnings.warn(f"{path}: the first row ({','.join(first)}) could name the columns (pandas "
@@ -363,44 +461,91 @@ def _first_row_is_header(path, first, rest, label_column):
     return False
 
 
-def _parse_rows(path, rows, label_column, header):
-    first = [f.strip() for f in rows[0]]
-    if header == "auto":
-        header = _first_row_is_header(path, first, rows[1:], label_column)
-    names = first if header else None
-    data = rows[1:] if header else rows
-    first_data_line = 2 if header else 1
-    if not data:
-        raise ValueError(f"{path} has a header but no data rows")
-    width = len(names) if names is not None else len(data[0])
+def _parse_records(path, records, label_column, header):
+    """(features, labels) of a CSV's non-empty records, parsed CSV_CHUNK_ROWS at a time."""
+    first_row = next(records, None)
+    if first_row is None:
+        raise ValueError(f"{path} is empty")
+    first = [f.strip() for f in first_row]
+    decided = header if header != "auto" else _header_by_first_row(first)
+    names = first if decided is True else None
+    width = len(first)
     if width < 2:
         raise ValueError(f"{path} has {width} column; a label column and at least one "
                          "feature column are needed")
-    label = _label_index(path, label_column, names, width)
-    features = np.empty((len(data), width - 1), dtype=np.float64)
-    labels = []
-    for i, row in enumerate(data):
-        line = i + first_data_line
-        if len(row) != width:
-            raise ValueError(f"{path}, line {line}: {len(row)} fields, expected {width}")
-        values = []
-        for j, field in enumerate(row):
-            field = field.strip()
-            if j == label:
-                labels.append(field)
-                continue
-            try:
-                values.append(float(field))
-            except ValueError:
-                name = f"column {names[j]!r}" if names else f"column {j}"
-                raise ValueError(f"{path}, line {line}, {name}: {field!r} is not a "
-                                 "number") from None
-        features[i] = values
+    label = _label_index(path, label_column, names, width) if decided is not None \
+        else _guessed_label(first, label_column)
+    parts, labels, all_int, counts = [], [], True, collections.Counter()
+    chunk, line = [], 2
+    for row in records:
+        chunk.append(row)
+        if len(chunk) == CSV_CHUNK_ROWS:
+            _add_chunk(path, chunk, line, width, label, names, parts, labels)
+            if decided is None:
+                all_int, counts = _row_stats(chunk, label, all_int, counts)
+            line += len(chunk)
+            chunk = []
+    if chunk:
+        _add_chunk(path, chunk, line, width, label, names, parts, labels)
+        if decided is None:
+            all_int, counts = _row_stats(chunk, label, all_int, counts)
+    if decided is None:
+        decided = _header_by_rows(path, first, label, all_int, counts)
+        if decided and _label_index(path, label_column, first, width) != label:
+            return _read_csv(path, label_column, True)     # named otherwise: read again
+    if not decided:                       # the first row is data too
+        head_parts, head_labels = [], []
+        _add_chunk(path, [first_row], 1, width, label, None, head_parts, head_labels)
+        parts, labels = head_parts + parts, head_labels + labels
+    if not parts:
+        raise ValueError(f"{path} has a header but no data rows")
+    features = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    labels = np.concatenate(labels).tolist()
     if all(_is_int(v) for v in labels):
         return features, _integer_array([int(v) for v in labels])    # exact, any size
     if all(_is_number(v) for v in labels):
         return features, np.array([float(v) for v in labels])
     return features, np.array(labels)
+
+
+def _row_stats(rows, label, all_int, counts):
+    """What :func:`_header_by_rows` needs, updated by `rows`."""
+    all_int = all_int and all(_is_int(f) for row in rows for f in row)
+    counts.update(row[label].strip() for row in rows if len(row) > label)
+    return all_int, counts
+
+
+def _add_chunk(path, rows, first_line, width, label, names, parts, labels):
+    """Parse records `rows` (the first on data line `first_line`) into float64 features
+    (appended to `parts`) and label strings (to `labels`); ValueError naming the line and
+    column of a bad field or of NaN or infinity."""
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise ValueError(f"{path}, line {first_line + i}: {len(row)} fields, expected "
+                             f"{width}")
+    cells = np.array(rows, dtype=str)
+    keep = np.array([j for j in range(width) if j != label], dtype=np.intp)
+    try:
+        features = cells[:, keep].astype(np.float64)
+    except ValueError:                    # find the field, the way Python reads numbers
+        features = np.empty((len(rows), width - 1), dtype=np.float64)
+        for i, row in enumerate(rows):
+            for k, j in enumerate(keep):
+                try:
+                    features[i, k] = float(row[j])
+                except ValueError:
+                    name = f"column {names[j]!r}" if names else f"column {j}"
+                    raise ValueError(f"{path}, line {first_line + i}, {name}: "
+                                     f"{row[j].strip()!r} is not a number") from None
+    bad = np.argwhere(~np.isfinite(features))
+    if bad.size:
+        i, k = (int(v) for v in bad[0])
+        j = int(keep[k])
+        name = f"column {names[j]!r}" if names else f"column {j}"
+        raise ValueError(f"{path}, line {first_line + i}, {name}: "
+                         f"{rows[i][j].strip()!r} is NaN or infinity")
+    parts.append(features)
+    labels.append(np.char.strip(cells[:, label]))
 
 
 def _label_index(path, label_column, header, width):
@@ -430,7 +575,22 @@ def _label_index(path, label_column, header, width):
 # ---------------------------------------------------------------------------
 
 def train_test_split(X, y, test_size=0.25, *, seed=0, stratify=True):
-    """Split (X, y) into train and test rows, stratified by class.
+    """Split (X, y) into train and test rows, stratified by class (the rows of
+    :func:`split_indices`, copied).
+
+    Returns
+    -------
+    X_train, X_test, y_train, y_test
+    """
+    X = np.asarray(X)
+    train, test = split_indices(y, test_size, seed=seed, stratify=stratify,
+                                n=X.shape[0] if X.ndim else 0)
+    y = np.asarray(y)
+    return X[train], X[test], y[train], y[test]
+
+
+def split_indices(y, test_size=0.25, *, seed=0, stratify=True, n=None):
+    """The train and test rows of a split of the labels y, stratified by class.
 
     ``ceil(test_size * n)`` rows go to the test side (scikit-learn's
     rounding).  With ``stratify=True`` each class contributes in proportion
@@ -441,21 +601,22 @@ def train_test_split(X, y, test_size=0.25, *, seed=0, stratify=True):
 
     Parameters
     ----------
-    X : array (n, ...)
     y : array (n,) of class labels
     test_size : float in (0, 1) or int in [1, n - 1]
     seed : int, keyword-only
     stratify : bool, keyword-only
+    n : int, keyword-only
+        The rows of the data y labels (default: y's length), checked against y.
 
     Returns
     -------
-    X_train, X_test, y_train, y_test
+    train, test : int64 arrays, ascending
     """
-    X = np.asarray(X)
     y = np.asarray(y)
-    n = X.shape[0] if X.ndim else 0
+    if n is None:
+        n = y.shape[0] if y.ndim else 0
     if y.ndim != 1 or y.shape[0] != n:
-        raise ValueError(f"y has shape {y.shape} but X has shape {X.shape}")
+        raise ValueError(f"y has shape {y.shape} but X has {n} rows")
     if n < 2:
         raise ValueError(f"cannot split {n} rows")
     if isinstance(test_size, numbers.Integral) and not isinstance(test_size, bool):
@@ -495,4 +656,4 @@ def train_test_split(X, y, test_size=0.25, *, seed=0, stratify=True):
         test = np.sort(np.concatenate(picks))
     mask = np.zeros(n, dtype=bool)
     mask[test] = True
-    return X[~mask], X[mask], y[~mask], y[mask]
+    return np.flatnonzero(~mask), np.flatnonzero(mask)

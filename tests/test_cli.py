@@ -639,3 +639,45 @@ def test_bench_bad_config(capsys):
     assert main(["bench", "--configs", "nope", "--repeats", "1", "--no-torch",
                  "--quiet"]) == 2
     assert_one_line_error(capsys.readouterr().err, "nope")
+
+
+# ---- data larger than memory -------------------------------------------------------------
+
+def test_train_on_a_npy_reads_the_map_in_place_like_the_same_rows_in_ram(tmp_path, capsys):
+    from fastnet.datasets import load_digits
+    X, y = load_digits()
+    rows = np.column_stack([X, y]).astype(np.float32)
+    np.save(tmp_path / "d.npy", rows)
+    np.savez(tmp_path / "d.npz", X=X.astype(np.float32), y=y)
+    records = []
+    for data in ("d.npy", "d.npz"):
+        out = tmp_path / data.replace(".", "_")
+        assert main(["train", "--data", str(tmp_path / data), "--epochs", "3", "--threads",
+                     "1", "--standardize", "--out", str(out), "--no-plot", "-q"]) == 0
+        records.append(json.loads((out / "history.json").read_text()))
+    capsys.readouterr()
+    assert records[0]["history"]["loss"] == records[1]["history"]["loss"]
+    assert records[0]["standardize"] == records[1]["standardize"]
+
+
+def test_train_on_a_npy_adds_no_copy_of_the_data(tmp_path):
+    import _memory
+    path, out = tmp_path / "big.npy", tmp_path / "o"
+    setup = f"""
+import numpy as np
+rows = np.lib.format.open_memmap({str(path)!r}, mode="w+", dtype=np.float32,
+                                 shape=(131072, 129))          # 64 MB: features + label
+for s in range(0, 131072, 16384):
+    part = np.random.default_rng(s).standard_normal((16384, 129), dtype=np.float32)
+    part[:, -1] = part[:, 0] > 0
+    rows[s:s + 16384] = part
+rows.flush()
+del rows, part
+from fastnet.cli import main
+"""
+    body = (f"assert main(['train', '--data', {str(path)!r}, '--epochs', '1', '--layers', "
+            f"'32', '--out', {str(out)!r}, '--no-plot', '-q', '--standardize']) == 0")
+    extra = _memory.extra_anon_bytes(setup, body, env=child_env(MPLBACKEND="Agg"),
+                                     timeout=300)
+    # reading the features as float64 and copying the splits cost 400 MB before
+    assert extra <= 40 * 2**20, f"{extra / 2**20:.1f} MB extra for 64 MB of rows"

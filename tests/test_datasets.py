@@ -225,3 +225,90 @@ def test_load_npy_and_parquet_with_a_label_column(tmp_path):
     np.save(tmp_path / "one.npy", rows[:, 0])
     with pytest.raises(ValueError, match="2-D numeric array"):
         datasets.load_file(tmp_path / "one.npy")
+
+
+# ---- reading without copies: CSV a chunk of rows at a time, maps of .npy and .npz -------
+
+def _csv_text(n=50, seed=3):
+    rng = np.random.default_rng(seed)
+    X = np.round(rng.standard_normal((n, 3)), 6)
+    lines = ["a,b,label,c"] + [f"{x[0]:.6f},{x[1]:.6f},{'yes' if x[2] > 0 else 'no'},"
+                               f"{x[2]:.6f}" for x in X]
+    return "\r\n".join(lines) + "\r\n", X
+
+
+@pytest.mark.parametrize("codec", ["utf-8", "utf-8-sig", "utf-16", "utf-32"])
+def test_csv_read_in_chunks_is_the_csv_read_whole(tmp_path, monkeypatch, codec):
+    text, X = _csv_text()
+    path = _write(tmp_path / "d.csv", text.replace(",yes,", ',"yes",').encode(codec))
+    whole = datasets.load_file(path)
+    # 7 rows a chunk, blocks of 64 bytes: lines, \r\n and UTF-16/32 code units split
+    monkeypatch.setattr(datasets, "CSV_CHUNK_ROWS", 7)
+    monkeypatch.setattr(datasets, "_CSV_BLOCK_BYTES", 64)
+    chunked = datasets.load_file(path)
+    np.testing.assert_array_equal(chunked[0], whole[0])
+    np.testing.assert_array_equal(chunked[0], X[:, [0, 1, 2]])
+    assert chunked[1].tolist() == whole[1].tolist() and chunked[2].tolist() == ["no", "yes"]
+
+
+def test_csv_problems_in_a_later_chunk_name_their_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "CSV_CHUNK_ROWS", 4)
+    monkeypatch.setattr(datasets, "_CSV_BLOCK_BYTES", 16)
+    text, _ = _csv_text(n=30)
+    lines = text.split("\r\n")
+    for line, bad, needle in [(23, "1,2,yes,nan", r"line 23, column 'c': 'nan' is NaN or "
+                                                  r"infinity"),
+                              (17, "1,x,yes,2", r"line 17, column 'b': 'x' is not a number"),
+                              (29, "1,2,yes", r"line 29: 3 fields, expected 4")]:
+        edited = lines.copy()
+        edited[line - 1] = bad
+        with pytest.raises(ValueError, match=needle):
+            datasets.load_file(_write(tmp_path / "bad.csv", "\n".join(edited)))
+    latin = ("\n".join(lines[:20]) + "\ncaf\u00e9,1,yes,2\n").encode("latin-1")
+    with pytest.raises(ValueError, match="byte 0xe9 on line 21; perhaps Latin-1"):
+        datasets.load_file(_write(tmp_path / "latin.csv", latin))
+
+
+def test_an_ambiguous_header_is_decided_by_every_row_of_every_chunk(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "CSV_CHUNK_ROWS", 3)
+    rows = ["0,1,2"] + [f"{i % 5},{i % 2},{i % 3}" for i in range(20)]
+    with pytest.warns(UserWarning, match="header"):
+        X, _, _ = datasets.load_file(_write(tmp_path / "ints.csv", "\n".join(rows)))
+    assert X.shape == (21, 2)                       # the row 0,1,2 is data: label 2
+    rows[-1] = "1.5,1,0"                            # a non-integer in the last chunk
+    X, _, classes = datasets.load_file(_write(tmp_path / "names.csv", "\n".join(rows)))
+    assert X.shape == (20, 2) and classes.tolist() == [0, 1, 2]
+    names = ["1,2,3"] + [f"{i % 2}.5,{i},{i % 3}" for i in range(12)]
+    X, _, classes = datasets.load_file(_write(tmp_path / "one.csv", "\n".join(names)), "2")
+    assert classes.tolist() == list(range(12)) and X.shape == (12, 2)    # named "2": column 1
+
+
+def test_npy_and_npz_are_mapped_not_copied_with_copy_false(tmp_path):
+    rows = np.arange(40, dtype=np.float32).reshape(10, 4)
+    rows[:, 3] = np.arange(10) % 2
+    np.save(tmp_path / "last.npy", rows)
+    X, y, _ = datasets.load_file(tmp_path / "last.npy", copy=False)
+    assert isinstance(X.base, np.memmap) or isinstance(X, np.memmap)
+    assert X.dtype == np.float32 and np.array_equal(X, rows[:, :3]) and not X.flags.writeable
+    X, _, _ = datasets.load_file(tmp_path / "last.npy", 1, copy=False)   # a middle label
+    assert np.array_equal(X, rows[:, [0, 2, 3]]) and X.dtype == np.float32
+    X, _, _ = datasets.load_file(tmp_path / "last.npy")
+    assert X.dtype == np.float64 and X.flags.writeable and X.flags.owndata
+    np.savez(tmp_path / "plain.npz", X=rows.reshape(10, 2, 2), y=rows[:, 3])
+    np.savez_compressed(tmp_path / "packed.npz", X=rows, y=rows[:, 3])
+    X, y, _ = datasets.load_file(tmp_path / "plain.npz", copy=False)
+    assert isinstance(X.base, np.memmap) or isinstance(X, np.memmap)
+    assert np.array_equal(X, rows) and X.dtype == np.float32
+    X, _, _ = datasets.load_file(tmp_path / "packed.npz", copy=False)
+    assert not isinstance(X, np.memmap) and np.array_equal(X, rows)
+    X, _, _ = datasets.load_file(tmp_path / "plain.npz")
+    assert X.dtype == np.float64 and np.array_equal(X, rows)
+
+
+def test_split_indices_are_the_rows_train_test_split_copies():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((90, 2)), rng.integers(0, 3, 90)
+    train, test = datasets.split_indices(y, 0.3, seed=4)
+    X_train, X_test, y_train, y_test = datasets.train_test_split(X, y, 0.3, seed=4)
+    assert np.array_equal(X[train], X_train) and np.array_equal(y[test], y_test)
+    assert np.array_equal(np.sort(np.concatenate([train, test])), np.arange(90))
