@@ -414,6 +414,7 @@ class MLP:
         self.bn_momentum = 0.1
         self.loss = "cross_entropy"      # set by fit; decides what predict returns
         self._targets_1d = False
+        self.feature_names_in_ = None    # fit on a data frame: its column names
         self.stop_training = False
         self._allocate()
         self.reset_parameters()
@@ -589,7 +590,8 @@ class MLP:
     def __setstate__(self, state):
         self.__dict__.update(state)
         for key, default in (("_negative_slope", 0.01), ("_huber_delta", 1.0),
-                             ("_norm", "batch" if state.get("_batch_norm") else None)):
+                             ("_norm", "batch" if state.get("_batch_norm") else None),
+                             ("feature_names_in_", None)):
             self.__dict__.setdefault(key, default)        # pickles of older versions
         self._access = _Access()
         self._bind_views()
@@ -1025,7 +1027,7 @@ class MLP:
     # ---- inference -------------------------------------------------------------
 
     def _outputs(self, X):
-        _inputs.check_columns(getattr(self, "feature_names_in_", None), X, "X")
+        _inputs.check_columns(self.feature_names_in_, X, "X")
         X = self._check_x(X, convert=False)
         n = X.shape[0]
         out = np.empty((n, self._layer_sizes[-1]), dtype=self._dtype)
@@ -1094,7 +1096,9 @@ class MLP:
                 "dtype": self.dtype.name, "seed": self.seed, "loss": self.loss,
                 "targets_1d": self._targets_1d, "bn_eps": self.bn_eps,
                 "huber_delta": self.huber_delta,
-                "bn_momentum": self.bn_momentum}
+                "bn_momentum": self.bn_momentum,
+                "feature_names": None if self.feature_names_in_ is None
+                else [str(c) for c in self.feature_names_in_]}
 
     def save(self, path, *, format=None):
         """Write the model to `path`: arrays + JSON metadata, no pickle.
@@ -1297,6 +1301,13 @@ def _model_from(meta, arrays, path):
         model.bn_eps = real_number(cfg.get("bn_eps", 1e-5), "bn_eps", low=0.0)
         model.bn_momentum = real_number(cfg.get("bn_momentum", 0.1), "bn_momentum", low=0.0,
                                         high=1.0)
+        names = cfg.get("feature_names")          # older files: none
+        if names is not None:
+            if not isinstance(names, list) or len(names) != sizes[0] \
+                    or not all(isinstance(c, str) for c in names):
+                raise ValueError(f"feature_names must be {sizes[0]} column names, got "
+                                 f"{reprlib.repr(names)}")
+            model.feature_names_in_ = np.asarray(names, dtype=object)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: invalid model config ({exc})") from None
     model.params[...] = arrays["params"]

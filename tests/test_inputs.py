@@ -539,3 +539,18 @@ model = fastnet.MLP([256, 64, 2], seed=0)
     body = "model.fit(X, y, epochs=1, batch_size=256, verbose=0, validation_split=0.1)"
     extra = _memory.extra_anon_bytes(setup, body, env=child_env(), timeout=300)
     assert extra <= 32 * 2**20, f"{extra / 2**20:.1f} MB extra (a float32 copy: 64 MB)"
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_saved_models_keep_the_fitted_column_names(tmp_path, suffix):
+    X, y = _data()
+    frame = pd.DataFrame(X, columns=list("abcdef"))
+    model = _fit(frame, y, [6, 8, 2])
+    model.save(tmp_path / f"m{suffix}")
+    again = fastnet.load(tmp_path / f"m{suffix}")
+    assert list(again.feature_names_in_) == list("abcdef")
+    with pytest.raises(ValueError, match="missing \\['f'\\]"):
+        again.predict(frame.drop(columns="f").assign(g=1.0))
+    plain = _fit(X, y, [6, 8, 2])
+    plain.save(tmp_path / f"p{suffix}")
+    assert fastnet.load(tmp_path / f"p{suffix}").feature_names_in_ is None
