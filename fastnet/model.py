@@ -702,11 +702,12 @@ class MLP:
 
         Parameters
         ----------
-        X : array (n, layer_sizes[0]), scipy.sparse matrix or data frame
+        X : array (n, layer_sizes[0]), list of arrays, scipy.sparse matrix or data frame
             An array of the model's dtype, C-contiguous (read-only or memory-mapped
             too), is used in place, never copied (the validation split and the
-            shuffles are index sets); other dtypes and layouts are converted once.
-            Sparse matrices train the first layer natively (CSC, COO: converted to
+            shuffles are index sets); other dtypes and layouts are converted a block
+            of batches at a time, as is a list of 2-D arrays (e.g. memory-mapped
+            ``.npy`` shards), read as the rows of one array in turn.  Sparse matrices train the first layer natively (CSC, COO: converted to
             CSR once); pandas, pyarrow and polars frames need numeric columns without
             missing values, and their column names are kept in ``feature_names_in_``
             (see docs/data.md).
