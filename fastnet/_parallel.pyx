@@ -14,7 +14,10 @@ back to its AVX2 'haswell' kernels: measured here, 77 GFLOP/s per core at
 512x2048x2048 against 124 with its AVX-512 'skx' kernels.  So where the CPU
 runs AVX-512 and BLIS chose AVX2 kernels, fastnet passes BLIS's own 'skx'
 context to each gemm call (`bli_?gemm_ex`'s cntx argument), leaving BLIS's
-global choice, which other users of the package see, unchanged.
+global choice, which other users of the package see, unchanged; BLIS's
+packing pools are then sized for that context's blocks (see
+`_size_packing_pools`: a pool outgrown while another thread holds one of its
+blocks aborts the process).
 """
 import operator
 import os
@@ -191,6 +194,9 @@ ctypedef void (*bli_gemm_ex_fn)(int, int, int64_t, int64_t, int64_t, const void 
 ctypedef int (*bli_arch_query_id_fn)() noexcept nogil
 ctypedef const char *(*bli_arch_string_fn)(int) noexcept nogil
 ctypedef void *(*bli_gks_lookup_nat_cntx_fn)(int) noexcept nogil
+ctypedef void *(*bli_broker_query_fn)() noexcept nogil
+ctypedef void (*bli_broker_finalize_pools_fn)(void *) noexcept nogil
+ctypedef void (*bli_broker_init_pools_fn)(void *, void *) noexcept nogil
 
 cdef bli_gemm_ex_fn _sgemm_ex = NULL
 cdef bli_gemm_ex_fn _dgemm_ex = NULL
@@ -271,10 +277,42 @@ cdef _choose_blis_kernels():
             return
         if s == b"skx":
             cntx = lookup(arch)
-            if cntx != NULL:
+            if cntx != NULL and _size_packing_pools(lib, cntx):
                 _sgemm_ex, _dgemm_ex, _blis_cntx = sgemm_ex, dgemm_ex, cntx
                 _blis_arch = "skx"
             return
+
+
+cdef bint _size_packing_pools(void *lib, void *cntx):
+    """Size BLIS's packing-buffer pools for the blocks of `cntx`; False if BLIS lacks
+    the functions (then the context is not used).
+
+    BLIS sizes its pools for its own context's blocks when it loads, and a pool that
+    gets a larger request is rebuilt, which aborts the process (bli_pool_finalize:
+    "not all blocks were checked back in") when another thread has one of its blocks:
+    seen here in 10 of 10 runs of differently shaped products on two threads.  Sized
+    for the blocks of `cntx` (the largest of every dtype), no request of a product in
+    that context is ever larger.  Done once, at import, before any product runs; the
+    functions are bli_membrk_* up to BLIS 0.7 and bli_pba_* from 0.8."""
+    cdef bli_broker_query_fn query
+    cdef bli_broker_finalize_pools_fn finalize_pools
+    cdef bli_broker_init_pools_fn init_pools
+    cdef void *broker
+    for prefix in (b"bli_membrk_", b"bli_pba_"):
+        query = <bli_broker_query_fn>dlsym(lib, prefix + b"query")
+        finalize_pools = <bli_broker_finalize_pools_fn>dlsym(lib, prefix + b"finalize_pools")
+        init_pools = <bli_broker_init_pools_fn>dlsym(lib, prefix + b"init_pools")
+        if query and finalize_pools and init_pools:
+            broker = query()
+            if broker == NULL:
+                return False
+            with nogil:
+                fn_fork_gate_enter()
+                finalize_pools(broker)
+                init_pools(cntx, broker)
+                fn_fork_gate_leave()
+            return True
+    return False
 
 
 def blis_kernels():
