@@ -707,8 +707,9 @@ class MLP:
             too), is used in place, never copied (the validation split and the
             shuffles are index sets); other dtypes and layouts are converted a block
             of batches at a time, as is a list of 2-D arrays (e.g. memory-mapped
-            ``.npy`` shards), read as the rows of one array in turn.  Sparse matrices train the first layer natively (CSC, COO: converted to
-            CSR once); pandas, pyarrow and polars frames need numeric columns without
+            ``.npy`` shards), read as the rows of one array in turn.  Sparse
+            matrices train the first layer natively (CSC, COO: converted to CSR
+            once); pandas, pyarrow and polars frames need numeric columns without
             missing values, and their column names are kept in ``feature_names_in_``
             (see docs/data.md).
         y : int labels (n,) for ``loss="cross_entropy"``, float targets
