@@ -15,6 +15,7 @@ by the shape, so the count may change from one step to the next.
 """
 import contextlib
 import threading
+import time
 
 from fastnet import _parallel
 
@@ -128,6 +129,11 @@ shared_limit = _SharedLimit()
 # - The first step after switching team size pays for waking sleeping helpers, so
 #   each probe arm discards its first step, unless that step is long enough (over
 #   _PROBE_SECONDS) for the wake-up not to matter.
+# - A one-thread choice is also re-checked by elapsed time (_FIRST_RECHECK_SECONDS,
+#   doubling while it holds): a probe that ran while a neighbour held the other core
+#   (OpenBLAS's workers spin ~0.1 s after every NumPy product) picks one thread, and
+#   a network of few, long steps (mnist-like: 16 steps of 12 ms an epoch) would keep
+#   it for 64 steps, several epochs at half speed, after the neighbour went quiet.
 # - The decision, the step count since it and a probe in progress are kept per
 #   network shape for the whole process: a re-check happens after as many steps
 #   whether they come from one long ``fit`` or from many one-epoch fits, and a probe
@@ -145,6 +151,9 @@ _MAX_RECHECK = 4096
 _TEAM_GAIN = 0.9            # the team must take at most this fraction of one thread's time
 _SLOW = 3.0                  # a team step this many times the reference is "slow"
 _SLOW_STEPS = 3              # this many slow steps among the last 8 start a re-check
+_FIRST_RECHECK_SECONDS = 0.5  # a one-thread choice is re-checked after this long ...
+_MAX_RECHECK_SECONDS = 60.0   # ... doubling while it holds, up to this
+_clock = time.monotonic
 _cache = {}                  # per (shape, configured threads): _Decision
 
 
@@ -168,6 +177,8 @@ class _Decision:
         self.reference = None       # the faster arm's median step time
         self.probe = None           # a _Probe in progress, or None
         self.recent = []            # last steps' "slow" flags
+        self.decided_at = 0.0       # _clock() at the last decision
+        self.wait = 0.0             # seconds a one-thread choice holds before a re-check
 
 
 class ThreadGovernor:
@@ -212,7 +223,8 @@ class ThreadGovernor:
         if s.choice != 1 and s.reference is not None:
             slow = seconds / steps > _SLOW * s.reference
             s.recent = (s.recent + [slow] * min(steps, 8))[-8:]
-        if s.since >= s.recheck or sum(s.recent) >= _SLOW_STEPS:
+        if s.since >= s.recheck or sum(s.recent) >= _SLOW_STEPS or \
+                (s.choice == 1 and _clock() - s.decided_at >= s.wait):
             self._start_probe()
 
     def _record_probe(self, probe, n, seconds):
@@ -245,6 +257,8 @@ class ThreadGovernor:
         s.choice = choice
         s.reference = min(one, many)
         s.recheck = min(_MAX_RECHECK, 2 * s.recheck) if stable else _FIRST_RECHECK
+        s.wait = min(_MAX_RECHECK_SECONDS, 2 * s.wait) if stable else _FIRST_RECHECK_SECONDS
+        s.decided_at = _clock()
         s.since = 0
         s.probe = None
         s.recent = []

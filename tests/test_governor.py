@@ -120,6 +120,38 @@ def test_load_change_switches_back_and_forth():
     assert used[-1] == 2
 
 
+def clocked(now, cost):
+    """`cost`, advancing the fake clock now[0] by each step's time."""
+    def step(n, i):
+        t = cost(n, i)
+        now[0] += t
+        return t
+    return step
+
+
+def test_a_one_thread_choice_is_rechecked_by_elapsed_time(monkeypatch):
+    # a neighbour holds the other core while the probe runs (the team is slower
+    # then), then leaves: a network of few, long steps must not wait 64 steps
+    now = [0.0]
+    monkeypatch.setattr(_governor, "_clock", lambda: now[0])
+    state = {"busy": True}
+
+    def mnist(n, i):
+        return 0.024 if n == 1 else (0.05 if state["busy"] else 0.012)
+
+    gov = ThreadGovernor("mnist", configured=2)
+    drive(gov, 12, clocked(now, mnist))
+    assert _governor.decisions()[("mnist", 2)][0] == 1
+    state["busy"] = False
+    used = drive(gov, 40, clocked(now, mnist))    # fewer than the 64-step re-check
+    assert used[-1] == 2
+    # a one-thread choice that keeps being confirmed is checked less and less often
+    gov = ThreadGovernor("toy", configured=2)
+    used = drive(gov, 5000, clocked(now, lambda n, i: 2e-4 if n == 1 else 4e-4))
+    assert used[-1] == 1 and used.count(2) < 80
+    assert _governor._cache[("toy", 2)].wait > _governor._FIRST_RECHECK_SECONDS
+
+
 def test_shapes_are_decided_separately():
     drive(ThreadGovernor("small", configured=2), 40, with_wakeup(fast_team=False))
     drive(ThreadGovernor("large", configured=2), 40, with_wakeup(fast_team=True))
