@@ -82,6 +82,16 @@ _SEED_MAX = 2**31 - 1
 # scipy.sparse input: the first layer multiplies CSR natively (scikit-learn converts
 # CSC, COO, ... to CSR once)
 _SPARSE = "csr"
+# dtypes scikit-learn's validation leaves alone: fastnet converts them a block of batches
+# at a time (fit) or a chunk at a time (predict), never as a whole; others (bool, object,
+# float16) become the model's dtype there
+_KEPT_DTYPES = (np.float32, np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8,
+                np.uint16, np.uint32, np.uint64)
+
+
+def _x_dtypes(dtype):
+    """validate_data's dtype argument for X: `dtype` first, then the kept ones."""
+    return [np.dtype(dtype)] + [d for d in _KEPT_DTYPES if np.dtype(d) != np.dtype(dtype)]
 
 
 def _auto_or(value, name, check, *bounds, **options):
@@ -513,7 +523,7 @@ class _BaseMLP(BaseEstimator):
 
     def _check_predict_x(self, X):
         check_is_fitted(self, "model_")
-        return validate_data(self, X, reset=False, dtype=self.model_.dtype,
+        return validate_data(self, X, reset=False, dtype=_x_dtypes(self.model_.dtype),
                              accept_sparse=_SPARSE)
 
     def __sklearn_tags__(self):
@@ -673,7 +683,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return "bce" if getattr(self, "_multilabel", False) else "cross_entropy"
 
     def _validate_xy(self, X, y, reset, dtype):
-        X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=True,
+        X, y = validate_data(self, X, y, reset=reset, dtype=_x_dtypes(dtype), multi_output=True,
                              accept_sparse=_SPARSE)
         if np.ndim(y) == 2 and y.shape[1] == 1:          # a column of labels: 1-D, warned
             y = column_or_1d(y, warn=True)
@@ -856,7 +866,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                                            low_open=True)}
 
     def _validate_xy(self, X, y, reset, dtype):
-        X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=True,
+        X, y = validate_data(self, X, y, reset=reset, dtype=_x_dtypes(dtype), multi_output=True,
                              accept_sparse=_SPARSE,
                              y_numeric=True)
         return X, np.asarray(y, dtype=np.float64)

@@ -554,3 +554,28 @@ def test_saved_models_keep_the_fitted_column_names(tmp_path, suffix):
     plain = _fit(X, y, [6, 8, 2])
     plain.save(tmp_path / f"p{suffix}")
     assert fastnet.load(tmp_path / f"p{suffix}").feature_names_in_ is None
+
+
+def test_estimators_fit_a_float64_memory_map_without_converting_it(tmp_path):
+    setup = f"""
+import numpy as np
+from fastnet.sklearn import MLPClassifier
+X = np.lib.format.open_memmap({str(tmp_path / "X.npy")!r}, mode="w+", dtype=np.float64,
+                              shape=(65536, 256))
+for s in range(0, 65536, 8192):
+    X[s:s + 8192] = np.random.default_rng(s).standard_normal((8192, 256))
+X.flush()
+del X
+X = np.load({str(tmp_path / "X.npy")!r}, mmap_mode="r")          # 128 MB of float64
+y = (np.asarray(X[:, 0]) > 0).astype(np.int64)
+clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=1, early_stopping=True)
+"""
+    body = "clf.fit(X, y); clf.predict(X)"
+    extra = _memory.extra_anon_bytes(setup, body, env=child_env(), timeout=300)
+    assert extra <= 40 * 2**20, f"{extra / 2**20:.1f} MB extra (a float32 copy: 64 MB)"
+    X, y = _data(n=200)
+    a = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X, y)
+    b = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(
+        X.astype(np.float64), y)
+    assert a.model_.params.tobytes() == b.model_.params.tobytes()
+    assert np.array_equal(a.predict_proba(X), b.predict_proba(X.astype(np.float64)))
