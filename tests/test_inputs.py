@@ -523,19 +523,24 @@ def test_bad_shards_are_named():
     assert model.params.tobytes() == fastnet.MLP([6, 8, 2], seed=0).params.tobytes()
 
 
-def test_fit_on_a_float64_memory_map_adds_batches_not_a_copy(tmp_path):
-    setup = f"""
-import numpy as np, fastnet
-X = np.lib.format.open_memmap({str(tmp_path / "X.npy")!r}, mode="w+", dtype=np.float64,
-                              shape=(65536, 256))
+def _float64_map(path, then):
+    """Set-up code of a measured child: X, 128 MB of random float64 rows saved at `path`
+    and opened read-only memory-mapped, its labels y, then the code `then`."""
+    return f"""
+import numpy as np, fastnet, fastnet.sklearn
+X = np.lib.format.open_memmap({str(path)!r}, mode="w+", dtype=np.float64, shape=(65536, 256))
 for s in range(0, 65536, 8192):
     X[s:s + 8192] = np.random.default_rng(s).standard_normal((8192, 256))
 X.flush()
 del X
-X = np.load({str(tmp_path / "X.npy")!r}, mmap_mode="r")          # 128 MB of float64
+X = np.load({str(path)!r}, mmap_mode="r")
 y = (np.asarray(X[:, 0]) > 0).astype(np.int64)
-model = fastnet.MLP([256, 64, 2], seed=0)
+{then}
 """
+
+
+def test_fit_on_a_float64_memory_map_adds_batches_not_a_copy(tmp_path):
+    setup = _float64_map(tmp_path / "X.npy", "model = fastnet.MLP([256, 64, 2], seed=0)")
     body = "model.fit(X, y, epochs=1, batch_size=256, verbose=0, validation_split=0.1)"
     extra = _memory.extra_anon_bytes(setup, body, env=child_env(), timeout=300)
     assert extra <= 32 * 2**20, f"{extra / 2**20:.1f} MB extra (a float32 copy: 64 MB)"
@@ -557,19 +562,8 @@ def test_saved_models_keep_the_fitted_column_names(tmp_path, suffix):
 
 
 def test_estimators_fit_a_float64_memory_map_without_converting_it(tmp_path):
-    setup = f"""
-import numpy as np
-from fastnet.sklearn import MLPClassifier
-X = np.lib.format.open_memmap({str(tmp_path / "X.npy")!r}, mode="w+", dtype=np.float64,
-                              shape=(65536, 256))
-for s in range(0, 65536, 8192):
-    X[s:s + 8192] = np.random.default_rng(s).standard_normal((8192, 256))
-X.flush()
-del X
-X = np.load({str(tmp_path / "X.npy")!r}, mmap_mode="r")          # 128 MB of float64
-y = (np.asarray(X[:, 0]) > 0).astype(np.int64)
-clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=1, early_stopping=True)
-"""
+    setup = _float64_map(tmp_path / "X.npy", "clf = fastnet.sklearn.MLPClassifier("
+                         "hidden_layer_sizes=(32,), max_iter=1, early_stopping=True)")
     body = "clf.fit(X, y); clf.predict(X)"
     extra = _memory.extra_anon_bytes(setup, body, env=child_env(), timeout=300)
     assert extra <= 40 * 2**20, f"{extra / 2**20:.1f} MB extra (a float32 copy: 64 MB)"
