@@ -314,11 +314,21 @@ def row_chunks(x):
         yield s, x[s:s + step]
 
 
-def is_shard_list(value):
+def is_shard_list(value, name="X"):
     """Whether `value` is a list or tuple of 2-D arrays (shards of one data set), as
-    opposed to a list of rows."""
-    return isinstance(value, (list, tuple)) and len(value) > 0 and \
-        all(isinstance(p, np.ndarray) and p.ndim == 2 for p in value)
+    opposed to a list of rows; ValueError for a list that holds arrays of two or more
+    dimensions beside anything else, naming the first item that is not a 2-D array."""
+    if not isinstance(value, (list, tuple)) or not any(
+            isinstance(p, np.ndarray) and p.ndim >= 2 for p in value):
+        return False
+    for i, p in enumerate(value):
+        if not (isinstance(p, np.ndarray) and p.ndim == 2):
+            what = f"a {p.ndim}-D array" if isinstance(p, np.ndarray) else \
+                f"a {type(p).__name__}"
+            raise ValueError(f"{name} is a list of arrays (shards of one data set), but "
+                             f"{name}[{i}] is {what}; every shard must be a 2-D array "
+                             f"(rows, features)")
+    return True
 
 
 def engine_readable(x, dtype):

@@ -637,7 +637,7 @@ class MLP:
             return _inputs.Rows(self._check_x(X.base, name, dtype, convert), X.index)
         if isinstance(X, _inputs.Shards):    # checked already (e.g. by the command line)
             return X.as_dtype(self._dtype if dtype is None else dtype)
-        if _inputs.is_shard_list(X):         # e.g. memory-mapped .npy shards: never joined
+        if _inputs.is_shard_list(X, name):   # e.g. memory-mapped .npy shards: never joined
             return _inputs.Shards([self._check_x(part, f"{name}[{i}]", dtype, False)
                                    for i, part in enumerate(X)],
                                   self._dtype if dtype is None else dtype)

@@ -520,6 +520,14 @@ def test_bad_shards_are_named():
         model.fit([X[:100], X[100:]], y[:200], verbose=0)
     with pytest.raises(TypeError, match=r"X\[1\] must hold real numbers"):
         model.fit([X[:100], X[100:].astype(complex)], y, verbose=0)
+    for mixed, what in (([X[:100], X[100:].tolist()], "a list"),
+                        ([X[:100, :, None], X[100:]], "a 3-D array"),
+                        ((X[:100], X[100:, 0]), "a 1-D array")):
+        with pytest.raises(ValueError, match=rf"X\[\d\] is {what}; every shard must be a "
+                                             r"2-D array"):
+            model.fit(mixed, y, verbose=0)
+    with pytest.raises(ValueError, match=r"validation_data\[0\]\[1\] is a list"):
+        model.fit(X, y, verbose=0, validation_data=([X[:10], [[0.0] * 6]], y[:11]))
     assert model.params.tobytes() == fastnet.MLP([6, 8, 2], seed=0).params.tobytes()
 
 
