@@ -47,7 +47,8 @@ else
            tests/test_functional_fuzz.py tests/test_training_vs_torch.py tests/test_team.py \
            tests/test_step_blocks.py tests/test_activations.py tests/test_layer_norm.py \
            tests/test_targets.py tests/test_inputs.py tests/test_model_files.py \
-           -k "not test_small_inference_makes_no_team_launch and not test_failed_thread_creation and not test_extra_memory_of_a_fit and not test_predict_on_a_float64_memory_map"
+           tests/test_blis_kernels.py \
+           -k "not test_small_inference_makes_no_team_launch and not test_failed_thread_creation and not test_extra_memory_of_a_fit and not float64_memory_map"
   fi
 fi
 export PYTHONPATH="$work"
