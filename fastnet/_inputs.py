@@ -333,13 +333,17 @@ def is_shard_list(value, name="X"):
 
 def engine_readable(x, dtype):
     """x as the engine reads training rows: an array of `dtype`, C-contiguous and aligned,
-    a CSR matrix or :class:`Shards` as they are; any other array as Shards (converted a
-    block of batches at a time); :class:`Rows` of these."""
+    or a CSR matrix as they are; any other array, and lists of them (:class:`Shards`),
+    converted a block of batches at a time (Shards), or at once when the converted rows
+    fit in one staging array (CHUNK_BYTES: staging them every epoch would cost more);
+    :class:`Rows` of these."""
     if isinstance(x, Rows):
         return Rows(engine_readable(x.base, dtype), x.index)
     if isinstance(x, np.ndarray) and not (x.dtype == dtype and x.flags.c_contiguous
                                           and x.flags.aligned):
-        return Shards([x], dtype)
+        x = Shards([x], dtype)
+    if isinstance(x, Shards) and x.shape[0] * row_bytes(x) <= CHUNK_BYTES:
+        return x[:]
     return x
 
 

@@ -451,6 +451,22 @@ def test_other_dtypes_and_layouts_train_as_the_converted_array(steps, monkeypatc
     assert a.params.tobytes() == b.params.tobytes()
 
 
+def test_rows_that_fit_one_staging_array_are_converted_once():
+    X, y = _data(n=300)
+    small = _inputs.engine_readable(X.astype(np.float64), np.dtype(np.float32))
+    assert isinstance(small, np.ndarray) and small.dtype == np.float32
+    assert np.array_equal(small, X)
+    big = np.zeros((_inputs.CHUNK_BYTES // 24 + 1, 6))       # one row over, as float32
+    assert isinstance(_inputs.engine_readable(big, np.dtype(np.float32)), _inputs.Shards)
+    shards = _inputs.Shards([X[:100], X[100:]], np.float32)
+    rows = _inputs.engine_readable(_inputs.Rows(shards, np.arange(5)), np.dtype(np.float32))
+    assert isinstance(rows, _inputs.Rows) and isinstance(rows.base, np.ndarray)
+    assert np.array_equal(rows.base, X)
+    a = _fit(X.astype(np.float64), y, [6, 8, 2], validation_split=0.2)
+    b = _fit(X, y, [6, 8, 2], validation_split=0.2)
+    assert a.params.tobytes() == b.params.tobytes()
+
+
 def test_a_list_of_shards_trains_as_their_concatenation(tmp_path, monkeypatch):
     monkeypatch.setattr(_inputs, "CHUNK_BYTES", 4 * 16 * 6 * 4)
     X, y = _data(n=500)
