@@ -159,14 +159,10 @@ def load_file(path, label_column=None, *, header="auto", copy=True):
         X, labels = _read_npz(path)
     elif ext == ".csv":
         X, labels = _read_csv(path, label_column, header)
-    elif ext == ".npy":
+    elif ext in (".npy", ".parquet"):
         if header != "auto":
             raise ValueError("--header applies to .csv files only")
-        X, labels = _read_npy(path, label_column)
-    elif ext == ".parquet":
-        if header != "auto":
-            raise ValueError("--header applies to .csv files only")
-        X, labels = _read_parquet(path, label_column)
+        X, labels = (_read_npy if ext == ".npy" else _read_parquet)(path, label_column)
     else:
         raise ValueError(f"{path}: unsupported file type {ext or '(none)'!r}; "
                          "use a .npz with arrays X and y, or a .csv, .npy or .parquet "
@@ -175,9 +171,8 @@ def load_file(path, label_column=None, *, header="auto", copy=True):
         raise ValueError(f"{path} has {X.shape[0]} rows; at least 2 are needed")
     if X.shape[1] < 1:
         raise ValueError(f"{path} has no feature columns")
-    _check_finite(path, X, None)
-    if copy:
-        X = X.astype(np.float64)       # a new array (also of float64 X: no view of a file)
+    if copy and not (X.dtype == np.float64 and X.flags.owndata and X.flags.writeable):
+        X = X.astype(np.float64)       # a new array: no view of a file, no other dtype
     try:
         y, classes = encode_labels(labels)
     except ValueError as exc:
@@ -213,6 +208,7 @@ def _read_npz(path):
     if X.ndim < 2:
         raise ValueError(f"{path}: X must be (n, features), got shape {X.shape}")
     X = X.reshape(X.shape[0], -1)
+    _check_finite(path, X, None)
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y.reshape(-1)
@@ -267,6 +263,7 @@ def _read_npy(path, label_column):
         features = data[:, 1:] if label == 0 else data[:, :-1]
     else:
         features = data[:, [j for j in range(width) if j != label]]
+    _check_finite(path, features, None)
     return features, np.asarray(data[:, label])
 
 
@@ -297,17 +294,15 @@ def _read_parquet(path, label_column):
     return X, labels.to_numpy(zero_copy_only=False)
 
 
-def _check_finite(path, X, names, first_row=0):
-    """ValueError naming the first NaN/inf of X by row (counted from `first_row`) and
-    column (a name from `names`, else the feature's 0-based number); read a chunk of
-    rows at a time."""
+def _check_finite(path, X, names):
+    """ValueError naming the first NaN/inf of X by row and column (a name from `names`,
+    else the feature's 0-based number); read a chunk of rows at a time."""
     from fastnet import _inputs
     bad = _inputs.first_nonfinite(X)
     if bad is not None:
         row, col = bad
         column = repr(names[col]) if names else f"{col} (0-based, label column excluded)"
-        raise ValueError(f"{path}: NaN or infinity at row {first_row + row}, feature column "
-                         f"{column}")
+        raise ValueError(f"{path}: NaN or infinity at row {row}, feature column {column}")
 
 
 def _is_number(field):
