@@ -15,7 +15,8 @@
     back-to-back quiet epoch, at fastnet's thread count and at one thread, with the
     team's stall counters: what is the team's and what is the machine's.
 ``overhead``
-    The Python part of a one-epoch ``fit`` (all of fit minus the native steps).
+    The Python part of a one-epoch ``fit``: all of fit minus the stepper's step calls
+    (the native steps with the thread governor's few microseconds around them).
 
 Nothing is set in the environment; only ``products`` limits NumPy's BLAS, inside a
 ``with`` block.  Run from any directory (unset ``OPENBLAS_CORETYPE`` and
@@ -97,9 +98,7 @@ def products():
 def _after(epoch, before):
     """Seconds of one epoch run right after before()."""
     before()
-    t0 = time.perf_counter()
-    epoch()
-    return time.perf_counter() - t0
+    return suite._timed(epoch)
 
 
 def neighbour(configs, rounds):
